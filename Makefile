@@ -1,0 +1,94 @@
+# Everything the project needs is set up from here: a pinned uv, the locked
+# environment, Debian packages for the tests. `make help` lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+ifndef PYTHON
+PYTHON := $(shell scripts/find-python)
+endif
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+GUNICORN := $(VENV)/bin/gunicorn -c python:config.gunicorn config.asgi:application
+
+# `make run` is production-like, with what a laptop needs: plain http on
+# localhost, readable logs, a local secret key, SQLite unless DATABASE_URL is set.
+RUN_ENV := DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat .secret_key)}" \
+	DJANGO_ALLOWED_HOSTS="$${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1,[::1]}" \
+	DJANGO_HTTPS="$${DJANGO_HTTPS:-false}" \
+	LOG_FORMAT="$${LOG_FORMAT:-text}"
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	@test -n "$(PYTHON)" || { echo "Python 3.12 is required; see the message above." >&2; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON) --group dev
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## Create .venv from uv.lock
+
+.secret_key:
+	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+	@echo "Generated a local secret key in .secret_key (git-ignored; never used by the image)."
+
+.PHONY: run
+run: venv .secret_key ## Migrate, collect static files and serve on :8000 (Gunicorn + Uvicorn workers)
+	@export $(RUN_ENV); \
+	$(PY) manage.py migrate --noinput; \
+	$(PY) manage.py collectstatic --noinput -v0; \
+	exec $(GUNICORN)
+
+.PHONY: system-packages
+system-packages: ## Install the Debian packages tests use (PostgreSQL, Chromium, HAProxy, wrk, podman...)
+	scripts/install-system-packages
+
+.PHONY: lint
+lint: venv ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: format
+format: venv ## Format and fix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: test
+test: venv ## Lint and run the whole test suite
+	@scripts/install-system-packages || echo "(tests that need these packages will skip)"
+	$(MAKE) lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: docs
+docs: venv ## Regenerate README's variables table from config/env.py
+	$(PY) scripts/update-readme
+
+.PHONY: bench
+bench: venv ## Benchmark this stack against the alternatives (a few minutes)
+	@scripts/install-system-packages
+	$(UV) sync --frozen --python $(PYTHON) --group dev --group bench
+	$(PY) -m bench
+
+.PHONY: image
+image: ## Build the container image (docker, or podman/buildah where there is no Docker engine)
+	scripts/image build
+
+.PHONY: image-test
+image-test: venv ## Build the real Dockerfile, run the container and check it from outside
+	@scripts/install-system-packages
+	$(PY) -m pytest tests/image -p no:django $(PYTEST_ARGS)
+
+.PHONY: clean
+clean: ## Remove the environments and generated files
+	rm -rf $(VENV) $(TOOLS) staticfiles build .pytest_cache .ruff_cache

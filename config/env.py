@@ -1,0 +1,613 @@
+"""Every environment variable the service reads, declared once.
+
+This module is the single source of truth, in the manner of Gunicorn's own
+``config.py``: each variable has a name, a default, a parser that validates
+it, and help text. Django settings, the Gunicorn config module and the README
+table are all derived from the declarations below, so they cannot drift
+(``tests/config/test_env.py`` compares the README with :func:`markdown_table`).
+
+Bad input never falls back to a default: :meth:`Variable.value` raises
+:class:`ConfigError`, whose message is one line naming the variable, the value
+and what is allowed. ``ConfigError`` is a ``SystemExit`` so that every entry
+point (``gunicorn``, ``manage.py``, a worker) prints that line and exits
+non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(SystemExit):
+    """An operator mistake in the environment: one clear line, non-zero exit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"configuration error: {message}")
+        self.message = message
+
+
+# Parsers -------------------------------------------------------------------
+# A parser turns the raw text into a value or raises ValueError; ``allowed``
+# describes what it accepts, for error messages and for the README.
+
+
+@dataclass(frozen=True)
+class Parser:
+    parse: Callable[[str], Any]
+    allowed: str
+
+
+def integer(minimum: int, maximum: int | None = None, unit: str = "") -> Parser:
+    def parse(text: str) -> int:
+        stripped = text.strip()
+        if not stripped.lstrip("-").isdigit():
+            raise ValueError
+        number = int(stripped)
+        if number < minimum or (maximum is not None and number > maximum):
+            raise ValueError
+        return number
+
+    noun = f"a whole number of {unit}" if unit else "a whole number"
+    if maximum is None:
+        allowed = f"{noun}, at least {minimum}"
+    else:
+        allowed = f"{noun} from {minimum} to {maximum}"
+    return Parser(parse, allowed)
+
+
+def seconds(minimum: float, maximum: float) -> Parser:
+    def parse(text: str) -> float:
+        number = float(text.strip())  # ValueError for junk
+        if not math.isfinite(number) or not minimum <= number <= maximum:
+            raise ValueError
+        return number
+
+    return Parser(parse, f"a number of seconds from {minimum:g} to {maximum:g}")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError
+
+
+boolean = Parser(_parse_boolean, "true or false (also 1/0, yes/no, on/off)")
+
+
+def choice(*options: str) -> Parser:
+    def parse(text: str) -> str:
+        lowered = text.strip().lower()
+        if lowered not in options:
+            raise ValueError
+        return lowered
+
+    return Parser(parse, "one of " + ", ".join(options))
+
+
+def subset(*options: str) -> Parser:
+    """A comma-separated selection from ``options``; empty selects none."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(item.strip().lower() for item in text.split(",") if item.strip())
+        if any(item not in options for item in items) or len(set(items)) != len(items):
+            raise ValueError
+        return items
+
+    return Parser(parse, "a comma-separated list of " + ", ".join(options) + " (or empty)")
+
+
+def text(*, empty_ok: bool = False) -> Parser:
+    def parse(value: str) -> str:
+        if not value.strip() and not empty_ok:
+            raise ValueError
+        return value.strip()
+
+    return Parser(parse, "any text" if empty_ok else "a non-empty text")
+
+
+def comma_list() -> Parser:
+    def parse(value: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+
+    return Parser(parse, "a comma-separated list")
+
+
+def _parse_bind_host(value: str) -> str:
+    stripped = value.strip()
+    ipaddress.ip_address(stripped)  # ValueError unless an IPv4/IPv6 literal
+    return stripped
+
+
+bind_host = Parser(_parse_bind_host, "an IPv4 or IPv6 address such as 0.0.0.0 or ::")
+
+
+def _parse_workers(value: str) -> int | str:
+    stripped = value.strip().lower()
+    if stripped == "auto":
+        return "auto"
+    return integer(1, 1024).parse(stripped)
+
+
+workers = Parser(_parse_workers, "a whole number from 1 to 1024, or auto")
+
+
+def _parse_secret_key(value: str) -> str:
+    # The same rule as Django's security.W009, so `check --deploy` stays clean.
+    if len(value) < 50 or len(set(value)) < 5 or value.startswith("django-insecure"):
+        raise ValueError
+    return value
+
+
+secret_key = Parser(
+    _parse_secret_key,
+    "at least 50 characters with 5 or more distinct ones, not starting with 'django-insecure'",
+)
+
+
+def _parse_forwarded_ips(value: str) -> str:
+    stripped = value.strip()
+    if stripped == "*":
+        return stripped
+    items = [item.strip() for item in stripped.split(",") if item.strip()]
+    if not items:
+        raise ValueError
+    for item in items:
+        ipaddress.ip_network(item, strict=False)
+    return ",".join(items)
+
+
+forwarded_ips = Parser(
+    _parse_forwarded_ips, "* or a comma-separated list of IP addresses or CIDR networks"
+)
+
+
+def _parse_path_or_empty(value: str) -> str:
+    stripped = value.strip()
+    if stripped and not stripped.startswith("/"):
+        raise ValueError
+    return stripped
+
+
+absolute_path_or_empty = Parser(_parse_path_or_empty, "an absolute path, or empty for off")
+
+
+# Declarations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str | None  # the raw default, as the README shows it; None: no default
+    parser: Parser
+    help: str
+    section: str
+    fallback: str | None = None  # another variable read when this one is unset
+
+    def raw(self, environ: Mapping[str, str] | None = None) -> str | None:
+        environ = os.environ if environ is None else environ
+        if self.name in environ:
+            return environ[self.name]
+        if self.fallback and self.fallback in environ:
+            return environ[self.fallback]
+        return self.default
+
+    def is_set(self, environ: Mapping[str, str] | None = None) -> bool:
+        environ = os.environ if environ is None else environ
+        return self.name in environ or bool(self.fallback and self.fallback in environ)
+
+    def value(self, environ: Mapping[str, str] | None = None) -> Any:
+        raw = self.raw(environ)
+        if raw is None:
+            return None
+        try:
+            return self.parser.parse(raw)
+        except (ValueError, TypeError):
+            source = self.name
+            environ = os.environ if environ is None else environ
+            if self.name not in environ and self.fallback and self.fallback in environ:
+                source = f"{self.fallback} (read because {self.name} is unset)"
+            shown = "<hidden>" if "SECRET" in self.name else repr(raw)
+            raise ConfigError(
+                f"{source}={shown} is not valid: expected {self.parser.allowed}."
+            ) from None
+
+
+REGISTRY: dict[str, Variable] = {}
+
+
+def declare(
+    name: str,
+    default: str | None,
+    parser: Parser,
+    help: str,
+    section: str,
+    fallback: str | None = None,
+) -> Variable:
+    variable = Variable(name, default, parser, help, section, fallback)
+    REGISTRY[name] = variable
+    return variable
+
+
+SERVER = "Server (Gunicorn + Uvicorn workers)"
+DJANGO = "Django"
+DATABASE = "Database"
+HEALTH = "Health probes"
+OPERATIONS = "Logs and metrics"
+
+# The five variables of the original request come first, with exactly its defaults.
+GUNICORN_WORKERS = declare(
+    "GUNICORN_WORKERS",
+    "4",
+    workers,
+    "Number of Gunicorn worker processes. `auto` derives it from the container's CPU limit "
+    "(cgroup quota, else CPU affinity). When unset, `WEB_CONCURRENCY` is used if set.",
+    SERVER,
+    fallback="WEB_CONCURRENCY",
+)
+GUNICORN_PORT = declare(
+    "GUNICORN_PORT", "8000", integer(1, 65535), "Port Gunicorn listens on.", SERVER
+)
+GUNICORN_TIMEOUT = declare(
+    "GUNICORN_TIMEOUT",
+    "30",
+    integer(1, 3600, "seconds"),
+    "Request processing timeout in seconds: a request still running after it is answered "
+    "504. A worker whose event loop is blocked this long is killed and replaced.",
+    SERVER,
+)
+GUNICORN_MAX_REQUESTS = declare(
+    "GUNICORN_MAX_REQUESTS",
+    "0",
+    integer(0, 10_000_000),
+    "Requests a worker serves before it is gracefully replaced; 0 means never.",
+    SERVER,
+)
+GUNICORN_MAX_REQUESTS_JITTER = declare(
+    "GUNICORN_MAX_REQUESTS_JITTER",
+    "0",
+    integer(0, 10_000_000),
+    "Random extra requests (0 to this) added per worker to `GUNICORN_MAX_REQUESTS`, so "
+    "workers do not all restart at once. Needs `GUNICORN_MAX_REQUESTS` > 0.",
+    SERVER,
+)
+GUNICORN_HOST = declare(
+    "GUNICORN_HOST",
+    "0.0.0.0",
+    bind_host,
+    "Address Gunicorn binds to (`::` for IPv6 and IPv4).",
+    SERVER,
+)
+GUNICORN_GRACEFUL_TIMEOUT = declare(
+    "GUNICORN_GRACEFUL_TIMEOUT",
+    "30",
+    integer(1, 3600, "seconds"),
+    "Seconds in-flight requests get to finish after a graceful stop (SIGTERM, SIGHUP, worker "
+    "recycling) before they are cancelled; workers still alive then are killed.",
+    SERVER,
+)
+GUNICORN_SHUTDOWN_DELAY = declare(
+    "GUNICORN_SHUTDOWN_DELAY",
+    "5",
+    seconds(0, 300),
+    "After SIGTERM, seconds to keep accepting and serving (with `/health` answering 503) "
+    "while Kubernetes removes the pod from its endpoints; then the graceful stop begins.",
+    SERVER,
+)
+GUNICORN_KEEPALIVE = declare(
+    "GUNICORN_KEEPALIVE",
+    "75",
+    integer(0, 3600, "seconds"),
+    "Seconds an idle keep-alive connection stays open. Longer than the idle timeout of "
+    "load balancers in front (60 s for AWS ALB and ingress-nginx) so they never reuse a "
+    "connection the server has just closed; 0 disables keep-alive.",
+    SERVER,
+)
+GUNICORN_LOG_LEVEL = declare(
+    "GUNICORN_LOG_LEVEL",
+    "info",
+    choice("debug", "info", "warning", "error", "critical"),
+    "Level of Gunicorn's and Uvicorn's own log.",
+    SERVER,
+)
+GUNICORN_ACCESS_LOG = declare(
+    "GUNICORN_ACCESS_LOG", "true", boolean, "Write one access-log line per request.", SERVER
+)
+GUNICORN_FORWARDED_ALLOW_IPS = declare(
+    "GUNICORN_FORWARDED_ALLOW_IPS",
+    "127.0.0.1,::1",
+    forwarded_ips,
+    "Proxies trusted to set `X-Forwarded-For`/`-Proto` (the client address and https "
+    "scheme Django sees). Set it to your ingress's pod network, e.g. `10.0.0.0/8`.",
+    SERVER,
+)
+GUNICORN_CONTROL_SOCKET = declare(
+    "GUNICORN_CONTROL_SOCKET",
+    "",
+    absolute_path_or_empty,
+    "Path of Gunicorn's control socket for `gunicornc` (put it on a tmpfs such as "
+    "`/dev/shm/gunicorn.ctl`); empty turns it off.",
+    SERVER,
+)
+
+DJANGO_SECRET_KEY = declare(
+    "DJANGO_SECRET_KEY",
+    None,
+    secret_key,
+    "Django's secret key. Required unless `DJANGO_DEBUG` is on; `make run` generates a "
+    "local one into the ignored file `.secret_key`.",
+    DJANGO,
+)
+DJANGO_DEBUG = declare(
+    "DJANGO_DEBUG", "false", boolean, "Django's debug mode. Never on in production.", DJANGO
+)
+DJANGO_ALLOWED_HOSTS = declare(
+    "DJANGO_ALLOWED_HOSTS",
+    "",
+    comma_list(),
+    "Comma-separated host names the site answers to. The health probes answer any host.",
+    DJANGO,
+)
+DJANGO_CSRF_TRUSTED_ORIGINS = declare(
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    "",
+    comma_list(),
+    "Comma-separated origins (`https://example.com`) trusted for unsafe requests.",
+    DJANGO,
+)
+DJANGO_HTTPS = declare(
+    "DJANGO_HTTPS",
+    "true",
+    boolean,
+    "The site is served over HTTPS (usually TLS ends at the ingress): redirect http to "
+    "https, secure cookies, HSTS. `make run` turns it off for plain http on localhost.",
+    DJANGO,
+)
+DJANGO_HSTS_SECONDS = declare(
+    "DJANGO_HSTS_SECONDS",
+    "31536000",
+    integer(0, 63072000, "seconds"),
+    "`Strict-Transport-Security` max-age when `DJANGO_HTTPS` is on.",
+    DJANGO,
+)
+DJANGO_HSTS_PRELOAD = declare(
+    "DJANGO_HSTS_PRELOAD",
+    "false",
+    boolean,
+    "Add `preload` to HSTS. Opt-in: preloading is hard to undo.",
+    DJANGO,
+)
+
+CACHE_URL = declare(
+    "CACHE_URL",
+    "",
+    text(empty_ok=True),
+    "Cache server, e.g. `redis://redis:6379/0`; empty uses a per-process memory cache.",
+    DJANGO,
+)
+
+DATABASE_URL = declare(
+    "DATABASE_URL",
+    "sqlite:///db.sqlite3",
+    text(),
+    "Database URL, e.g. `postgres://user:password@host:5432/name`. The default is a "
+    "SQLite file beside the code, for the quickstart only.",
+    DATABASE,
+)
+DB_SSLMODE = declare(
+    "DB_SSLMODE",
+    "",
+    choice("", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "PostgreSQL `sslmode`; overrides the URL's. Empty keeps the URL's (libpq's default "
+    "is `prefer`).",
+    DATABASE,
+)
+DB_SSLROOTCERT = declare(
+    "DB_SSLROOTCERT",
+    "",
+    text(empty_ok=True),
+    "CA certificate file that signed the server's certificate, or `system` for the "
+    "operating system's CAs. Needed by `verify-ca`/`verify-full`.",
+    DATABASE,
+)
+DB_SSLCERT = declare(
+    "DB_SSLCERT",
+    "",
+    text(empty_ok=True),
+    "Client certificate file, for certificate authentication.",
+    DATABASE,
+)
+DB_SSLKEY = declare(
+    "DB_SSLKEY",
+    "",
+    text(empty_ok=True),
+    "Client private key file (mode 0600, or 0640 if owned by root).",
+    DATABASE,
+)
+DB_CONNECT_TIMEOUT = declare(
+    "DB_CONNECT_TIMEOUT",
+    "5",
+    integer(1, 300, "seconds"),
+    "Seconds to wait for a new PostgreSQL connection.",
+    DATABASE,
+)
+DB_POOL = declare(
+    "DB_POOL",
+    "true",
+    boolean,
+    "Use psycopg's connection pool for PostgreSQL (`CONN_MAX_AGE` is 0 with it).",
+    DATABASE,
+)
+DB_POOL_MIN_SIZE = declare(
+    "DB_POOL_MIN_SIZE",
+    "1",
+    integer(0, 1000),
+    "Connections each worker's pool keeps open.",
+    DATABASE,
+)
+DB_POOL_MAX_SIZE = declare(
+    "DB_POOL_MAX_SIZE",
+    "5",
+    integer(1, 1000),
+    "Most connections each worker's pool opens. A deployment opens at most pods × workers × this.",
+    DATABASE,
+)
+DB_POOL_TIMEOUT = declare(
+    "DB_POOL_TIMEOUT",
+    "10",
+    seconds(0.1, 3600),
+    "Seconds a request waits for a free pooled connection before it fails.",
+    DATABASE,
+)
+
+HEALTH_CHECKS = declare(
+    "HEALTH_CHECKS",
+    "database",
+    subset("database", "cache"),
+    "Dependencies `/health` (readiness) checks. `/health/live` never checks any.",
+    HEALTH,
+)
+HEALTH_CHECK_TIMEOUT = declare(
+    "HEALTH_CHECK_TIMEOUT",
+    "0.5",
+    seconds(0.05, 30),
+    "Seconds a readiness check may take before it counts as failed (keep it under the "
+    "probe's `timeoutSeconds`).",
+    HEALTH,
+)
+HEALTH_CACHE_SECONDS = declare(
+    "HEALTH_CACHE_SECONDS",
+    "1",
+    seconds(0, 60),
+    "Seconds a readiness result is reused, so a probe storm does not become a database "
+    "storm; 0 checks every time.",
+    HEALTH,
+)
+
+LOG_FORMAT = declare(
+    "LOG_FORMAT",
+    "json",
+    choice("json", "text"),
+    "`json` (one object per line, for collectors) or `text` (for people; `make run` uses it).",
+    OPERATIONS,
+)
+LOG_LEVEL = declare(
+    "LOG_LEVEL",
+    "info",
+    choice("debug", "info", "warning", "error", "critical"),
+    "Level of the application's (Django's) log.",
+    OPERATIONS,
+)
+LOG_PROBES = declare(
+    "LOG_PROBES",
+    "false",
+    boolean,
+    "Access-log requests to `/health` and `/health/live` too.",
+    OPERATIONS,
+)
+METRICS_PORT = declare(
+    "METRICS_PORT",
+    "9000",
+    integer(0, 65535),
+    "Port of the separate Prometheus `/metrics` listener; 0 turns metrics off. Never "
+    "served on the public port.",
+    OPERATIONS,
+)
+PROMETHEUS_MULTIPROC_DIR = declare(
+    "PROMETHEUS_MULTIPROC_DIR",
+    "",
+    absolute_path_or_empty,
+    "Directory (on a tmpfs) where workers share metrics; empty picks a fresh one under "
+    "`/dev/shm` (or the temp dir). Emptied at start.",
+    OPERATIONS,
+)
+
+
+# Whole-environment validation ----------------------------------------------
+
+
+def check(environ: Mapping[str, str] | None = None) -> None:
+    """Parse every declared variable and the rules between them.
+
+    Raises one ConfigError listing every problem, one line each, so an operator
+    fixes them all in one go.
+    """
+    problems: list[str] = []
+    for variable in REGISTRY.values():
+        try:
+            variable.value(environ)
+        except ConfigError as error:
+            problems.append(error.message)
+    if not problems:
+        problems.extend(_cross_checks(environ))
+    if problems:
+        raise ConfigError("\nconfiguration error: ".join(problems))
+
+
+def _cross_checks(environ: Mapping[str, str] | None) -> list[str]:
+    problems = []
+    jitter = GUNICORN_MAX_REQUESTS_JITTER.value(environ)
+    if jitter and not GUNICORN_MAX_REQUESTS.value(environ):
+        problems.append(
+            f"GUNICORN_MAX_REQUESTS_JITTER={jitter} has no effect because "
+            "GUNICORN_MAX_REQUESTS=0 (never recycle); set GUNICORN_MAX_REQUESTS or remove "
+            "the jitter."
+        )
+    if DB_POOL_MIN_SIZE.value(environ) > DB_POOL_MAX_SIZE.value(environ):
+        problems.append(
+            f"DB_POOL_MIN_SIZE={DB_POOL_MIN_SIZE.value(environ)} is larger than "
+            f"DB_POOL_MAX_SIZE={DB_POOL_MAX_SIZE.value(environ)}."
+        )
+    if GUNICORN_PORT.value(environ) == METRICS_PORT.value(environ):
+        problems.append(
+            f"METRICS_PORT={METRICS_PORT.value(environ)} is the same as GUNICORN_PORT: "
+            "metrics must not be served on the public port."
+        )
+    if "cache" in HEALTH_CHECKS.value(environ) and not CACHE_URL.value(environ):
+        problems.append(
+            "HEALTH_CHECKS includes cache but CACHE_URL is empty: there is no cache server "
+            "to check; set CACHE_URL or remove cache from HEALTH_CHECKS."
+        )
+    return problems
+
+
+# Documentation ---------------------------------------------------------------
+
+
+def markdown_table() -> str:
+    """The README's variables table, generated from the declarations above."""
+    lines: list[str] = []
+    section = None
+    for variable in REGISTRY.values():
+        if variable.section != section:
+            section = variable.section
+            if lines:
+                lines.append("")
+            lines += [
+                f"**{section}**",
+                "",
+                "| Variable | Description | Default | Allowed |",
+                "|---|---|---|---|",
+            ]
+        default = "*(required)*" if variable.default is None else f"`{variable.default}`"
+        if variable.default == "":
+            default = "*(empty)*"
+        lines.append(
+            f"| `{variable.name}` | {variable.help} | {default} | {variable.parser.allowed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m config.env  prints the README table
+    print(markdown_table(), end="")

@@ -1,0 +1,1 @@
+"""Kubernetes probes: /health (readiness) and /health/live (liveness)."""

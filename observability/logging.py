@@ -1,0 +1,124 @@
+"""One logging configuration for every process: Gunicorn's master, the Uvicorn
+workers, Django and the probes.
+
+The same dictionary is handed to Gunicorn (``logconfig_dict``, applied in the
+master before it forks) and to Django (``LOGGING``, re-applied in each worker),
+so a line looks the same whoever wrote it. ``json`` emits one object per line
+for log collectors; ``text`` is for people at a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from observability.request_id import current_request_id
+
+TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s%(request_suffix)s"
+JSON_FIELDS = "%(timestamp)s %(levelname)s %(name)s %(message)s %(process)d"
+
+
+class RequestContextFilter(logging.Filter):
+    """Stamp every record with the id of the request being served, if any.
+
+    The id lives in a context variable, which asgiref copies into the thread that
+    runs a synchronous view, so Django's own error log carries it too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = getattr(record, "request_id", None) or current_request_id()
+        if request_id:
+            record.request_id = request_id
+        record.request_suffix = f" [{request_id}]" if request_id else ""
+        return True
+
+
+class OneLine(logging.Filter):
+    """Log a rejected request as one warning line, not an ERROR with a traceback.
+
+    Scanners send junk Host headers all day; Django logs each DisallowedHost with
+    a full traceback at ERROR, which buries real errors. The access log still
+    records the 400.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(
+        JSON_FIELDS,
+        rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
+        timestamp=True,
+        reserved_attrs=[*_RESERVED, "request_suffix", "color_message"],
+    )
+
+
+# LogRecord attributes that are not fields of their own in the JSON output.
+_RESERVED = [
+    "args",
+    "asctime",
+    "created",
+    "exc_info",
+    "exc_text",
+    "filename",
+    "funcName",
+    "levelno",
+    "lineno",
+    "module",
+    "msecs",
+    "msg",
+    "pathname",
+    "processName",
+    "relativeCreated",
+    "stack_info",
+    "thread",
+    "threadName",
+    "taskName",
+]
+
+
+def logging_config(*, log_format: str, level: str, server_level: str) -> dict[str, Any]:
+    formatter: dict[str, Any]
+    if log_format == "json":
+        formatter = {"()": "observability.logging.json_formatter"}
+    else:
+        formatter = {"format": TEXT_FORMAT, "datefmt": "%Y-%m-%d %H:%M:%S%z"}
+    console = ["console"]
+    server = {"level": server_level.upper(), "handlers": console, "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "request": {"()": "observability.logging.RequestContextFilter"},
+            "one_line": {"()": "observability.logging.OneLine"},
+        },
+        "formatters": {"default": formatter},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "default",
+                "filters": ["request"],
+            }
+        },
+        "root": {"level": level.upper(), "handlers": console},
+        "loggers": {
+            "gunicorn.error": server,
+            "uvicorn": server,
+            "uvicorn.error": server,
+            # Uvicorn's access line lacks duration and request id; ours replaces it.
+            "gunicorn.access": {"handlers": [], "propagate": False},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+            "access": {"level": "INFO", "handlers": console, "propagate": False},
+            "django": {"level": level.upper(), "handlers": [], "propagate": True},
+            "django.security.DisallowedHost": {"filters": ["one_line"], "propagate": True},
+            # Python warnings go through logging, so JSON mode stays JSON.
+            "py.warnings": {"level": "WARNING", "handlers": console, "propagate": False},
+        },
+    }

@@ -1,0 +1,82 @@
+"""The outermost ASGI layer: one request id and one access-log line per request.
+
+It sits outside the probes and Django, so every response, including a probe's,
+a 404 or a 504 from the request timeout, carries ``X-Request-ID`` and is logged
+with its duration. The client address is the one Uvicorn derived from trusted
+proxy headers (GUNICORN_FORWARDED_ALLOW_IPS).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from health.probes import is_probe
+from observability import request_id
+
+access_logger = logging.getLogger("access")
+
+
+class Observer:
+    def __init__(
+        self, app: Any, *, access_log: bool, log_probes: bool, on_response: Any = None
+    ) -> None:
+        self.app = app
+        self.access_log = access_log
+        self.log_probes = log_probes
+        self.on_response = on_response  # metrics hook: (scope, status, seconds)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next(
+            (value for name, value in scope["headers"] if name == request_id.HEADER), None
+        )
+        rid = request_id.accept_or_make(incoming)
+        token = request_id.bind(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), (request_id.HEADER, rid.encode())],
+                }
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            if self.on_response is not None:
+                self.on_response(scope, status, elapsed)
+            if self.access_log and (self.log_probes or not is_probe(scope)):
+                self._log(scope, status, elapsed)
+            request_id.unbind(token)
+
+    @staticmethod
+    def _log(scope: dict[str, Any], status: int, elapsed: float) -> None:
+        client = scope.get("client")
+        address = client[0] if client else "-"
+        query = scope.get("query_string", b"")
+        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        access_logger.info(
+            '%s "%s %s" %d %.1fms',
+            address,
+            scope["method"],
+            path,
+            status,
+            elapsed * 1000,
+            extra={
+                "method": scope["method"],
+                "path": path,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "client": address,
+            },
+        )

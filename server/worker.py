@@ -1,0 +1,128 @@
+"""The Gunicorn worker: uvicorn-worker's UvicornWorker, fitted for Django in production.
+
+What it changes, and why:
+
+* **Lifespan off.** Django has no ASGI lifespan support; "auto" makes Uvicorn
+  probe for it and log noise on every boot.
+* **uvloop and httptools**, explicitly, so a missing wheel fails loudly instead of
+  silently falling back to the slower pure-Python loop and parser.
+* **Uvicorn's graceful timeout** comes from Gunicorn's ``graceful_timeout`` minus
+  a margin. uvicorn-worker does not map it and Uvicorn's default waits forever, so
+  in-flight tasks were never cancelled cleanly before Gunicorn's SIGKILL.
+* **SIGQUIT really quits.** uvicorn-worker's handler only sets ``alive = False``,
+  which nothing reads, so Gunicorn's quick shutdown (SIGINT/SIGQUIT to the master)
+  hung until the graceful timeout. Here it makes Uvicorn exit at once.
+* **A heartbeat that outlives the main loop.** Uvicorn notifies Gunicorn only from
+  its main loop, which ends when shutdown begins; a worker draining a long request
+  after ``max_requests`` or SIGHUP was then killed as "timed out" mid-request. The
+  heartbeat here runs on the event loop until the process exits, so it stops only
+  when the loop is truly blocked.
+* **GUNICORN_TIMEOUT bounds requests** (:class:`server.timeout.RequestTimeout`).
+* **Access log** is written by the application's observer, not by Uvicorn.
+* **No waiting on stuck threads at exit.** A synchronous view still running when
+  the worker has finished shutting down would make the interpreter wait for its
+  thread; the worker exits without it (its response was already abandoned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from gunicorn.arbiter import Arbiter
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker as BaseUvicornWorker
+
+from server import lifecycle
+from server.timeout import RequestTimeout
+
+logger = logging.getLogger("uvicorn.error")
+
+# Uvicorn cancels what is still running this long before Gunicorn would SIGKILL.
+GRACEFUL_MARGIN_SECONDS = 1.0
+
+
+def uvicorn_graceful_timeout(gunicorn_graceful_timeout: float) -> float:
+    return max(0.0, gunicorn_graceful_timeout - GRACEFUL_MARGIN_SECONDS)
+
+
+def heartbeat_interval(gunicorn_timeout: float) -> float:
+    """Notify often enough that one late tick never looks like a hung worker."""
+    return min(max(gunicorn_timeout / 4, 0.1), 5.0)
+
+
+class UvicornWorker(BaseUvicornWorker):
+    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "lifespan": "off"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.timeout_graceful_shutdown = uvicorn_graceful_timeout(self.cfg.graceful_timeout)
+        self.config.access_log = False
+        self.config.callback_notify = None  # replaced by _heartbeat()
+        self.server: Server | None = None
+
+    def _install_sigquit_handler(self) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, self._quit_now)
+
+    def _quit_now(self) -> None:
+        """Gunicorn's quick shutdown: stop serving and exit, abandoning requests."""
+        if self.server is not None:
+            self.server.should_exit = True
+            self.server.force_exit = True
+
+    async def _heartbeat(self) -> None:
+        interval = heartbeat_interval(self.cfg.timeout)
+        while True:
+            self.notify()
+            await asyncio.sleep(interval)
+
+    async def _serve(self) -> None:
+        self.config.app = RequestTimeout(self.wsgi, self.cfg.timeout)
+        self.server = server = Server(config=self.config)
+        lifecycle.add_local_check(lambda: server.should_exit)
+        self._install_sigquit_handler()
+        heartbeat = asyncio.ensure_future(self._heartbeat())
+        # The plain sockets, not Gunicorn's wrappers: uvloop takes the socket over
+        # when it closes the server, and closing a wrapper afterwards logs EBADF.
+        listeners = [getattr(listener, "sock", listener) for listener in self.sockets]
+        try:
+            await server.serve(sockets=listeners)
+        finally:
+            heartbeat.cancel()
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        unfinished = [
+            task
+            for task in asyncio.all_tasks()
+            if task is not asyncio.current_task() and not task.done()
+        ]
+        if server.force_exit or unfinished:
+            # Quick shutdown, or requests Uvicorn gave up on at its graceful
+            # timeout: asyncio would now wait for each cancelled request, and a
+            # cancelled synchronous view only returns when its thread is done.
+            self._exit_now(f"{len(unfinished)} unfinished request task(s)")
+
+    def run(self) -> None:
+        super().run()
+        stuck = [
+            thread
+            for thread in threading.enumerate()
+            if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
+        ]
+        if stuck:
+            # E.g. a synchronous view that was answered 504 and is still running:
+            # the interpreter would wait for its thread before exiting.
+            self._exit_now(f"{len(stuck)} request thread(s) still running")
+
+    def _exit_now(self, reason: str) -> None:
+        self.log.info("Worker exiting without waiting: %s (pid: %s)", reason, self.pid)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -1,0 +1,101 @@
+"""The Gunicorn config module, exercised by starting the real gunicorn."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.support.server import BIN, ROOT, Server, base_environment
+
+
+def run_gunicorn(**environ: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "gunicorn"), "-c", "python:config.gunicorn", "config.asgi:application"],
+        cwd=ROOT,
+        env=base_environment(**environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"GUNICORN_PORT": "http"},
+            "configuration error: GUNICORN_PORT='http' is not valid: "
+            "expected a whole number from 1 to 65535.",
+        ),
+        (
+            {"GUNICORN_WORKERS": "0"},
+            "configuration error: GUNICORN_WORKERS='0' is not valid: "
+            "expected a whole number from 1 to 1024, or auto.",
+        ),
+        ({"GUNICORN_TIMEOUT": ""}, "configuration error: GUNICORN_TIMEOUT='' is not valid"),
+        ({"GUNICORN_MAX_REQUESTS": "-1"}, "configuration error: GUNICORN_MAX_REQUESTS='-1'"),
+        ({"GUNICORN_WORKERS": "auto3"}, "configuration error: GUNICORN_WORKERS='auto3'"),
+        ({"LOG_FORMAT": "xml"}, "configuration error: LOG_FORMAT='xml' is not valid"),
+        ({"DJANGO_SECRET_KEY": ""}, "configuration error: DJANGO_SECRET_KEY=<hidden> is not"),
+    ],
+)
+def test_bad_input_stops_the_server_with_one_clear_line(environ: dict, expected: str) -> None:
+    result = run_gunicorn(**environ)
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output
+    assert output.startswith(expected), output
+    assert len(output.splitlines()) == 1, output
+
+
+def test_production_without_a_secret_key_refuses_to_start() -> None:
+    environ = base_environment()
+    del environ["DJANGO_SECRET_KEY"]
+    environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    result = subprocess.run(
+        [str(BIN / "gunicorn"), "-c", "python:config.gunicorn", "config.asgi:application"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert output.splitlines() == [output]
+    assert output.startswith("configuration error: DJANGO_SECRET_KEY is not set")
+
+
+@pytest.mark.parametrize(
+    ("environ", "workers"),
+    [
+        ({"GUNICORN_WORKERS": "3"}, 3),
+        ({"WEB_CONCURRENCY": "2", "GUNICORN_WORKERS": None}, 2),
+        ({"GUNICORN_WORKERS": "3", "GUNICORN_CMD_ARGS": "--workers 1"}, 1),
+    ],
+    ids=["GUNICORN_WORKERS", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS-overrides"],
+)
+def test_worker_count_comes_from_the_environment(environ: dict, workers: int) -> None:
+    server = Server({k: v for k, v in environ.items() if v is not None})
+    if environ.get("GUNICORN_WORKERS", "") is None:
+        server.environ.pop("GUNICORN_WORKERS")
+    with server:
+        pids = server.wait_for_workers(workers)
+        assert len(pids) == workers
+        # Every worker runs the Uvicorn worker class: each one started a Uvicorn server.
+        assert "Using worker: server.worker.UvicornWorker" in server.log()
+        for pid in pids:
+            assert f"Started server process [{pid}]" in server.log()
+        response = server.get("/api/hello")
+        assert response.status_code == 200
+        assert response.headers["server"] == "uvicorn"
+
+
+def test_port_and_host_come_from_the_environment() -> None:
+    with Server({"GUNICORN_HOST": "::1"}) as server:
+        assert f"Listening at: http://[::1]:{server.port}" in server.log()
+        assert server.url("/") == f"http://[::1]:{server.port}/"
+        assert server.get("/health/live").status_code == 200

@@ -1,0 +1,99 @@
+"""The Uvicorn worker under real Gunicorn: timeouts, recycling and signals."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.support.server import Server
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_request_longer_than_the_timeout_is_answered_504() -> None:
+    with Server({"GUNICORN_TIMEOUT": "2", "GUNICORN_WORKERS": "1"}) as server:
+        for path in ("/_test/sleep?s=6", "/_test/async-sleep?s=6"):
+            started = time.monotonic()
+            response = server.get(path)
+            elapsed = time.monotonic() - started
+            assert response.status_code == 504, path
+            assert 1.8 < elapsed < 5, f"{path} answered after {elapsed:.1f}s"
+        assert server.log().count("exceeded the 2s timeout, answered 504") == 2
+        # The worker survived: the timeout bounds requests, not the process.
+        assert server.get("/api/hello").status_code == 200
+        assert "WORKER TIMEOUT" not in server.log()
+
+
+def test_a_blocked_event_loop_gets_its_worker_replaced() -> None:
+    with Server({"GUNICORN_TIMEOUT": "2", "GUNICORN_WORKERS": "1"}) as server:
+        (victim,) = server.wait_for_workers(1)
+        with pytest.raises(httpx.HTTPError):
+            server.get("/_test/block-loop?s=30", timeout=20)
+        assert "WORKER TIMEOUT" in server.log()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            workers = server.workers()
+            if workers and victim not in workers:
+                break
+            time.sleep(0.1)
+        assert victim not in server.workers()
+        server.wait_until_live()
+        assert server.get("/api/hello").status_code == 200
+
+
+def test_max_requests_recycles_workers_without_a_failed_request() -> None:
+    environ = {"GUNICORN_WORKERS": "1", "GUNICORN_MAX_REQUESTS": "10"}
+    with Server(environ) as server:
+        pids = set()
+        statuses = []
+        # A new connection per request, like a load balancer without keep-alive.
+        for _ in range(45):
+            response = server.get("/_test/pid", headers={"connection": "close"})
+            statuses.append(response.status_code)
+            pids.add(response.json()["pid"])
+        assert statuses == [200] * 45
+        assert len(pids) >= 4, f"only {len(pids)} worker pid(s) seen: {pids}"
+        assert "Maximum request limit" in server.log()
+
+
+def test_recycling_waits_for_a_request_still_running() -> None:
+    """A request in flight when the limit is reached finishes, even though it
+    outlives half the heartbeat timeout while the worker drains."""
+    environ = {"GUNICORN_WORKERS": "1", "GUNICORN_MAX_REQUESTS": "2", "GUNICORN_TIMEOUT": "4"}
+    with Server(environ) as server:
+        server.get("/health/live")  # the probe of wait_until_live counted as request 1
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            slow = pool.submit(server.get, "/_test/sleep?s=3.5")
+            time.sleep(0.5)
+            quick = server.get("/_test/pid")  # reaches the limit while "slow" runs
+            assert quick.status_code == 200
+            assert slow.result().status_code == 200
+        assert "WORKER TIMEOUT" not in server.log()
+        assert server.get("/_test/pid").status_code == 200
+
+
+def test_sigterm_stops_gracefully_and_exits_0() -> None:
+    with Server() as server:
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"])
+def test_quick_shutdown_is_quick_even_with_a_request_in_flight(sig: int) -> None:
+    with (
+        Server({"GUNICORN_GRACEFUL_TIMEOUT": "60"}) as server,
+        concurrent.futures.ThreadPoolExecutor() as pool,
+    ):
+        slow = pool.submit(server.get, "/_test/sleep?s=50")
+        time.sleep(1)
+        started = time.monotonic()
+        server.signal(sig)
+        server.wait(timeout=20)
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, f"quick shutdown took {elapsed:.1f}s"
+        with pytest.raises(httpx.HTTPError):
+            slow.result()

@@ -1,0 +1,214 @@
+"""Start the real ``gunicorn`` with the real worker class, on a free port, and watch it.
+
+Nothing is mocked: the server is the command the Dockerfile runs, with the
+environment a test chooses. The process group is killed on exit, whatever
+happened, so no test leaves a server behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TEST_SECRET_KEY = "tests-only-" + "k3y-" * 12
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def base_environment(**overrides: str) -> dict[str, str]:
+    """A production-like environment for a test server; tests override what they test."""
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(
+            (
+                "GUNICORN_",
+                "DJANGO_",
+                "DB_",
+                "HEALTH_",
+                "LOG_",
+                "METRICS_",
+                "DATABASE_",
+                "CACHE_",
+                "WEB_CONCURRENCY",
+                "PROMETHEUS_",
+            )
+        )
+    }
+    environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SECRET_KEY": TEST_SECRET_KEY,
+            "DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1",
+            "GUNICORN_HOST": "127.0.0.1",
+            "GUNICORN_WORKERS": "2",
+            "GUNICORN_SHUTDOWN_DELAY": "0",
+            "LOG_FORMAT": "json",
+            "METRICS_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    environ.update(overrides)
+    return environ
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``, read from /proc (the workers of a master)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+class Server:
+    """One Gunicorn master and its workers."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        pid_namespace: bool = False,
+        command: list[str] | None = None,
+    ) -> None:
+        self.port = int((environ or {}).get("GUNICORN_PORT") or free_port())
+        self.environ = base_environment(GUNICORN_PORT=str(self.port), **dict(environ or {}))
+        self.command = command or [
+            str(BIN / "gunicorn"),
+            "-c",
+            "python:config.gunicorn",
+            "config.asgi:application",
+            *args,
+        ]
+        if pid_namespace:
+            self.command = ["unshare", "--pid", "--fork", "--kill-child", *self.command]
+        self.pid_namespace = pid_namespace
+        self._log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # Life cycle ----------------------------------------------------------------
+
+    def start(self, *, wait: bool = True, timeout: float = 60) -> Server:
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            env=self.environ,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if wait:
+            self.wait_until_live(timeout)
+        return self
+
+    def wait_until_live(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url("/health/live"), timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"server not live within {timeout}s:\n{self.log()}")
+
+    @property
+    def master_pid(self) -> int:
+        """The Gunicorn master as seen from here (inside a namespace it is PID 1)."""
+        assert self.process is not None
+        if not self.pid_namespace:
+            return self.process.pid
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = children(self.process.pid)
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError("no process inside the PID namespace")
+
+    def workers(self) -> list[int]:
+        return children(self.master_pid)
+
+    def wait_for_workers(self, count: int, timeout: float = 30) -> list[int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.workers()
+            if len(found) == count and self.log().count("Started server process") >= count:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"expected {count} workers, have {self.workers()}:\n{self.log()}")
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.master_pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        # Workers are in the same session; make sure none outlives the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # Observation ---------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        host = self.environ.get("GUNICORN_HOST", "127.0.0.1")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        return (
+            f"http://[{host}]:{self.port}{path}"
+            if ":" in host
+            else f"http://{host}:{self.port}{path}"
+        )
+
+    def get(self, path: str, *, via_ingress: bool = True, **kwargs: object) -> httpx.Response:
+        """GET as a request that came through an https ingress (trusted loopback proxy),
+        or, with ``via_ingress=False``, as the kubelet's plain-http probe."""
+        kwargs.setdefault("timeout", 30)
+        headers = dict(kwargs.pop("headers", None) or {})  # type: ignore[call-overload]
+        if via_ingress:
+            headers.setdefault("x-forwarded-proto", "https")
+        return httpx.get(self.url(path), headers=headers, **kwargs)  # type: ignore[arg-type]
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def log_lines(self) -> Iterator[str]:
+        yield from self.log().splitlines()
