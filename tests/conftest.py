@@ -23,3 +23,23 @@ def require(condition: bool, reason: str) -> None:
 def require_tool(*names: str) -> None:
     missing = [name for name in names if shutil.which(name) is None]
     require(not missing, f"missing {', '.join(missing)} (make system-packages installs them)")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL cluster of the suite's own, shared by tests that only read it."""
+    from tests.support.postgres import PostgresCluster, server_binaries
+
+    require(server_binaries() is not None, "PostgreSQL server binaries are not installed")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_postgres():
+    """A cluster for one test that stops, restarts or reconfigures it."""
+    from tests.support.postgres import PostgresCluster, server_binaries
+
+    require(server_binaries() is not None, "PostgreSQL server binaries are not installed")
+    with PostgresCluster() as cluster:
+        yield cluster
