@@ -1,0 +1,202 @@
+"""DATABASES from DATABASE_URL and DB_*: TLS options checked at start-up, pooling."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from config.database import default_database
+from config.env import ConfigError
+
+BASE = Path("/srv/app")
+PG = "postgres://app:s3cret@db.internal:5432/shop"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("CA")
+    cert = tmp_path / "client.crt"
+    cert.write_text("CERT")
+    key = tmp_path / "client.key"
+    key.write_text("KEY")
+    key.chmod(0o600)
+    return {"ca": str(ca), "cert": str(cert), "key": str(key)}
+
+
+def database(**environ: str) -> dict:
+    return default_database(BASE, environ)
+
+
+def refused(fragment: str, **environ: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        database(**environ)
+    message = str(caught.value.code)
+    assert "\n" not in message
+    assert fragment in message, message
+    assert "s3cret" not in message  # the password is never echoed
+    return message
+
+
+def test_the_quickstart_default_is_a_sqlite_file_beside_the_code() -> None:
+    config = database()
+    assert config["ENGINE"] == "django.db.backends.sqlite3"
+    assert config["NAME"] == str(BASE / "db.sqlite3")
+
+
+def test_postgres_url_with_pool_and_no_persistent_connections() -> None:
+    config = database(DATABASE_URL=PG)
+    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert (config["HOST"], config["PORT"], config["NAME"]) == ("db.internal", 5432, "shop")
+    assert config["CONN_MAX_AGE"] == 0
+    assert config["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 5, "timeout": 10.0}
+    assert config["OPTIONS"]["connect_timeout"] == 5
+
+
+def test_pool_sizes_and_switch_come_from_the_environment() -> None:
+    config = database(
+        DATABASE_URL=PG, DB_POOL_MIN_SIZE="2", DB_POOL_MAX_SIZE="8", DB_POOL_TIMEOUT="3"
+    )
+    assert config["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 8, "timeout": 3.0}
+    assert "pool" not in database(DATABASE_URL=PG, DB_POOL="false")["OPTIONS"]
+
+
+def test_verify_full_from_the_url_is_kept_not_downgraded(files) -> None:
+    config = database(DATABASE_URL=f"{PG}?sslmode=verify-full&sslrootcert={files['ca']}")
+    assert config["OPTIONS"]["sslmode"] == "verify-full"
+    assert config["OPTIONS"]["sslrootcert"] == files["ca"]
+
+
+def test_variables_override_the_url(files) -> None:
+    config = database(
+        DATABASE_URL=f"{PG}?sslmode=require",
+        DB_SSLMODE="verify-full",
+        DB_SSLROOTCERT=files["ca"],
+        DB_SSLCERT=files["cert"],
+        DB_SSLKEY=files["key"],
+    )
+    assert config["OPTIONS"]["sslmode"] == "verify-full"
+    assert config["OPTIONS"]["sslcert"] == files["cert"]
+    assert config["OPTIONS"]["sslkey"] == files["key"]
+
+
+def test_system_roots_are_accepted_with_a_recent_libpq() -> None:
+    config = database(DATABASE_URL=PG, DB_SSLMODE="verify-full", DB_SSLROOTCERT="system")
+    assert config["OPTIONS"]["sslrootcert"] == "system"
+
+
+def test_unknown_sslmode_in_the_url() -> None:
+    refused(
+        "DATABASE_URL's sslmode='verify' is not valid: expected one of disable, allow, "
+        "prefer, require, verify-ca, verify-full.",
+        DATABASE_URL=f"{PG}?sslmode=verify",
+    )
+
+
+def test_unknown_sslmode_in_the_variable() -> None:
+    refused("DB_SSLMODE='on' is not valid", DATABASE_URL=PG, DB_SSLMODE="on")
+
+
+def test_verifying_without_a_ca_is_refused(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql/root.crt
+    refused(
+        "DB_SSLMODE=verify-full needs the certificate authority: set DB_SSLROOTCERT",
+        DATABASE_URL=PG,
+        DB_SSLMODE="verify-full",
+    )
+
+
+def test_missing_certificate_file() -> None:
+    refused(
+        "DB_SSLROOTCERT='/nonexistent/ca.crt' is not valid: no such file.",
+        DATABASE_URL=PG,
+        DB_SSLMODE="verify-full",
+        DB_SSLROOTCERT="/nonexistent/ca.crt",
+    )
+
+
+def test_unreadable_certificate_file() -> None:
+    """A CA file this user cannot read. Root reads anything, so as root the check
+    runs in a forked child that has become ``nobody``."""
+    directory = Path(tempfile.mkdtemp())
+    directory.chmod(0o755)
+    unreadable = directory / "ca.crt"
+    unreadable.write_text("CA")
+    unreadable.chmod(0)
+    environ = {"DATABASE_URL": PG, "DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": str(unreadable)}
+    try:
+        if os.geteuid() != 0:
+            message = refused("not readable", **environ)
+        else:
+            message = _as_nobody(lambda: refused("not readable", **environ))
+    finally:
+        shutil.rmtree(directory)
+    assert message == (
+        f"configuration error: DB_SSLROOTCERT={str(unreadable)!r} is not valid: "
+        "the file is not readable by this user."
+    )
+
+
+def _as_nobody(function):
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, run, report, leave without cleanup
+        try:
+            nobody = pwd.getpwnam("nobody")
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(writer, function().encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        result = pipe.read()
+    os.waitpid(pid, 0)
+    return result
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_private_key_others_can_read_is_refused(files, mode: int) -> None:
+    Path(files["key"]).chmod(mode)
+    refused(
+        f"its permissions are {mode:04o} and libpq refuses a private key others can read",
+        DATABASE_URL=PG,
+        DB_SSLCERT=files["cert"],
+        DB_SSLKEY=files["key"],
+    )
+
+
+def test_certificate_and_key_go_together(files) -> None:
+    refused("DB_SSLCERT and DB_SSLKEY go together", DATABASE_URL=PG, DB_SSLCERT=files["cert"])
+
+
+def test_disable_contradicts_certificates(files) -> None:
+    refused(
+        "DB_SSLMODE=disable contradicts",
+        DATABASE_URL=PG,
+        DB_SSLMODE="disable",
+        DB_SSLROOTCERT=files["ca"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("postgres://app:s3cret@db.internal:notaport/shop", "is not valid: expected a URL"),
+        ("mysql://app:s3cret@db/shop", "supports postgres://"),
+        ("postgres://app:s3cret@db.internal:5432/", "it names no database"),
+        ("db.internal:5432", "is not valid"),
+    ],
+)
+def test_malformed_urls(url: str, fragment: str) -> None:
+    message = refused(fragment, DATABASE_URL=url)
+    assert message.startswith("configuration error: DATABASE_URL=")
+
+
+def test_tls_settings_on_sqlite_are_refused() -> None:
+    refused("DB_SSLMODE is set but DATABASE_URL is not a PostgreSQL URL", DB_SSLMODE="require")
