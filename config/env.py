@@ -314,6 +314,16 @@ GUNICORN_KEEPALIVE = declare(
     "connection the server has just closed; 0 disables keep-alive.",
     SERVER,
 )
+GUNICORN_PRELOAD = declare(
+    "GUNICORN_PRELOAD",
+    "true",
+    boolean,
+    "Load Django once in the master and fork workers from it: a worker (re)starts in about "
+    "25 ms instead of about 0.8 s (cheap `GUNICORN_MAX_REQUESTS` recycling) and shares memory "
+    "copy-on-write. SIGHUP then reloads the configuration, not the code; in Kubernetes new "
+    "code is a new pod.",
+    SERVER,
+)
 GUNICORN_LOG_LEVEL = declare(
     "GUNICORN_LOG_LEVEL",
     "info",

@@ -31,6 +31,7 @@ if _workers == "auto":
 wsgi_app = "config.asgi:application"
 worker_class = "server.worker.UvicornWorker"
 workers = _workers
+preload_app = env.GUNICORN_PRELOAD.value()
 bind = [
     f"[{env.GUNICORN_HOST.value()}]:{env.GUNICORN_PORT.value()}"
     if ":" in env.GUNICORN_HOST.value()

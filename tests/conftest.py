@@ -25,6 +25,22 @@ def require_tool(*names: str) -> None:
     require(not missing, f"missing {', '.join(missing)} (make system-packages installs them)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def collected_static_files():
+    """Collect static files once, as the image build does, for every test server."""
+    import subprocess
+
+    from tests.support.server import BIN, ROOT, base_environment
+
+    subprocess.run(
+        [str(BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=base_environment(),
+        check=True,
+        timeout=300,
+    )
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """One PostgreSQL cluster of the suite's own, shared by tests that only read it."""

@@ -12,3 +12,6 @@ os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 from config.settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.urls"
+# The suite's own collected static files (tests/conftest.py collects them once), so
+# test servers never see `staticfiles/` half-rewritten by a `make run` nearby.
+STATIC_ROOT = BASE_DIR / "build" / "test-static"  # noqa: F405

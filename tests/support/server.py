@@ -96,8 +96,9 @@ class Server:
         pid_namespace: bool = False,
         command: list[str] | None = None,
     ) -> None:
-        self.port = int((environ or {}).get("GUNICORN_PORT") or free_port())
-        self.environ = base_environment(GUNICORN_PORT=str(self.port), **dict(environ or {}))
+        environ = dict(environ or {})
+        self.port = int(environ.get("GUNICORN_PORT") or free_port())
+        self.environ = base_environment(**{**environ, "GUNICORN_PORT": str(self.port)})
         self.command = command or [
             str(BIN / "gunicorn"),
             "-c",

@@ -1,0 +1,248 @@
+"""Graceful shutdown and the worker lifecycle, with real signals and real traffic."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import require_tool
+from tests.support.haproxy import HAProxy
+from tests.support.load import LoadResult, wrk
+from tests.support.server import Server
+
+pytestmark = pytest.mark.slow
+HTTPS = {"x-forwarded-proto": "https"}
+
+
+@pytest.mark.parametrize("pid_namespace", [False, True], ids=["plain", "pid-1"])
+def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(pid_namespace) -> None:
+    """Timeline: SIGTERM at 0 s; readiness 503 at once; new connections still served
+    during the 2 s delay; refused after it; the 4 s request in flight completes."""
+    if pid_namespace:
+        require_tool("unshare")
+    environ = {
+        "GUNICORN_SHUTDOWN_DELAY": "2",
+        "GUNICORN_GRACEFUL_TIMEOUT": "20",
+        "HEALTH_CHECKS": "",
+    }
+    with (
+        Server(environ, pid_namespace=pid_namespace) as server,
+        concurrent.futures.ThreadPoolExecutor() as pool,
+    ):
+        if pid_namespace:
+            assert "Listening at" in server.log()
+            assert _pid_in_namespace(server.master_pid) == 1
+        slow = pool.submit(server.get, "/_test/sleep?s=4")
+        time.sleep(0.5)
+        sigterm = time.monotonic()
+        server.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert httpx.get(server.url("/health")).status_code == 503
+        assert server.get("/api/hello").status_code == 200  # a new connection, during the delay
+        time.sleep(2.5)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server.url("/health/live"), timeout=2)  # after the delay: refused
+        assert slow.result().status_code == 200
+        assert server.wait(timeout=30) == 0
+        elapsed = time.monotonic() - sigterm
+        assert elapsed < 2 + 20, f"exit took {elapsed:.1f}s"
+        print(f"\nSIGTERM -> exit 0 after {elapsed:.1f}s (delay 2 s, request 4 s)")
+
+
+@pytest.mark.parametrize("pid_namespace", [False, True], ids=["plain", "pid-1"])
+@pytest.mark.parametrize("during_delay", [False, True], ids=["serving", "draining"])
+def test_sigint_is_quick_with_a_slow_request_in_flight(pid_namespace, during_delay) -> None:
+    if pid_namespace:
+        require_tool("unshare")
+    environ = {
+        "GUNICORN_SHUTDOWN_DELAY": "10",
+        "GUNICORN_GRACEFUL_TIMEOUT": "60",
+        "HEALTH_CHECKS": "",
+    }
+    with (
+        Server(environ, pid_namespace=pid_namespace) as server,
+        concurrent.futures.ThreadPoolExecutor() as pool,
+    ):
+        slow = pool.submit(server.get, "/_test/sleep?s=50")
+        time.sleep(0.5)
+        if during_delay:
+            server.signal(signal.SIGTERM)
+            time.sleep(0.5)
+        started = time.monotonic()
+        server.signal(signal.SIGINT)
+        server.wait(timeout=30)
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, f"SIGINT took {elapsed:.1f}s"
+        with pytest.raises(httpx.HTTPError):
+            slow.result()
+
+
+def test_a_second_sigterm_skips_the_rest_of_the_delay() -> None:
+    with Server({"GUNICORN_SHUTDOWN_DELAY": "60", "HEALTH_CHECKS": ""}) as server:
+        server.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+        assert time.monotonic() - started < 10
+
+
+def test_ttin_and_ttou_change_the_worker_count() -> None:
+    with Server({"GUNICORN_WORKERS": "2", "HEALTH_CHECKS": ""}) as server:
+        server.wait_for_workers(2)
+        server.signal(signal.SIGTTIN)
+        server.wait_for_workers(3)
+        # One signal at a time: the kernel merges identical pending signals.
+        for expected in (2, 1):
+            server.signal(signal.SIGTTOU)
+            deadline = time.monotonic() + 30
+            while len(server.workers()) != expected and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(server.workers()) == expected
+        assert server.get("/api/hello").status_code == 200
+
+
+def test_sighup_replaces_every_worker_without_dropping_a_request() -> None:
+    with Server({"GUNICORN_WORKERS": "2", "HEALTH_CHECKS": ""}) as server:
+        before = set(server.wait_for_workers(2))
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            # A new connection per request. (An idle keep-alive connection is closed
+            # by a worker that shuts down; a client racing a request onto it must
+            # retry, as load balancers do: see the HAProxy tests below.)
+            no_keepalive = httpx.Limits(max_keepalive_connections=0)
+            with httpx.Client(headers=HTTPS, limits=no_keepalive) as client:
+                while not stop.is_set():
+                    statuses.append(client.get(server.url("/api/hello")).status_code)
+
+        thread = threading.Thread(target=traffic)
+        thread.start()
+        time.sleep(0.5)
+        server.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = set(server.workers())
+            if len(now) == 2 and not now & before:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stop.set()
+        thread.join()
+        assert not set(server.workers()) & before, "old workers still running"
+        assert statuses
+        assert set(statuses) == {200}, statuses
+
+
+# Rolling restart behind a real load balancer --------------------------------------
+
+
+def _pod(port: int, **environ: str) -> Server:
+    return Server(
+        {
+            "GUNICORN_PORT": str(port),
+            "GUNICORN_WORKERS": "2",
+            "GUNICORN_SHUTDOWN_DELAY": "2",
+            "GUNICORN_GRACEFUL_TIMEOUT": "10",
+            "HEALTH_CHECKS": "",
+            **environ,
+        }
+    )
+
+
+def _load_in_background(url: str, seconds: float) -> concurrent.futures.Future[LoadResult]:
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    future = pool.submit(wrk, url, connections=16, seconds=seconds, headers=HTTPS)
+    pool.shutdown(wait=False)
+    return future
+
+
+@pytest.fixture
+def two_pods():
+    require_tool("haproxy", "wrk")
+    from tests.support.server import free_port
+
+    ports = [free_port(), free_port()]
+    pods = [_pod(port) for port in ports]
+    for pod in pods:
+        pod.start()
+    try:
+        with HAProxy(ports) as balancer:
+            yield balancer, pods, ports
+    finally:
+        for pod in pods:
+            pod.stop()
+
+
+def test_rolling_restart_under_load_loses_no_request(two_pods) -> None:
+    balancer, pods, ports = two_pods
+    load = _load_in_background(balancer.url("/api/hello"), seconds=16)
+    time.sleep(3)
+    pods[0].signal(signal.SIGTERM)  # the deploy replaces pod 0...
+    assert pods[0].wait(timeout=30) == 0
+    replacement = _pod(ports[0]).start()  # ...with a new one on the same address
+    try:
+        time.sleep(3)
+        pods[1].signal(signal.SIGTERM)  # ...then pod 1
+        assert pods[1].wait(timeout=30) == 0
+        result = load.result()
+        served_by_replacement = replacement.log().count("GET /api/hello")
+    finally:
+        replacement.stop()
+    _report("rolling restart (SIGTERM each pod in turn)", result)
+    assert result.failures == 0, result.output
+    assert result.requests > 1000
+    assert served_by_replacement > 0  # the new pod took traffic before pod 1 left
+
+
+def test_worker_recycling_under_load_loses_no_request(two_pods) -> None:
+    balancer, pods, ports = two_pods
+    for pod in pods:
+        pod.stop()
+    recycling = [
+        _pod(port, GUNICORN_MAX_REQUESTS="50", GUNICORN_MAX_REQUESTS_JITTER="10").start()
+        for port in ports
+    ]
+    try:
+        result = wrk(balancer.url("/api/hello"), connections=16, seconds=10, headers=HTTPS)
+        recycled = sum(pod.log().count("Maximum request limit") for pod in recycling)
+    finally:
+        for pod in recycling:
+            pod.stop()
+    _report(f"GUNICORN_MAX_REQUESTS=50 ({recycled} worker recycles)", result)
+    assert result.failures == 0, result.output
+    assert recycled >= 4  # every worker of both pods, at least once
+
+
+def test_sighup_under_load_loses_no_request(two_pods) -> None:
+    balancer, pods, _ = two_pods
+    load = _load_in_background(balancer.url("/api/hello"), seconds=10)
+    time.sleep(2)
+    pods[0].signal(signal.SIGHUP)
+    time.sleep(3)
+    pods[1].signal(signal.SIGHUP)
+    result = load.result()
+    _report("SIGHUP to each pod under load", result)
+    assert result.failures == 0, result.output
+    assert result.requests > 1000
+
+
+def _report(scenario: str, result: LoadResult) -> None:
+    print(
+        f"\n{scenario}: {result.requests} requests, {result.non_2xx_3xx} non-2xx/3xx, "
+        f"{result.socket_errors} socket errors, {result.requests_per_second:.0f} req/s"
+    )
+
+
+def _pid_in_namespace(host_pid: int) -> int:
+    with open(f"/proc/{host_pid}/status") as status:
+        for line in status:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    raise AssertionError("no NSpid")
