@@ -6,6 +6,8 @@ What it changes, and why:
   probe for it and log noise on every boot.
 * **uvloop and httptools**, explicitly, so a missing wheel fails loudly instead of
   silently falling back to the slower pure-Python loop and parser.
+* **No request lost at shutdown.** Uvicorn closes connections whose request has
+  not fully arrived when a worker stops; :mod:`server.protocol` lets them finish.
 * **Uvicorn's graceful timeout** comes from Gunicorn's ``graceful_timeout`` minus
   a margin. uvicorn-worker does not map it and Uvicorn's default waits forever, so
   in-flight tasks were never cancelled cleanly before Gunicorn's SIGKILL.
@@ -39,6 +41,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
 from server import lifecycle
+from server.protocol import GracefulHttpToolsProtocol
 from server.timeout import RequestTimeout
 
 logger = logging.getLogger("uvicorn.error")
@@ -57,7 +60,7 @@ def heartbeat_interval(gunicorn_timeout: float) -> float:
 
 
 class UvicornWorker(BaseUvicornWorker):
-    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "lifespan": "off"}
+    CONFIG_KWARGS = {"loop": "uvloop", "http": GracefulHttpToolsProtocol, "lifespan": "off"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

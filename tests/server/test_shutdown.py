@@ -180,25 +180,47 @@ def two_pods():
             pod.stop()
 
 
-def test_rolling_restart_under_load_loses_no_request(two_pods) -> None:
-    balancer, pods, ports = two_pods
+def _rolling_restart(
+    balancer: HAProxy, pods: list[Server], ports: list[int], **environ: str
+) -> tuple[LoadResult, int]:
+    """SIGTERM pod 0, replace it on the same address, then SIGTERM pod 1, under load."""
     load = _load_in_background(balancer.url("/api/hello"), seconds=16)
     time.sleep(3)
-    pods[0].signal(signal.SIGTERM)  # the deploy replaces pod 0...
+    pods[0].signal(signal.SIGTERM)
     assert pods[0].wait(timeout=30) == 0
-    replacement = _pod(ports[0]).start()  # ...with a new one on the same address
+    replacement = _pod(ports[0], **environ).start()
     try:
-        time.sleep(3)
-        pods[1].signal(signal.SIGTERM)  # ...then pod 1
+        time.sleep(4)
+        pods[1].signal(signal.SIGTERM)
         assert pods[1].wait(timeout=30) == 0
-        result = load.result()
-        served_by_replacement = replacement.log().count("GET /api/hello")
+        return load.result(), replacement.log().count("GET /api/hello")
     finally:
         replacement.stop()
+
+
+def test_rolling_restart_under_load_loses_no_request(two_pods) -> None:
+    result, served_by_replacement = _rolling_restart(*two_pods)
     _report("rolling restart (SIGTERM each pod in turn)", result)
     assert result.failures == 0, result.output
     assert result.requests > 1000
     assert served_by_replacement > 0  # the new pod took traffic before pod 1 left
+
+
+def test_without_the_delay_the_same_restart_loses_requests(two_pods) -> None:
+    """The control experiment: Gunicorn's own behaviour (close the socket at once)
+    under the same restart. It shows the test above can fail, and why the delay exists."""
+    balancer, pods, ports = two_pods
+    for pod in pods:
+        pod.stop()
+    undelayed = [_pod(port, GUNICORN_SHUTDOWN_DELAY="0").start() for port in ports]
+    try:
+        time.sleep(3)  # the balancer marks the new instances up
+        result, _ = _rolling_restart(balancer, undelayed, ports, GUNICORN_SHUTDOWN_DELAY="0")
+    finally:
+        for pod in undelayed:
+            pod.stop()
+    _report("the same restart with GUNICORN_SHUTDOWN_DELAY=0", result)
+    assert result.failures > 0
 
 
 def test_worker_recycling_under_load_loses_no_request(two_pods) -> None:

@@ -1,11 +1,13 @@
-"""A real HAProxy on loopback in front of several app instances.
+"""A real HAProxy on loopback in front of several app instances, modelling how
+traffic reaches a pod in Kubernetes, without anything that would hide a server's
+mistakes:
 
-Configured like a production load balancer in front of pods: it health-checks
-``/health`` (so a draining instance leaves the pool within one check interval)
-and, for idempotent requests, retries the failures that are inherent to
-HTTP/1.1 keep-alive (a backend closing an idle connection just as the balancer
-reuses it): ``retry-on conn-failure empty-response``. ingress-nginx does the same
-by default (``proxy_next_upstream error timeout``).
+* it learns late that a pod is going away: a health check of ``/health`` every
+  second, two failures to drop it (about two seconds, like endpoint propagation);
+* it never retries (kube-proxy is L4 and cannot): a refused connection is a
+  failed request (HAProxy answers 503);
+* a new backend connection per request (``http-server-close``), so every request
+  meets the listening socket, as new client connections do during a rollout.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
-    retries 3
-    option redispatch
-    retry-on conn-failure empty-response
+    retries 0
+    option http-server-close
 
 frontend app
     bind 127.0.0.1:{port}
@@ -39,7 +40,7 @@ frontend app
 backend pods
     option httpchk GET /health
     http-check expect status 200
-    default-server inter 300ms fall 1 rise 2
+    default-server inter 1s fall 2 rise 2
 {servers}
 """
 
