@@ -1,13 +1,12 @@
-"""The ASGI application Gunicorn's Uvicorn workers serve.
+"""The ASGI application Gunicorn's Uvicorn workers serve, layer by layer.
 
-Layers, outermost first:
+Outermost first:
 
-1. ``Observer``: request id and access log for every request (observability/).
-2. ``Probes``: /health and /health/live, answered before Django (health/).
-3. Django itself.
-
-The request timeout is applied by the worker (server/worker.py), because it is
-Gunicorn's ``timeout`` setting that it enforces.
+1. ``MetricsEndpoint``: /metrics, on the metrics port only (observability/).
+2. ``Observer``: request id, access log and request metrics for every request.
+3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/; the worker sets it).
+4. ``Probes``: /health and /health/live, answered before Django (health/).
+5. Django itself (config/settings.py, config/urls.py).
 """
 
 import os
@@ -20,17 +19,28 @@ django_application = get_asgi_application()
 from config import env  # noqa: E402 - Django must be set up first
 from health.checks import configured_checks  # noqa: E402
 from health.probes import Probes  # noqa: E402
+from observability import metrics  # noqa: E402
 from observability.observer import Observer  # noqa: E402
+from server.timeout import RequestTimeout  # noqa: E402
 
-application = Observer(
-    Probes(
-        django_application,
-        configured_checks(
-            env.HEALTH_CHECKS.value(),
-            timeout=env.HEALTH_CHECK_TIMEOUT.value(),
-            cache_seconds=env.HEALTH_CACHE_SECONDS.value(),
-        ),
+_metrics = metrics.get() if metrics.enabled() else None
+
+probes = Probes(
+    django_application,
+    configured_checks(
+        env.HEALTH_CHECKS.value(),
+        timeout=env.HEALTH_CHECK_TIMEOUT.value(),
+        cache_seconds=env.HEALTH_CACHE_SECONDS.value(),
     ),
+    on_readiness=_metrics.readiness_computed if _metrics else None,
+)
+application = Observer(
+    RequestTimeout(probes),
     access_log=env.GUNICORN_ACCESS_LOG.value(),
     log_probes=env.LOG_PROBES.value(),
+    metrics=_metrics,
 )
+if _metrics is not None:
+    application = metrics.MetricsEndpoint(
+        application, port=env.METRICS_PORT.value(), refresh=probes.readiness
+    )

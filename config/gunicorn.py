@@ -15,9 +15,14 @@ import logging
 import os
 
 from config import env
+from observability import metrics
 from server import cpu, lifecycle
 
 env.check()
+_metrics_port = env.METRICS_PORT.value()
+if _metrics_port:
+    # Before the app (and prometheus_client) is imported: multiprocess mode.
+    metrics.prepare_directory(env.PROMETHEUS_MULTIPROC_DIR.value())
 # Import the Django settings module too (it is plain Python; Django is not set
 # up here) so its own rules, such as the required secret key, fail in the master.
 _settings = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"))
@@ -32,11 +37,11 @@ wsgi_app = "config.asgi:application"
 worker_class = "server.worker.UvicornWorker"
 workers = _workers
 preload_app = env.GUNICORN_PRELOAD.value()
-bind = [
-    f"[{env.GUNICORN_HOST.value()}]:{env.GUNICORN_PORT.value()}"
-    if ":" in env.GUNICORN_HOST.value()
-    else f"{env.GUNICORN_HOST.value()}:{env.GUNICORN_PORT.value()}"
-]
+_host = env.GUNICORN_HOST.value()
+_host = f"[{_host}]" if ":" in _host else _host
+bind = [f"{_host}:{env.GUNICORN_PORT.value()}"]
+if _metrics_port:
+    bind.append(f"{_host}:{_metrics_port}")  # /metrics only; see observability/metrics.py
 timeout = env.GUNICORN_TIMEOUT.value()
 graceful_timeout = env.GUNICORN_GRACEFUL_TIMEOUT.value()
 keepalive = env.GUNICORN_KEEPALIVE.value()
@@ -56,6 +61,11 @@ else:
     control_socket_disable = True
 
 _shutdown_delay = env.GUNICORN_SHUTDOWN_DELAY.value()
+
+
+def child_exit(arbiter, worker):
+    if _metrics_port:
+        metrics.worker_exited(worker.pid)
 
 
 def when_ready(arbiter):

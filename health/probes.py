@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from health.checks import Check, CheckResult
@@ -39,9 +39,15 @@ def is_probe(scope: dict[str, Any]) -> bool:
 class Probes:
     """Serve the probes; hand every other request to ``app``."""
 
-    def __init__(self, app: Any, checks: Sequence[Check]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        checks: Sequence[Check],
+        on_readiness: Callable[[bool, list[tuple[str, bool]]], None] | None = None,
+    ) -> None:
         self.app = app
         self.checks = list(checks)
+        self.on_readiness = on_readiness  # e.g. metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not is_probe(scope):
@@ -64,6 +70,8 @@ class Probes:
         )
         draining = lifecycle.is_draining()
         ready = not draining and all(result.ok for result in results)
+        if self.on_readiness is not None:
+            self.on_readiness(ready, [(result.name, result.ok) for result in results])
         body: dict[str, Any] = {
             "status": "ok" if ready else ("shutting down" if draining else "unavailable"),
             "checks": [

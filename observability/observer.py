@@ -1,9 +1,9 @@
-"""The outermost ASGI layer: one request id and one access-log line per request.
+"""One request id, one access-log line and the request metrics, per request.
 
-It sits outside the probes and Django, so every response, including a probe's,
-a 404 or a 504 from the request timeout, carries ``X-Request-ID`` and is logged
-with its duration. The client address is the one Uvicorn derived from trusted
-proxy headers (GUNICORN_FORWARDED_ALLOW_IPS).
+It sits outside the request timeout, the probes and Django, so every response,
+including a probe's, a 404 or a 504 from the request timeout, carries
+``X-Request-ID``, is logged with its duration and is counted. The client address
+is the one Uvicorn derived from trusted proxy headers (GUNICORN_FORWARDED_ALLOW_IPS).
 """
 
 from __future__ import annotations
@@ -14,18 +14,19 @@ from typing import Any
 
 from health.probes import is_probe
 from observability import request_id
+from observability.metrics import Metrics
 
 access_logger = logging.getLogger("access")
 
 
 class Observer:
     def __init__(
-        self, app: Any, *, access_log: bool, log_probes: bool, on_response: Any = None
+        self, app: Any, *, access_log: bool, log_probes: bool, metrics: Metrics | None = None
     ) -> None:
         self.app = app
         self.access_log = access_log
         self.log_probes = log_probes
-        self.on_response = on_response  # metrics hook: (scope, status, seconds)
+        self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -37,6 +38,11 @@ class Observer:
         rid = request_id.accept_or_make(incoming)
         token = request_id.bind(rid)
         status = 500
+        probe = is_probe(scope)
+        if probe:
+            scope["route"] = scope["path"].rstrip("/")
+        if self.metrics is not None:
+            self.metrics.request_started()
         started = time.perf_counter()
 
         async def send_with_id(message: dict[str, Any]) -> None:
@@ -53,9 +59,9 @@ class Observer:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            if self.on_response is not None:
-                self.on_response(scope, status, elapsed)
-            if self.access_log and (self.log_probes or not is_probe(scope)):
+            if self.metrics is not None:
+                self.metrics.request_finished(scope, status, elapsed)
+            if self.access_log and (self.log_probes or not probe):
                 self._log(scope, status, elapsed)
             request_id.unbind(token)
 

@@ -23,43 +23,61 @@ Scope = dict[str, Any]
 GRACE_SECONDS = 1.0
 BODY = b'{"error": "request timed out"}'
 
+_worker_timeout: float | None = None
+
+
+def use_worker_timeout(seconds: float) -> None:
+    """Called by the worker with Gunicorn's effective ``timeout`` (GUNICORN_TIMEOUT, or
+    a ``--timeout`` in GUNICORN_CMD_ARGS), so both bounds always agree."""
+    global _worker_timeout  # one value per worker process
+    _worker_timeout = seconds
+
 
 class RequestTimeout:
-    def __init__(self, app: Any, seconds: float) -> None:
+    """``seconds`` defaults to the worker's timeout; outside our worker (e.g. plain
+    ``uvicorn``) there is none and requests are not bounded here."""
+
+    def __init__(self, app: Any, seconds: float | None = None) -> None:
         self.app = app
-        self.seconds = seconds
+        self._seconds = seconds
+
+    @property
+    def seconds(self) -> float | None:
+        return self._seconds if self._seconds is not None else _worker_timeout
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not self.seconds:
             await self.app(scope, receive, send)
             return
 
-        expired = asyncio.Event()
+        expired = asyncio.get_running_loop().create_future()
         response_started = False
 
         async def receive_until_expired() -> dict[str, Any]:
-            if expired.is_set():
+            if expired.done():
                 return {"type": "http.disconnect"}
             message = asyncio.ensure_future(receive())
-            deadline = asyncio.ensure_future(expired.wait())
-            done, _ = await asyncio.wait({message, deadline}, return_when=asyncio.FIRST_COMPLETED)
-            if message in done:
-                deadline.cancel()
-                return message.result()
-            message.cancel()
-            return {"type": "http.disconnect"}
+            try:
+                await asyncio.wait({message, expired}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not message.done():  # expired, or our caller was cancelled
+                    message.cancel()
+            if message.cancelled():
+                return {"type": "http.disconnect"}
+            return message.result()
 
         async def send_until_expired(message: dict[str, Any]) -> None:
             nonlocal response_started
-            if expired.is_set():
+            if expired.done():
                 return  # the client already has its 504
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
 
+        seconds = self.seconds
         task = asyncio.ensure_future(self.app(scope, receive_until_expired, send_until_expired))
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.seconds)
+            await asyncio.wait_for(asyncio.shield(task), seconds)
             return
         except TimeoutError:
             pass
@@ -67,7 +85,7 @@ class RequestTimeout:
             task.cancel()
             raise
 
-        expired.set()
+        expired.set_result(None)
         method, path = scope.get("method", ""), scope.get("path", "")
         if response_started:
             # Headers are out: the status cannot change. Stop streaming; the

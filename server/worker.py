@@ -19,7 +19,8 @@ What it changes, and why:
   after ``max_requests`` or SIGHUP was then killed as "timed out" mid-request. The
   heartbeat here runs on the event loop until the process exits, so it stops only
   when the loop is truly blocked.
-* **GUNICORN_TIMEOUT bounds requests** (:class:`server.timeout.RequestTimeout`).
+* **GUNICORN_TIMEOUT bounds requests**: the worker hands Gunicorn's timeout to
+  :class:`server.timeout.RequestTimeout`, which the application places in its stack.
 * **Access log** is written by the application's observer, not by Uvicorn.
 * **No waiting on stuck threads at exit.** A synchronous view still running when
   the worker has finished shutting down would make the interpreter wait for its
@@ -40,9 +41,8 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
-from server import lifecycle
+from server import lifecycle, timeout
 from server.protocol import GracefulHttpToolsProtocol
-from server.timeout import RequestTimeout
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -85,7 +85,8 @@ class UvicornWorker(BaseUvicornWorker):
             await asyncio.sleep(interval)
 
     async def _serve(self) -> None:
-        self.config.app = RequestTimeout(self.wsgi, self.cfg.timeout)
+        self.config.app = self.wsgi
+        timeout.use_worker_timeout(self.cfg.timeout)
         self.server = server = Server(config=self.config)
         lifecycle.add_local_check(lambda: server.should_exit)
         self._install_sigquit_handler()

@@ -1,0 +1,162 @@
+"""Prometheus metrics that add up across Gunicorn's workers.
+
+Each worker is its own process, so each would count on its own; prometheus_client's
+multiprocess mode has every process write its numbers to files in one directory
+(on a tmpfs), and a scrape of any worker sums them. The directory must be known
+before prometheus_client is first imported, which is why the Gunicorn config
+module calls :func:`prepare_directory` before the app is loaded, and why the
+master marks dead workers (:func:`worker_exited`) so their live gauges vanish
+while their counters keep counting.
+
+/metrics is served on its own port (METRICS_PORT, a second Gunicorn listener) and
+nowhere else: the public port never answers it, and the Service does not expose
+the metrics port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENT_KEY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads this
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def prepare_directory(configured: str) -> str:
+    """Create (or empty) the shared directory and tell prometheus_client about it."""
+    if configured:
+        directory = Path(configured)
+        directory.mkdir(parents=True, exist_ok=True)
+        for entry in directory.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    else:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - a tmpfs
+        directory = Path(tempfile.mkdtemp(prefix="prometheus-", dir=base))
+    os.environ[ENVIRONMENT_KEY] = str(directory)
+    return str(directory)
+
+
+def enabled() -> bool:
+    return ENVIRONMENT_KEY in os.environ
+
+
+class Metrics:
+    """The application's metrics. Created once per process tree (before forking)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        labels = ("method", "route", "status")
+        self.requests = Counter("http_requests", "HTTP requests answered.", labels)
+        self.duration = Histogram(
+            "http_request_duration_seconds", "Time to answer an HTTP request.", labels
+        )
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "HTTP requests being answered now.",
+            multiprocess_mode="livesum",
+        )
+        self.ready = Gauge(
+            "app_ready",
+            "1 when the last readiness check passed, 0 otherwise.",
+            multiprocess_mode="mostrecent",
+        )
+        self.check_ok = Gauge(
+            "app_health_check_ok",
+            "1 when a readiness check passed, by check.",
+            ("check",),
+            multiprocess_mode="mostrecent",
+        )
+        self.worker_restarts = Counter(
+            "gunicorn_worker_restarts",
+            "Workers that exited and were replaced (recycled, reloaded, timed out, crashed).",
+        )
+
+    def request_started(self) -> None:
+        self.in_flight.inc()
+
+    def request_finished(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+        self.in_flight.dec()
+        method = scope.get("method", "")
+        labels = (
+            method if method in KNOWN_METHODS else "other",
+            scope.get("route") or "<unmatched>",
+            str(status),
+        )
+        self.requests.labels(*labels).inc()
+        self.duration.labels(*labels).observe(seconds)
+
+    def readiness_computed(self, ready: bool, checks: list[tuple[str, bool]]) -> None:
+        self.ready.set(1 if ready else 0)
+        for name, ok in checks:
+            self.check_ok.labels(name).set(1 if ok else 0)
+
+
+_metrics: Metrics | None = None
+
+
+def get() -> Metrics:
+    """The one Metrics of this process tree (made in the master when the app is
+    preloaded, and inherited by every worker)."""
+    global _metrics  # one registry per process tree, like prometheus_client's own
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics
+
+
+def worker_exited(pid: int) -> None:
+    """Gunicorn's child_exit hook, in the master: count it, drop its live gauges."""
+    from prometheus_client import multiprocess
+
+    get().worker_restarts.inc()
+    multiprocess.mark_process_dead(pid)
+
+
+class MetricsEndpoint:
+    """Answer /metrics on the metrics port; pass everything else on the other ports."""
+
+    def __init__(
+        self, app: Any, *, port: int, refresh: Callable[[], Awaitable[Any]] | None = None
+    ) -> None:
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        self.app = app
+        self.port = port
+        self.refresh = refresh  # e.g. compute readiness, so app_ready is current
+        self.registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(self.registry)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        server = scope.get("server")
+        if scope["type"] != "http" or not server or server[1] != self.port:
+            await self.app(scope, receive, send)
+            return
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
+            status, body, content_type = 404, b"not found: only /metrics here\n", "text/plain"
+        else:
+            if self.refresh is not None:
+                await self.refresh()
+            status, body, content_type = 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )

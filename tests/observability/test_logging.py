@@ -1,0 +1,131 @@
+"""Logs as a collector and an operator see them, from a real multi-worker server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.support.server import Server
+
+pytestmark = pytest.mark.slow
+HTTPS = {"x-forwarded-proto": "https"}
+
+
+def eventually(read, *, until, timeout: float = 5.0):
+    """Read again until the condition holds: a log line follows its response by a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if until(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def records(server: Server) -> list[dict]:
+    return [json.loads(line) for line in server.log_lines()]
+
+
+def test_every_line_is_json_from_start_to_shutdown_and_ids_tie_a_request_together() -> None:
+    with Server({"GUNICORN_WORKERS": "3", "HEALTH_CHECKS": ""}) as server:
+        server.wait_for_workers(3)
+        ok = server.get("/api/hello", headers={**HTTPS, "x-request-id": "req-abc-12345"})
+        failed = server.get("/_test/raise", headers=HTTPS)
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        raw = server.log_lines()
+        lines = [json.loads(line) for line in raw]  # raises on any line that is not JSON
+
+    assert ok.headers["x-request-id"] == "req-abc-12345"
+    assert failed.status_code == 500
+    failed_id = failed.headers["x-request-id"]
+    for line in lines:
+        assert {"timestamp", "level", "logger", "message", "pid"} <= line.keys(), line
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("Starting gunicorn") for m in messages)
+    assert any(m.startswith("Shutting down: Master") for m in messages)
+
+    access = [line for line in lines if line["logger"] == "access"]
+    (hello,) = [line for line in access if line["path"] == "/api/hello"]
+    assert hello["request_id"] == "req-abc-12345"
+    assert (hello["method"], hello["status"], hello["client"]) == ("GET", 200, "127.0.0.1")
+    assert hello["duration_ms"] > 0
+    assert hello["pid"] != lines[0]["pid"]  # a worker, not the master
+
+    # The 500's error log line (with its traceback) and its access line share the id.
+    (error,) = [line for line in lines if line["logger"] == "django.request"]
+    assert error["request_id"] == failed_id
+    assert error["level"] == "ERROR"
+    assert "RuntimeError: boom" in error["exc_info"]
+    (failed_access,) = [line for line in access if line["path"] == "/_test/raise"]
+    assert failed_access["request_id"] == failed_id
+    assert failed_access["status"] == 500
+
+
+def test_probes_are_not_access_logged_unless_asked() -> None:
+    for log_probes, expected in (("false", 0), ("true", 2)):
+        seen = 0
+        with Server({"LOG_PROBES": log_probes, "HEALTH_CHECKS": ""}) as server:
+            seen = len([r for r in records(server) if r["logger"] == "access"])
+            httpx.get(server.url("/health"))
+            httpx.get(server.url("/health/live"))
+            server.get("/api/hello")
+            access = eventually(
+                lambda seen=seen: [r for r in records(server) if r["logger"] == "access"][seen:],
+                until=lambda lines: any(line["path"] == "/api/hello" for line in lines),
+            )
+        probes = [r for r in access if r["path"].startswith("/health")]
+        assert len(probes) == expected
+        assert [r["path"] for r in access if r not in probes] == ["/api/hello"]
+
+
+def test_the_access_log_can_be_switched_off() -> None:
+    with Server({"GUNICORN_ACCESS_LOG": "false", "HEALTH_CHECKS": ""}) as server:
+        server.get("/api/hello")
+        time.sleep(0.5)  # longer than the line would take to appear
+        assert not [r for r in records(server) if r["logger"] == "access"]
+
+
+def test_text_format_is_for_people() -> None:
+    with Server({"LOG_FORMAT": "text", "HEALTH_CHECKS": ""}) as server:
+        response = server.get("/api/hello")
+        log = eventually(server.log, until=lambda text: "GET /api/hello" in text)
+    assert "INFO gunicorn.error: Starting gunicorn" in log
+    assert 'INFO access: 127.0.0.1 "GET /api/hello" 200 ' in log
+    assert f"[{response.headers['x-request-id']}]" in log
+    assert not log.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    ["short", "x" * 129, "has space in it", "new\nline-injected", "<script>alert(1)</script>"],
+    ids=["too-short", "too-long", "space", "newline", "markup"],
+)
+def test_malformed_request_ids_are_replaced(incoming: str) -> None:
+    from observability.request_id import accept_or_make
+
+    replaced = accept_or_make(incoming.encode())
+    assert replaced != incoming
+    assert len(replaced) == 32
+
+
+def test_the_504_of_the_request_timeout_is_logged_and_carries_the_id() -> None:
+    with Server({"GUNICORN_TIMEOUT": "1", "GUNICORN_WORKERS": "1", "HEALTH_CHECKS": ""}) as server:
+        response = server.get(
+            "/_test/sleep?s=3", headers={**HTTPS, "x-request-id": "slow-req-0001"}
+        )
+        assert response.status_code == 504
+        assert response.headers["x-request-id"] == "slow-req-0001"
+        lines = eventually(
+            lambda: records(server),
+            until=lambda found: any(
+                r["logger"] == "access" and r["path"].startswith("/_test") for r in found
+            ),
+        )
+    (access,) = [r for r in lines if r["logger"] == "access" and r["path"].startswith("/_test")]
+    assert (access["status"], access["request_id"]) == (504, "slow-req-0001")
+    (timeout,) = [r for r in lines if r["logger"] == "server.timeout"]
+    assert timeout["request_id"] == "slow-req-0001"

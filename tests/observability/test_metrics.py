@@ -1,0 +1,111 @@
+"""/metrics from a real multi-worker server: sums across workers, its own port only."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import time
+
+import httpx
+import pytest
+
+from tests.support.server import Server, free_port
+
+pytestmark = pytest.mark.slow
+HTTPS = {"x-forwarded-proto": "https"}
+
+
+def scrape(server: Server, port: int) -> str:
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return response.text
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = (
+        rf"^{re.escape(name)}{{{re.escape(selector)}}} (\S+)$"
+        if labels
+        else rf"^{re.escape(name)} (\S+)$"
+    )
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"no {name}{{{selector}}} in:\n{text}"
+    return float(match.group(1))
+
+
+def test_counters_sum_across_workers_and_survive_recycling() -> None:
+    port = free_port()
+    environ = {
+        "GUNICORN_WORKERS": "2",
+        "METRICS_PORT": str(port),
+        "HEALTH_CHECKS": "",
+        "GUNICORN_MAX_REQUESTS": "15",
+    }
+    with Server(environ) as server:
+        no_keepalive = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(headers=HTTPS, limits=no_keepalive) as client:
+            pids = [client.get(server.url("/_test/pid")).json()["pid"] for _ in range(100)]
+        time.sleep(1)  # let the last recycled workers exit
+        text = scrape(server, port)
+    assert len(set(pids)) >= 4  # served by both workers and their replacements
+    assert (
+        sample(text, "http_requests_total", method="GET", route="/_test/pid", status="200") == 100
+    )
+    assert (
+        sample(
+            text,
+            "http_request_duration_seconds_count",
+            method="GET",
+            route="/_test/pid",
+            status="200",
+        )
+        == 100
+    )
+    assert sample(text, "gunicorn_worker_restarts_total") >= 4
+
+
+def test_routes_are_patterns_and_statuses_are_labels() -> None:
+    port = free_port()
+    with Server({"METRICS_PORT": str(port), "HEALTH_CHECKS": ""}) as server:
+        server.get("/api/items")  # no table: 500 on SQLite without migrations is fine here
+        server.get("/admin/example/item/42/change/")
+        server.get("/no/such/page")
+        httpx.get(server.url("/health"))
+        text = scrape(server, port)
+    assert (
+        'route="/admin/<path:object_id>/change/"' in text
+        or 'route="/admin/example/item/<path:object_id>/change/"' in text
+    )
+    assert "/42/" not in text
+    assert sample(text, "http_requests_total", method="GET", route="<unmatched>", status="404") == 1
+    assert sample(text, "http_requests_total", method="GET", route="/health", status="200") == 1
+    assert sample(text, "app_ready") == 1
+
+
+def test_in_flight_requests_are_counted_across_workers() -> None:
+    port = free_port()
+    with (
+        Server({"GUNICORN_WORKERS": "2", "METRICS_PORT": str(port), "HEALTH_CHECKS": ""}) as server,
+        concurrent.futures.ThreadPoolExecutor(4) as pool,
+    ):
+        slow = [pool.submit(server.get, "/_test/sleep?s=3") for _ in range(4)]
+        time.sleep(1.5)
+        in_flight = sample(scrape(server, port), "http_requests_in_flight")
+        assert all(request.result().status_code == 200 for request in slow)
+        assert sample(scrape(server, port), "http_requests_in_flight") == 0
+    assert in_flight == 4
+
+
+def test_metrics_are_never_served_on_the_public_port() -> None:
+    port = free_port()
+    with Server({"METRICS_PORT": str(port), "HEALTH_CHECKS": ""}) as server:
+        assert server.get("/metrics").status_code == 404
+        assert "http_requests_total" not in server.get("/metrics").text
+        other = httpx.get(f"http://127.0.0.1:{port}/api/hello", headers=HTTPS)
+        assert other.status_code == 404  # the metrics port serves only /metrics
+
+
+def test_metrics_can_be_turned_off() -> None:
+    with Server({"METRICS_PORT": "0", "HEALTH_CHECKS": ""}) as server:
+        assert f"Listening at: http://127.0.0.1:{server.port} (" in server.log()
