@@ -16,6 +16,12 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
+from django.urls import get_resolver  # noqa: E402
+
+# Import the URLconf (and with it every view module) now: with GUNICORN_PRELOAD
+# that happens once in the master, so no worker pays for it on its first request.
+get_resolver().url_patterns  # noqa: B018
+
 from config import env  # noqa: E402 - Django must be set up first
 from health.checks import configured_checks  # noqa: E402
 from health.probes import Probes  # noqa: E402
