@@ -30,6 +30,7 @@ What it changes, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -43,8 +44,6 @@ from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
 from server import lifecycle, timeout
 from server.protocol import GracefulHttpToolsProtocol
-
-logger = logging.getLogger("uvicorn.error")
 
 # Uvicorn cancels what is still running this long before Gunicorn would SIGKILL.
 GRACEFUL_MARGIN_SECONDS = 1.0
@@ -98,6 +97,8 @@ class UvicornWorker(BaseUvicornWorker):
             await server.serve(sockets=listeners)
         finally:
             heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
         unfinished = [

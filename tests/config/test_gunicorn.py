@@ -6,19 +6,11 @@ import subprocess
 
 import pytest
 
-from tests.support.server import BIN, ROOT, Server, base_environment
+from tests.support.server import GUNICORN_COMMAND, Server, run
 
 
-def run_gunicorn(**environ: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "gunicorn"), "-c", "python:config.gunicorn", "config.asgi:application"],
-        cwd=ROOT,
-        env=base_environment(**environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def run_gunicorn(**environ: str | None) -> subprocess.CompletedProcess[str]:
+    return run(GUNICORN_COMMAND, environ, timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -51,18 +43,7 @@ def test_bad_input_stops_the_server_with_one_clear_line(environ: dict, expected:
 
 
 def test_production_without_a_secret_key_refuses_to_start() -> None:
-    environ = base_environment()
-    del environ["DJANGO_SECRET_KEY"]
-    environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    result = subprocess.run(
-        [str(BIN / "gunicorn"), "-c", "python:config.gunicorn", "config.asgi:application"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_gunicorn(DJANGO_SECRET_KEY=None, DJANGO_SETTINGS_MODULE="config.settings")
     assert result.returncode != 0
     output = (result.stdout + result.stderr).strip()
     assert output.splitlines() == [output]

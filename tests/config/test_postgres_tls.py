@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from tests.conftest import require, require_tool
 from tests.support import certs
 from tests.support.load import wrk
 from tests.support.postgres import APP_DATABASE, PostgresCluster, ServerTls, server_binaries
-from tests.support.server import BIN, ROOT, Server, base_environment
+from tests.support.server import Server, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 CERT_USER = "certuser"
@@ -188,15 +187,7 @@ def test_connections_stay_within_workers_times_pool_max_under_load(tls_postgres,
 
 
 def migrate(environ: dict[str, str]) -> None:
-    result = subprocess.run(
-        [str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT,
-        env=base_environment(**environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run(["python", "manage.py", "migrate", "--noinput", "-v0"], environ)
     assert result.returncode == 0, result.stderr
 
 

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.support.server import BIN, ROOT, base_environment
+from tests.support.server import run
 
 
 def manage(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
-    env = base_environment(DJANGO_SETTINGS_MODULE="config.settings", **environ)
-    return subprocess.run(
-        [str(BIN / "python"), "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return run(
+        ["python", "manage.py", *args], {"DJANGO_SETTINGS_MODULE": "config.settings", **environ}
     )
 
 

@@ -68,6 +68,29 @@ def base_environment(**overrides: str) -> dict[str, str]:
     return environ
 
 
+GUNICORN_COMMAND = ["gunicorn", "-c", "python:config.gunicorn", "config.asgi:application"]
+
+
+def run(
+    command: list[str], environ: Mapping[str, str | None] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run one of the project's commands (``manage.py ...``, ``gunicorn ...``) to its end,
+    in a test environment; ``None`` removes a variable."""
+    env = base_environment(**{k: v for k, v in (environ or {}).items() if v is not None})
+    for name in [k for k, v in (environ or {}).items() if v is None]:
+        env.pop(name, None)
+    program = str(BIN / command[0]) if command[0] in ("gunicorn", "python") else command[0]
+    return subprocess.run(
+        [program, *command[1:]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def children(pid: int) -> list[int]:
     """Direct children of ``pid``, read from /proc (the workers of a master)."""
     found = []
