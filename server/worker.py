@@ -65,6 +65,7 @@ class UvicornWorker(BaseUvicornWorker):
         super().__init__(*args, **kwargs)
         self.config.timeout_graceful_shutdown = uvicorn_graceful_timeout(self.cfg.graceful_timeout)
         self.config.access_log = False
+        self.config.server_header = False  # do not advertise the server software
         self.config.callback_notify = None  # replaced by _heartbeat()
         self.server: Server | None = None
 
