@@ -65,7 +65,7 @@ format: venv ## Format and fix with ruff
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: venv ## Lint and run the whole test suite
+test: venv ## Lint and run the whole test suite (the image tests included)
 	@scripts/install-system-packages || echo "(tests that need these packages will skip)"
 	$(MAKE) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -85,9 +85,9 @@ image: ## Build the container image (docker, or podman/buildah where there is no
 	scripts/image build
 
 .PHONY: image-test
-image-test: venv ## Build the real Dockerfile, run the container and check it from outside
+image-test: venv ## Only the image tests: build the real Dockerfile, run it, check it from outside
 	@scripts/install-system-packages
-	$(PY) -m pytest tests/image -p no:django $(PYTEST_ARGS)
+	$(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 .PHONY: clean
 clean: ## Remove the environments and generated files
