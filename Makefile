@@ -33,7 +33,7 @@ $(UV):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON) --group dev
+	$(UV) sync --frozen --inexact --python $(PYTHON) --group dev
 	@touch $@
 
 .PHONY: venv

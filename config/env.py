@@ -538,8 +538,8 @@ PROMETHEUS_MULTIPROC_DIR = declare(
     "PROMETHEUS_MULTIPROC_DIR",
     "",
     absolute_path_or_empty,
-    "Directory (on a tmpfs) where workers share metrics; empty picks a fresh one under "
-    "`/dev/shm` (or the temp dir). Emptied at start.",
+    "Directory (on a tmpfs) where workers share metrics, emptied at start. Empty: a fresh "
+    "one under `/dev/shm` (or the temp dir), removed when the server exits.",
     OPERATIONS,
 )
 

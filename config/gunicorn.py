@@ -68,6 +68,11 @@ def child_exit(arbiter, worker):
         metrics.worker_exited(worker.pid)
 
 
+def on_exit(arbiter):
+    if _metrics_port:
+        metrics.remove_directory()
+
+
 def when_ready(arbiter):
     lifecycle.install_shutdown_delay(arbiter, _shutdown_delay)
     log = logging.getLogger("gunicorn.error")

@@ -26,8 +26,20 @@ ENVIRONMENT_KEY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads this
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+_directory: str | None = None  # prepared by this process
+_made_here = False
+
+
 def prepare_directory(configured: str) -> str:
-    """Create (or empty) the shared directory and tell prometheus_client about it."""
+    """Create (or empty) the shared directory and tell prometheus_client about it.
+
+    Once per master: Gunicorn re-reads its config module on SIGHUP, and emptying
+    the directory then would reset every counter. An operator's directory is
+    emptied, not removed; one made here (under /dev/shm) is removed again by
+    :func:`remove_directory` when the master exits."""
+    global _directory, _made_here
+    if _directory is not None:
+        return _directory
     if configured:
         directory = Path(configured)
         directory.mkdir(parents=True, exist_ok=True)
@@ -39,8 +51,16 @@ def prepare_directory(configured: str) -> str:
     else:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - a tmpfs
         directory = Path(tempfile.mkdtemp(prefix="prometheus-", dir=base))
-    os.environ[ENVIRONMENT_KEY] = str(directory)
-    return str(directory)
+        _made_here = True
+    _directory = str(directory)
+    os.environ[ENVIRONMENT_KEY] = _directory
+    return _directory
+
+
+def remove_directory() -> None:
+    """Gunicorn's on_exit hook: remove the directory prepare_directory() made."""
+    if _made_here and _directory is not None:
+        shutil.rmtree(_directory, ignore_errors=True)
 
 
 def enabled() -> bool:

@@ -9,6 +9,9 @@ returning ``http.disconnect``, which Django (and Starlette) answer by cancelling
 the view. Only an application that ignores that is cancelled outright, after a
 short grace. A synchronous view's thread cannot be killed; it finishes in the
 background and its response is dropped.
+
+The common case, a request that finishes in time, costs one timer: no extra
+task per request, nothing per ``receive()``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ logger = logging.getLogger("server.timeout")
 Scope = dict[str, Any]
 GRACE_SECONDS = 1.0
 BODY = b'{"error": "request timed out"}'
+DISCONNECT = {"type": "http.disconnect"}
 
 _worker_timeout: float | None = None
 
@@ -46,75 +50,111 @@ class RequestTimeout:
         return self._seconds if self._seconds is not None else _worker_timeout
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.seconds:
+        seconds = self.seconds
+        if scope["type"] != "http" or not seconds:
             await self.app(scope, receive, send)
             return
-
-        expired = asyncio.get_running_loop().create_future()
-        response_started = False
-
-        async def receive_until_expired() -> dict[str, Any]:
-            if expired.done():
-                return {"type": "http.disconnect"}
-            message = asyncio.ensure_future(receive())
-            try:
-                await asyncio.wait({message, expired}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not message.done():  # expired, or our caller was cancelled
-                    message.cancel()
-            if message.cancelled():
-                return {"type": "http.disconnect"}
-            return message.result()
-
-        async def send_until_expired(message: dict[str, Any]) -> None:
-            nonlocal response_started
-            if expired.done():
-                return  # the client already has its 504
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        seconds = self.seconds
-        task = asyncio.ensure_future(self.app(scope, receive_until_expired, send_until_expired))
+        deadline = _Deadline(scope, seconds, receive, send)
+        timer = asyncio.get_running_loop().call_later(seconds, deadline.expire)
         try:
-            await asyncio.wait_for(asyncio.shield(task), seconds)
-            return
-        except TimeoutError:
-            pass
+            await self.app(scope, deadline.receive, deadline.send)
         except asyncio.CancelledError:
-            task.cancel()
-            raise
+            if not deadline.cancelled_by_us():
+                raise  # e.g. the server's own shutdown: not ours to swallow
+        finally:
+            timer.cancel()
+            await deadline.finish()
 
-        expired.set_result(None)
-        method, path = scope.get("method", ""), scope.get("path", "")
-        if response_started:
-            # Headers are out: the status cannot change. Stop streaming; the
-            # server closes the connection when the application returns.
-            logger.error(
-                "request exceeded the %gs timeout while streaming: %s %s",
-                self.seconds,
-                method,
-                path,
-            )
-        else:
-            logger.error(
-                "request exceeded the %gs timeout, answered 504: %s %s", self.seconds, method, path
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 504,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(BODY)).encode()),
-                        (b"connection", b"close"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": BODY})
+
+class _Deadline:
+    """One request's deadline: what the application sees, and what happens at expiry."""
+
+    def __init__(self, scope: Scope, seconds: float, receive: Any, send: Any) -> None:
+        self._scope = scope
+        self._seconds = seconds
+        self._receive = receive
+        self._send = send
+        self._answer: asyncio.Task[None] | None = None
+        self.expired = False
+        self.response_started = False
+        self._request_task = asyncio.current_task()
+        self._receiving: set[asyncio.Task[Any]] = set()
+        self._interrupted: set[asyncio.Task[Any]] = set()
+        self._hard_cancel: asyncio.TimerHandle | None = None
+        self._hard_cancelled = False
+
+    async def receive(self) -> dict[str, Any]:
+        if self.expired:
+            return DISCONNECT
+        task = asyncio.current_task()
+        self._receiving.add(task)
         try:
-            await asyncio.wait_for(task, GRACE_SECONDS)
-        except (TimeoutError, asyncio.CancelledError):
-            pass  # wait_for cancelled it: the application ignored the disconnect
-        except Exception:
-            logger.debug("application raised after its request timed out", exc_info=True)
+            return await self._receive()
+        except asyncio.CancelledError:
+            if task not in self._interrupted:
+                raise
+            self._interrupted.discard(task)
+            task.uncancel()  # our interruption, not a real cancellation
+            return DISCONNECT
+        finally:
+            self._receiving.discard(task)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.expired:
+            return  # the client gets (or got) its 504 instead
+        if message["type"] == "http.response.start":
+            self.response_started = True
+        await self._send(message)
+
+    def expire(self) -> None:
+        """At the deadline: answer 504 now, and tell the application its client is
+        gone. (A cancelled synchronous Django view returns only when its thread
+        does, so the answer cannot wait for the application.)"""
+        self.expired = True
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_task(self._answer_504())
+        for task in self._receiving:
+            self._interrupted.add(task)
+            task.cancel()
+        self._hard_cancel = loop.call_later(GRACE_SECONDS, self._cancel_request)
+
+    def _cancel_request(self) -> None:
+        """The application ignored the disconnect: stop waiting for it."""
+        self._hard_cancelled = True
+        self._request_task.cancel()
+
+    def cancelled_by_us(self) -> bool:
+        if self._hard_cancelled:
+            self._request_task.uncancel()
+            return True
+        return False
+
+    async def finish(self) -> None:
+        if self._hard_cancel is not None:
+            self._hard_cancel.cancel()
+        if self._answer is not None:
+            await self._answer
+
+    async def _answer_504(self) -> None:
+        seconds = self._seconds
+        method, path = self._scope.get("method", ""), self._scope.get("path", "")
+        if self.response_started:
+            # Headers are out: the status cannot change. The server closes the
+            # connection, as the response never completed.
+            logger.error(
+                "request exceeded the %gs timeout while streaming: %s %s", seconds, method, path
+            )
+            return
+        logger.error("request exceeded the %gs timeout, answered 504: %s %s", seconds, method, path)
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": 504,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(BODY)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await self._send({"type": "http.response.body", "body": BODY})

@@ -111,7 +111,11 @@ class UvicornWorker(BaseUvicornWorker):
             # Quick shutdown, or requests Uvicorn gave up on at its graceful
             # timeout: asyncio would now wait for each cancelled request, and a
             # cancelled synchronous view only returns when its thread is done.
-            self._exit_now(f"{len(unfinished)} unfinished request task(s)")
+            self._exit_now(
+                "quick shutdown"
+                if server.force_exit
+                else f"{len(unfinished)} request task(s) cancelled at the graceful timeout"
+            )
 
     def run(self) -> None:
         super().run()

@@ -109,3 +109,47 @@ def test_metrics_are_never_served_on_the_public_port() -> None:
 def test_metrics_can_be_turned_off() -> None:
     with Server({"METRICS_PORT": "0", "HEALTH_CHECKS": ""}) as server:
         assert f"Listening at: http://127.0.0.1:{server.port} (" in server.log()
+
+
+def test_sighup_keeps_the_counts(tmp_path) -> None:
+    import signal
+
+    port = free_port()
+    directory = tmp_path / "metrics"
+    environ = {
+        "GUNICORN_WORKERS": "2",
+        "METRICS_PORT": str(port),
+        "HEALTH_CHECKS": "",
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+    }
+    with Server(environ) as server:
+        old = set(server.wait_for_workers(2))
+        for _ in range(7):
+            server.get("/api/hello")
+        server.signal(signal.SIGHUP)  # Gunicorn re-reads its config module
+        deadline = time.monotonic() + 30
+        while (set(server.workers()) & old or len(server.workers()) != 2) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        server.get("/api/hello")
+        text = scrape(server, port)
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    assert sample(text, "http_requests_total", method="GET", route="/api/hello", status="200") == 8
+    assert sample(text, "gunicorn_worker_restarts_total") == 2
+    assert directory.is_dir()  # the operator's directory stays (emptied at the next start)
+
+
+def test_the_directory_made_at_start_is_removed_at_exit() -> None:
+    import signal
+    from pathlib import Path
+
+    shm = Path("/dev/shm")
+    before = set(shm.glob("prometheus-*"))
+    with Server({"METRICS_PORT": str(free_port()), "HEALTH_CHECKS": ""}) as server:
+        made = set(shm.glob("prometheus-*")) - before
+        assert len(made) == 1
+        server.signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    assert not made.pop().exists()

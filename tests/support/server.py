@@ -198,9 +198,16 @@ class Server:
         if self.process is None:
             return
         if self.process.poll() is None:
+            # Ctrl+C first (Gunicorn's quick shutdown runs its exit hooks), then
+            # whatever is left.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+                os.kill(self.master_pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
         # Workers are in the same session; make sure none outlives the test.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
