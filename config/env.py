@@ -180,7 +180,7 @@ def _parse_path_or_empty(value: str) -> str:
     return stripped
 
 
-absolute_path_or_empty = Parser(_parse_path_or_empty, "an absolute path, or empty for off")
+absolute_path_or_empty = Parser(_parse_path_or_empty, "an absolute path, or empty")
 
 
 # Declarations ---------------------------------------------------------------
