@@ -1,0 +1,84 @@
+"""``python -m bench``: run the benchmark, write docs/benchmarks.md and the chart.
+
+Ctrl+C or SIGTERM stops it cleanly: every server, wrk and PostgreSQL it started
+is stopped on the way out (``Session.run`` holds them in one ExitStack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import report
+from bench.contenders import CONTENDERS
+from bench.session import Options, Session, say
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
+    defaults = Options()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--connections", type=int, default=defaults.connections)
+    parser.add_argument("--seconds", type=int, default=defaults.seconds, help="per round")
+    parser.add_argument("--warmup-seconds", type=int, default=defaults.warmup_seconds)
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--startup-rounds", type=int, default=defaults.startup_rounds)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[c.key for c in CONTENDERS],
+        help="run only these contenders (repeatable); ours is always included",
+    )
+    parser.add_argument("--output", type=Path, default=DOCS, help="where the report goes")
+    args = parser.parse_args(argv)
+    only = tuple(dict.fromkeys(["ours", *args.only])) if args.only else ()
+    options = Options(
+        workers=args.workers,
+        connections=args.connections,
+        seconds=args.seconds,
+        warmup_seconds=args.warmup_seconds,
+        rounds=args.rounds,
+        startup_rounds=args.startup_rounds,
+        only=only,
+    )
+    return options, args.output
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through the ExitStack that stops everything
+
+
+# Set explicitly: a shell starts background jobs with SIGINT ignored, and Python
+# would keep that, so Ctrl+C or `kill -INT` could not stop the benchmark cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, output = parse_args(argv)
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _interrupt)
+    logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    try:
+        measurements = Session(options, logs).run()
+    except KeyboardInterrupt:
+        shutil.rmtree(logs, ignore_errors=True)
+        say("Interrupted; every process the benchmark started has been stopped.")
+        return 130
+    except Exception as error:
+        say(f"bench failed: {error}\n(server logs kept in {logs})")
+        return 1
+    shutil.rmtree(logs, ignore_errors=True)
+    written = report.write(measurements, output)
+    print(report.console_summary(measurements))
+    print(f"Wrote {written} and its chart.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

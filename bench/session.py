@@ -1,0 +1,252 @@
+"""One benchmark session: PostgreSQL, start-up timing, warm-up, interleaved rounds.
+
+The order of work is what makes the comparison fair:
+
+1. **Start-up**: each contender is started alone, timed to its first 200 and
+   stopped, several times, interleaved, so no start competes with another.
+2. **Load**: all contenders then run at once (idle ones cost nothing), each is
+   warmed up on every endpoint, and then every round drives every contender on
+   every endpoint in turn (A B C … A B C …), so that drift over the minutes of
+   the run hits them all alike.
+
+Servers are pinned to one core and wrk, PostgreSQL and this process to the
+other, so the load generator and the database never take CPU from the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import database, load, processes
+from bench.contenders import CONTENDERS, FREE_PORT, SCRATCH_DIR, Contender
+from tests.support.server import base_environment, free_port
+
+
+@dataclass(frozen=True)
+class Options:
+    workers: int = 1
+    connections: int = 32
+    seconds: int = 2
+    warmup_seconds: int = 1
+    rounds: int = 4
+    startup_rounds: int = 3
+    pause_seconds: float = 0.3
+    only: tuple[str, ...] = ()  # contender keys; empty means all
+
+
+@dataclass
+class Measurements:
+    options: Options
+    contenders: tuple[Contender, ...]
+    server_cpus: set[int] | None
+    load_cpus: set[int] | None
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    postgres_version: str = ""
+    ready_seconds: dict[str, list[float]] = field(default_factory=dict)
+    runs: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
+    warmup_errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    memory: dict[str, processes.MemoryPeaks] = field(default_factory=dict)
+    elapsed_seconds: float = 0.0
+    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load at start and end
+
+    def median_ready(self, key: str) -> float:
+        return statistics.median(self.ready_seconds[key])
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk run against one contender, with what the server's core did meanwhile."""
+
+    wrk: load.Result
+    server_cpu_seconds: float  # the server's own CPU time during the run
+    others_share: float | None  # share of the server's core used by other processes
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_seconds / self.wrk.requests * 1e6 if self.wrk.requests else 0.0
+
+
+@dataclass(frozen=True)
+class Served:
+    process: subprocess.Popen[bytes]
+    port: int
+    ready_seconds: float
+
+
+def plan_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load CPUs): the first allowed core for servers, the rest for load."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None  # nothing to separate; every process shares the one core
+    return {allowed[0]}, set(allowed[1:])
+
+
+def environment(database_url: str, workers: int) -> dict[str, str]:
+    """What every contender gets: production settings, plain http on loopback."""
+    return base_environment(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_HTTPS="false",  # no redirect to https on plain-http loopback
+        DATABASE_URL=database_url,
+        GUNICORN_HOST="127.0.0.1",
+        GUNICORN_WORKERS=str(workers),
+        GUNICORN_ACCESS_LOG="false",  # access logs off for everyone (docs/benchmarks.md)
+        GUNICORN_SHUTDOWN_DELAY="0",  # only makes stopping between phases quick
+        LOG_FORMAT="json",
+        METRICS_PORT="0",  # no metrics listener: no peer has one
+    )
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Session:
+    def __init__(self, options: Options, logs: Path) -> None:
+        self.options = options
+        self.logs = logs
+        contenders = tuple(c for c in CONTENDERS if not options.only or c.key in options.only)
+        server_cpus, load_cpus = plan_cpus()
+        self.measurements = Measurements(options, contenders, server_cpus, load_cpus)
+        self.environ: dict[str, str] = {}
+        self.scratch = ""  # a tmpfs directory for contenders that need one
+
+    @property
+    def contenders(self) -> tuple[Contender, ...]:
+        return self.measurements.contenders
+
+    def run(self) -> Measurements:
+        began = time.monotonic()
+        load_before = os.getloadavg()[0]
+        if self.measurements.load_cpus:
+            os.sched_setaffinity(0, self.measurements.load_cpus)  # PostgreSQL and wrk inherit it
+        with contextlib.ExitStack() as stack:
+            tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else None  # a tmpfs, as in a pod
+            self.scratch = tempfile.mkdtemp(prefix="bench-", dir=tmpfs)
+            stack.callback(shutil.rmtree, self.scratch, ignore_errors=True)
+            say("Starting PostgreSQL, migrating, seeding example items…")
+            cluster = database.start_cluster()
+            stack.callback(cluster.remove)
+            self.measurements.postgres_version = database.server_version(cluster)
+            self.environ = environment(cluster.url(), self.options.workers)
+            database.prepare(self.environ)
+            self._time_startups()
+            servers = {c.key: stack.enter_context(self._serving(c)) for c in self.contenders}
+            self._check_endpoints(servers)
+            pids = {key: served.process.pid for key, served in servers.items()}
+            with processes.MemorySampler(pids) as sampler:
+                self._warm_up(servers)
+                self._rounds(servers)
+            self.measurements.memory = sampler.peaks
+        self.measurements.elapsed_seconds = time.monotonic() - began
+        self.measurements.load_average = (load_before, os.getloadavg()[0])
+        return self.measurements
+
+    # Phases ------------------------------------------------------------------
+
+    def _time_startups(self) -> None:
+        for round_number in range(1, self.options.startup_rounds + 1):
+            say(f"Start-up round {round_number}/{self.options.startup_rounds}")
+            for contender in self.contenders:
+                with self._serving(contender) as served:
+                    seconds = served.ready_seconds
+                    self.measurements.ready_seconds.setdefault(contender.key, []).append(seconds)
+                    say(f"  {contender.key:<14} ready in {seconds:.2f}s")
+
+    def _check_endpoints(self, servers: dict[str, Served]) -> None:
+        """Every endpoint must answer 200 before it is measured: a redirect or an
+        error page would otherwise be benchmarked as if it were the view."""
+        for contender in self.contenders:
+            port = servers[contender.key].port
+            for path in contender.endpoints:
+                status = processes.get_status(port, path)
+                if status != 200:
+                    raise RuntimeError(f"{contender.key}: GET {path} answered {status}, not 200")
+
+    def _warm_up(self, servers: dict[str, Served]) -> None:
+        say(f"Warm-up: {self.options.warmup_seconds:g}s per contender and endpoint")
+        for contender, path in self._pairs():
+            run = self._drive(servers[contender.key], path, self.options.warmup_seconds)
+            self.measurements.warmup_errors[(contender.key, path)] = run.wrk.errors
+
+    def _rounds(self, servers: dict[str, Served]) -> None:
+        for round_number in range(1, self.options.rounds + 1):
+            say(f"Round {round_number}/{self.options.rounds}")
+            for contender, path in self._pairs():
+                run = self._drive(servers[contender.key], path, self.options.seconds)
+                self.measurements.runs.setdefault((contender.key, path), []).append(run)
+                result = run.wrk
+                errors = f", {result.errors} ERRORS" if result.errors else ""
+                say(
+                    f"  {contender.key:<14} {path:<14} {result.rps:>9,.0f} req/s  "
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                    f"{run.cpu_us_per_request:7.0f} µs CPU/req{errors}"
+                )
+
+    # Helpers -----------------------------------------------------------------
+
+    def _pairs(self) -> Iterator[tuple[Contender, str]]:
+        """Endpoint by endpoint, every contender in turn: A B C … on each path."""
+        paths = dict.fromkeys(path for c in self.contenders for path in c.endpoints)
+        for path in paths:
+            for contender in self.contenders:
+                if path in contender.endpoints:
+                    yield contender, path
+
+    def _drive(self, served: Served, path: str, seconds: int) -> Run:
+        pid = served.process.pid
+        core = min(self.measurements.server_cpus) if self.measurements.server_cpus else None
+        cpu_before = processes.cpu_seconds(pid)
+        core_before = processes.core_busy_seconds(core) if core is not None else 0.0
+        result = load.run(
+            f"http://127.0.0.1:{served.port}{path}",
+            seconds=seconds,
+            connections=self.options.connections,
+        )
+        server_cpu = processes.cpu_seconds(pid) - cpu_before
+        others = None
+        if core is not None and result.seconds:
+            core_busy = processes.core_busy_seconds(core) - core_before
+            others = min(1.0, max(0.0, (core_busy - server_cpu) / result.seconds))
+        time.sleep(self.options.pause_seconds)
+        return Run(result, server_cpu, others)
+
+    @contextlib.contextmanager
+    def _serving(self, contender: Contender) -> Iterator[Served]:
+        """The contender running on a free port, ready; stopped on the way out."""
+        port = free_port()
+        log = self.logs / f"{contender.key}.log"
+        placeholders = {FREE_PORT: lambda: str(free_port()), SCRATCH_DIR: lambda: self.scratch}
+        extra = {
+            name: placeholders[value]() if value in placeholders else value
+            for name, value in contender.environ
+        }
+        started = time.monotonic()
+        process = processes.start(
+            contender.argv(port, self.options.workers),
+            {**self.environ, "GUNICORN_PORT": str(port), **extra},
+            log,
+            self.measurements.server_cpus,
+        )
+        try:
+            try:
+                seconds = processes.wait_ready(process, port, contender.ready_path, started)
+            except RuntimeError as error:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{contender.key} did not start: {error}\n{tail}") from None
+            yield Served(process, port, seconds)
+        finally:
+            processes.stop(process)
