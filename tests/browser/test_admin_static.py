@@ -1,7 +1,8 @@
 """The admin under `make run`, in a real headless Chromium (Debian's; no download).
 
 Checks what a user would see: the login page renders with its stylesheet, which
-WhiteNoise serves compressed-ready, with the right type and far-future caching.
+WhiteNoise serves compressed-ready, with the right type and far-future caching,
+and a user can log in (sessions and CSRF work in production mode).
 """
 
 from __future__ import annotations
@@ -123,3 +124,59 @@ def test_static_files_are_served_compressed(make_run: str) -> None:
         response = httpx.get(f"{make_run}{css_path}", headers={"accept-encoding": encoding})
         assert response.status_code == 200
         assert response.headers["content-encoding"] == encoding
+
+
+def test_a_user_can_log_in_to_the_admin(make_run: str) -> None:
+    require(os.path.exists(CHROMIUM), "Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    password = "browser-test-" + os.urandom(8).hex()
+    create = (
+        "from django.contrib.auth import get_user_model; U = get_user_model(); "
+        "u, _ = U.objects.get_or_create(username='browser-admin'); "
+        "u.is_staff = u.is_superuser = True; u.set_password(__import__('os').environ['PW']); "
+        "u.save()"
+    )
+    environ = {
+        **os.environ,
+        "PW": password,
+        "DJANGO_SECRET_KEY": (ROOT / ".secret_key").read_text().strip(),
+    }
+    environ.pop("DJANGO_SETTINGS_MODULE", None)
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "python"),
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            create,
+        ],
+        cwd=ROOT,
+        env=environ,
+        check=True,
+        timeout=120,
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{make_run}/admin/login/")
+            page.fill("#id_username", "browser-admin")
+            page.fill("#id_password", password)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{make_run}/admin/")
+            assert "Site administration" in page.title()
+            assert page.locator("a[href='/admin/example/item/']").count() >= 1
+        finally:
+            browser.close()
