@@ -144,11 +144,13 @@ def test_sighup_replaces_every_worker_without_dropping_a_request() -> None:
 
 
 def _pod(port: int, **environ: str) -> Server:
+    # The shutdown delay (4 s) outlasts the balancer's detection of a draining pod
+    # (two failed checks a second apart, about 2 s) with room for a loaded machine.
     return Server(
         {
             "GUNICORN_PORT": str(port),
             "GUNICORN_WORKERS": "2",
-            "GUNICORN_SHUTDOWN_DELAY": "2",
+            "GUNICORN_SHUTDOWN_DELAY": "4",
             "GUNICORN_GRACEFUL_TIMEOUT": "10",
             "HEALTH_CHECKS": "",
             **environ,
@@ -190,7 +192,7 @@ def _rolling_restart(
     assert pods[0].wait(timeout=30) == 0
     replacement = _pod(ports[0], **environ).start()
     try:
-        time.sleep(4)
+        balancer.wait_until_up([0])  # the new pod is ready before the next one goes
         pods[1].signal(signal.SIGTERM)
         assert pods[1].wait(timeout=30) == 0
         return load.result(), replacement.log().count("GET /api/hello")
@@ -214,7 +216,7 @@ def test_without_the_delay_the_same_restart_loses_requests(two_pods) -> None:
         pod.stop()
     undelayed = [_pod(port, GUNICORN_SHUTDOWN_DELAY="0").start() for port in ports]
     try:
-        time.sleep(3)  # the balancer marks the new instances up
+        balancer.wait_until_up([0, 1])
         result, _ = _rolling_restart(balancer, undelayed, ports, GUNICORN_SHUTDOWN_DELAY="0")
     finally:
         for pod in undelayed:
@@ -232,6 +234,7 @@ def test_worker_recycling_under_load_loses_no_request(two_pods) -> None:
         for port in ports
     ]
     try:
+        balancer.wait_until_up([0, 1])
         result = wrk(balancer.url("/api/hello"), connections=16, seconds=10, headers=HTTPS)
         recycled = sum(pod.log().count("Maximum request limit") for pod in recycling)
     finally:
