@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import signal
 import time
+from datetime import datetime
 
 import httpx
 import pytest
@@ -61,19 +63,34 @@ def test_max_requests_recycles_workers_without_a_failed_request() -> None:
 
 
 def test_recycling_waits_for_a_request_still_running() -> None:
-    """A request in flight when the limit is reached finishes, even though it
-    outlives half the heartbeat timeout while the worker drains."""
-    environ = {"GUNICORN_WORKERS": "1", "GUNICORN_MAX_REQUESTS": "2", "GUNICORN_TIMEOUT": "4"}
+    """A request in flight when its worker starts draining (max-requests) finishes.
+
+    Upstream, Uvicorn notifies Gunicorn's heartbeat only from its main loop, which
+    ends when draining begins; Gunicorn then kills the worker ``timeout`` seconds
+    after the last notification, mid-request. The scene is set so that happens:
+    the worker's first notification is at its start (t0), the next one would be
+    about 5 s later (half the timeout); draining begins at t0+4 s with a 9 s
+    request in flight, which needs until t0+13 s, past t0+10 s.
+    """
+    environ = {"GUNICORN_WORKERS": "1", "GUNICORN_MAX_REQUESTS": "2", "GUNICORN_TIMEOUT": "10"}
     with Server(environ) as server:
-        server.get("/health/live")  # the probe of wait_until_live counted as request 1
+        (first,) = server.wait_for_workers(1)
+        while first in server.workers():  # use up the first worker's requests
+            server.get("/health/live")
+            time.sleep(0.05)
+        (fresh,) = server.wait_for_workers(1)
+        started = next(
+            datetime.fromisoformat(line["timestamp"]).timestamp()
+            for line in map(json.loads, server.log_lines())
+            if line["message"] == f"Started server process [{fresh}]"
+        )
+        time.sleep(max(0.0, started + 4.0 - time.time()))
         with concurrent.futures.ThreadPoolExecutor() as pool:
-            slow = pool.submit(server.get, "/_test/sleep?s=3.5")
-            time.sleep(0.5)
-            quick = server.get("/_test/pid")  # reaches the limit while "slow" runs
-            assert quick.status_code == 200
+            slow = pool.submit(server.get, "/_test/sleep?s=9")
+            time.sleep(0.2)
+            assert server.get("/_test/pid").json()["pid"] == fresh  # the limit: draining
             assert slow.result().status_code == 200
         assert "WORKER TIMEOUT" not in server.log()
-        assert server.get("/_test/pid").status_code == 200
 
 
 def test_sigterm_stops_gracefully_and_exits_0() -> None:
