@@ -66,13 +66,14 @@ def make_run():
             raise
 
 
-def test_admin_login_page_is_styled_by_its_css(make_run: str) -> None:
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, with the flags a closed network needs."""
     require(os.path.exists(CHROMIUM), "Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright
 
-    stylesheets = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
+        chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=[
                 "--no-sandbox",
@@ -83,24 +84,26 @@ def test_admin_login_page_is_styled_by_its_css(make_run: str) -> None:
                 "--no-first-run",
             ],
         )
-        try:
-            page = browser.new_page()
-            page.on(
-                "response",
-                lambda r: (
-                    stylesheets.append(r) if r.request.resource_type == "stylesheet" else None
-                ),
-            )
-            response = page.goto(f"{make_run}/admin/login/", wait_until="load")
-            assert response is not None
-            assert response.status == 200
-            assert page.title().startswith("Log in")
-            header_color = page.eval_on_selector(
-                "#header", "element => getComputedStyle(element).backgroundColor"
-            )
-            page.screenshot(path=str(ROOT / "build" / "admin-login.png"))
-        finally:
-            browser.close()
+        yield chromium
+        chromium.close()
+
+
+def test_admin_login_page_is_styled_by_its_css(make_run: str, browser) -> None:
+    stylesheets = []
+    page = browser.new_page()
+    page.on(
+        "response",
+        lambda r: stylesheets.append(r) if r.request.resource_type == "stylesheet" else None,
+    )
+    response = page.goto(f"{make_run}/admin/login/", wait_until="load")
+    assert response is not None
+    assert response.status == 200
+    assert page.title().startswith("Log in")
+    header_color = page.eval_on_selector(
+        "#header", "element => getComputedStyle(element).backgroundColor"
+    )
+    page.screenshot(path=str(ROOT / "build" / "admin-login.png"))
+    page.close()
 
     assert stylesheets, "the login page loaded no stylesheet"
     for sheet in stylesheets:
@@ -126,10 +129,7 @@ def test_static_files_are_served_compressed(make_run: str) -> None:
         assert response.headers["content-encoding"] == encoding
 
 
-def test_a_user_can_log_in_to_the_admin(make_run: str) -> None:
-    require(os.path.exists(CHROMIUM), "Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
+def test_a_user_can_log_in_to_the_admin(make_run: str, browser) -> None:
     password = "browser-test-" + os.urandom(8).hex()
     create = (
         "from django.contrib.auth import get_user_model; U = get_user_model(); "
@@ -157,26 +157,12 @@ def test_a_user_can_log_in_to_the_admin(make_run: str) -> None:
         check=True,
         timeout=120,
     )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            page = browser.new_page()
-            page.goto(f"{make_run}/admin/login/")
-            page.fill("#id_username", "browser-admin")
-            page.fill("#id_password", password)
-            page.click("input[type=submit]")
-            page.wait_for_url(f"{make_run}/admin/")
-            assert "Site administration" in page.title()
-            assert page.locator("a[href='/admin/example/item/']").count() >= 1
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(f"{make_run}/admin/login/")
+    page.fill("#id_username", "browser-admin")
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{make_run}/admin/")
+    assert "Site administration" in page.title()
+    assert page.locator("a[href='/admin/example/item/']").count() >= 1
+    page.close()
