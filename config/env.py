@@ -195,29 +195,22 @@ class Variable:
     section: str
     fallback: str | None = None  # another variable read when this one is unset
 
-    def raw(self, environ: Mapping[str, str] | None = None) -> str | None:
+    def _lookup(self, environ: Mapping[str, str] | None) -> tuple[str, str | None]:
+        """The raw text, and where it came from (for error messages)."""
         environ = os.environ if environ is None else environ
         if self.name in environ:
-            return environ[self.name]
+            return self.name, environ[self.name]
         if self.fallback and self.fallback in environ:
-            return environ[self.fallback]
-        return self.default
-
-    def is_set(self, environ: Mapping[str, str] | None = None) -> bool:
-        environ = os.environ if environ is None else environ
-        return self.name in environ or bool(self.fallback and self.fallback in environ)
+            return f"{self.fallback} (read because {self.name} is unset)", environ[self.fallback]
+        return self.name, self.default
 
     def value(self, environ: Mapping[str, str] | None = None) -> Any:
-        raw = self.raw(environ)
+        source, raw = self._lookup(environ)
         if raw is None:
             return None
         try:
             return self.parser.parse(raw)
         except (ValueError, TypeError):
-            source = self.name
-            environ = os.environ if environ is None else environ
-            if self.name not in environ and self.fallback and self.fallback in environ:
-                source = f"{self.fallback} (read because {self.name} is unset)"
             shown = "<hidden>" if "SECRET" in self.name else repr(raw)
             raise ConfigError(
                 f"{source}={shown} is not valid: expected {self.parser.allowed}."

@@ -23,8 +23,6 @@ HTTPS = {"x-forwarded-proto": "https"}
 def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(pid_namespace) -> None:
     """Timeline: SIGTERM at 0 s; readiness 503 at once; new connections still served
     during the 2 s delay; refused after it; the 4 s request in flight completes."""
-    if pid_namespace:
-        require_tool("unshare")
     environ = {
         "GUNICORN_SHUTDOWN_DELAY": "2",
         "GUNICORN_GRACEFUL_TIMEOUT": "20",
@@ -57,8 +55,6 @@ def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(pid_namespa
 @pytest.mark.parametrize("pid_namespace", [False, True], ids=["plain", "pid-1"])
 @pytest.mark.parametrize("during_delay", [False, True], ids=["serving", "draining"])
 def test_sigint_is_quick_with_a_slow_request_in_flight(pid_namespace, during_delay) -> None:
-    if pid_namespace:
-        require_tool("unshare")
     environ = {
         "GUNICORN_SHUTDOWN_DELAY": "10",
         "GUNICORN_GRACEFUL_TIMEOUT": "60",

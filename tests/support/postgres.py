@@ -13,7 +13,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,15 +187,6 @@ class PostgresCluster:
         ) as connection:
             cursor = connection.execute(sql, params)  # type: ignore[arg-type]
             return cursor.fetchall() if cursor.description else []
-
-    def wait_until_accepting(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(psycopg.OperationalError):
-                self.execute("SELECT 1")
-                return
-            time.sleep(0.1)
-        raise AssertionError("PostgreSQL did not come back")
 
     def log(self) -> str:
         path = self.directory / "server.log"

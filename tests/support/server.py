@@ -130,6 +130,9 @@ class Server:
             *args,
         ]
         if pid_namespace:
+            from tests.conftest import require_tool
+
+            require_tool("unshare")
             self.command = ["unshare", "--pid", "--fork", "--kill-child", *self.command]
         self.pid_namespace = pid_namespace
         self._log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
