@@ -6,15 +6,18 @@ Outermost first:
 2. ``Observer``: request id, access log and request metrics for every request.
 3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/; the worker sets it).
 4. ``Probes``: /health and /health/live, answered before Django (health/).
-5. Django itself (config/settings.py, config/urls.py).
+5. ``DjangoApplication``: Django itself (config/settings.py, config/urls.py), each
+   request in one visit to one of the worker's threads; a synchronous view runs
+   there, an async view on the event loop (server/handler.py).
 """
 
+import functools
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_application = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application() does
 
 from django.urls import get_resolver  # noqa: E402
 
@@ -27,7 +30,14 @@ from health.checks import configured_checks  # noqa: E402
 from health.probes import Probes  # noqa: E402
 from observability import metrics  # noqa: E402
 from observability.observer import Observer  # noqa: E402
+from server import threads  # noqa: E402
+from server.handler import DjangoApplication  # noqa: E402
 from server.timeout import RequestTimeout  # noqa: E402
+
+django_application = DjangoApplication(
+    threads=functools.partial(threads.requests_pool, env.GUNICORN_THREADS.value()),
+    waiting_threads=threads.waiting_pool,
+)
 
 _metrics = metrics.get() if metrics.enabled() else None
 

@@ -183,6 +183,20 @@ def _parse_path_or_empty(value: str) -> str:
 absolute_path_or_empty = Parser(_parse_path_or_empty, "an absolute path, or empty")
 
 
+def _parse_http_url_or_empty(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    stripped = value.strip()
+    if stripped:
+        parts = urlsplit(stripped)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError
+    return stripped
+
+
+http_url_or_empty = Parser(_parse_http_url_or_empty, "an http:// or https:// URL, or empty")
+
+
 # Declarations ---------------------------------------------------------------
 
 
@@ -238,6 +252,7 @@ DJANGO = "Django"
 DATABASE = "Database"
 HEALTH = "Health probes"
 OPERATIONS = "Logs and metrics"
+EXAMPLE = "Example app"
 
 # The five variables of the original request come first, with exactly its defaults.
 GUNICORN_WORKERS = declare(
@@ -273,6 +288,15 @@ GUNICORN_MAX_REQUESTS_JITTER = declare(
     integer(0, 10_000_000),
     "Random extra requests (0 to this) added per worker to `GUNICORN_MAX_REQUESTS`, so "
     "workers do not all restart at once. Needs `GUNICORN_MAX_REQUESTS` > 0.",
+    SERVER,
+)
+GUNICORN_THREADS = declare(
+    "GUNICORN_THREADS",
+    "5",
+    integer(1, 1000),
+    "Threads per worker for synchronous views: each request for one runs in a single visit "
+    "to one of them; `async def` views and the probes need none. Keep it at most "
+    "`DB_POOL_MAX_SIZE`, or requests that need the database wait for a connection.",
     SERVER,
 )
 GUNICORN_HOST = declare(
@@ -534,6 +558,15 @@ PROMETHEUS_MULTIPROC_DIR = declare(
     "Directory (on a tmpfs) where workers share metrics, emptied at start. Empty: a fresh "
     "one under `/dev/shm` (or the temp dir), removed when the server exits.",
     OPERATIONS,
+)
+
+EXAMPLE_UPSTREAM_URL = declare(
+    "EXAMPLE_UPSTREAM_URL",
+    "",
+    http_url_or_empty,
+    "The service the example's `/api/upstream` views call (`uvicorn example.upstream:app` "
+    "is a stand-in); empty: they answer 503.",
+    EXAMPLE,
 )
 
 

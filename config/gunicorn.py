@@ -36,6 +36,7 @@ if _workers == "auto":
 wsgi_app = "config.asgi:application"
 worker_class = "server.worker.UvicornWorker"
 workers = _workers
+threads = env.GUNICORN_THREADS.value()  # per worker, for synchronous views (server/threads.py)
 preload_app = env.GUNICORN_PRELOAD.value()
 _host = env.GUNICORN_HOST.value()
 _host = f"[{_host}]" if ":" in _host else _host

@@ -6,7 +6,6 @@ a file or guesses.
 """
 
 import logging
-import warnings
 from pathlib import Path
 
 from config import database, env
@@ -84,6 +83,9 @@ if env.CACHE_URL.value():
         }
     }
 
+# The example app's upstream service (example/services.py).
+EXAMPLE_UPSTREAM_URL = env.EXAMPLE_UPSTREAM_URL.value()
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -130,9 +132,3 @@ LOGGING = logging_config(
     server_level=env.GUNICORN_LOG_LEVEL.value(),
 )
 logging.captureWarnings(True)  # Python warnings become log records (JSON in JSON mode)
-# WhiteNoise serves files through a synchronous iterator, which Django under ASGI
-# reads in a thread; fine for the admin's small static files, and said once here
-# rather than on every worker's first static request.
-warnings.filterwarnings(
-    "ignore", message="StreamingHttpResponse must consume synchronous iterators"
-)

@@ -21,10 +21,13 @@ What it changes, and why:
   when the loop is truly blocked.
 * **GUNICORN_TIMEOUT bounds requests**: the worker hands Gunicorn's timeout to
   :class:`server.timeout.RequestTimeout`, which the application places in its stack.
+* **A fixed pool of threads** (Gunicorn's ``threads``, GUNICORN_THREADS) runs
+  synchronous views, one visit per request (:mod:`server.threads`,
+  :mod:`server.handler`).
 * **Access log** is written by the application's observer, not by Uvicorn.
 * **No waiting on stuck threads at exit.** A synchronous view still running when
-  the worker has finished shutting down would make the interpreter wait for its
-  thread; the worker exits without it (its response was already abandoned).
+  the worker has finished shutting down (its response already abandoned) would
+  keep the process alive; the worker exits without it.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
-from server import lifecycle, timeout
+from server import lifecycle, threads, timeout
 from server.protocol import GracefulHttpToolsProtocol
 
 # Uvicorn cancels what is still running this long before Gunicorn would SIGKILL.
@@ -87,6 +90,7 @@ class UvicornWorker(BaseUvicornWorker):
     async def _serve(self) -> None:
         self.config.app = self.wsgi
         timeout.use_worker_timeout(self.cfg.timeout)
+        threads.use_worker_threads(self.cfg.threads)
         self.server = server = Server(config=self.config)
         lifecycle.add_local_check(lambda: server.should_exit)
         self._install_sigquit_handler()
@@ -119,15 +123,20 @@ class UvicornWorker(BaseUvicornWorker):
 
     def run(self) -> None:
         super().run()
-        stuck = [
-            thread
+        busy = 0
+        for pool in threads.made():
+            busy += pool.busy
+            pool.shutdown()
+        # Threads that are not daemons (e.g. a view's own) would make the
+        # interpreter wait for them.
+        stuck = busy + sum(
+            1
             for thread in threading.enumerate()
             if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
-        ]
+        )
         if stuck:
-            # E.g. a synchronous view that was answered 504 and is still running:
-            # the interpreter would wait for its thread before exiting.
-            self._exit_now(f"{len(stuck)} request thread(s) still running")
+            # E.g. a synchronous view that was answered 504 and is still running.
+            self._exit_now(f"{stuck} request thread(s) still running")
 
     def _exit_now(self, reason: str) -> None:
         self.log.info("Worker exiting without waiting: %s (pid: %s)", reason, self.pid)

@@ -1,0 +1,214 @@
+"""The worker's threads for synchronous Django code, started once and reused.
+
+Django's own ASGI handler starts a new OS thread for every request (a
+``ThreadSensitiveContext``) and hands each synchronous middleware method to it
+separately. Here a worker keeps its threads and gives each request one job:
+everything synchronous about it, start to end (see :mod:`server.handler`).
+
+Two pools per worker:
+
+* **requests**: ``GUNICORN_THREADS`` threads for requests to synchronous views,
+  as Gunicorn's ``gthread`` worker has. A request waits for a free one.
+* **waiting**: one thread per request to an ``async def`` view, for as long as
+  it is in flight, and no limit. The thread runs the synchronous middleware
+  around the view and waits while the view itself runs on the event loop, as
+  Django documents for a site with synchronous middleware. Idle threads are kept
+  for reuse and end after ``IDLE_SECONDS``.
+
+A job is handed over with as little machinery as possible, because the hop is
+paid on every request: one ``SimpleQueue.put`` (C) to wake a thread, one
+``call_soon_threadsafe`` to wake the event loop with the result. The job runs in
+a copy of the caller's context, so the request id and everything else kept in
+context variables follow it into the thread, as ``asgiref.sync_to_async`` does.
+
+Inside these threads ``async_to_sync`` (which Django uses to call an async view
+from synchronous middleware) runs its coroutine on the worker's event loop, as it
+does inside Django's own ``sync_to_async`` threads: asgiref looks for that loop
+in ``SyncToAsync.threadlocal`` (tests/server/test_handler.py fails if it stops
+doing so). Without it every call would start a new event loop in a new thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import SyncToAsync
+
+T = TypeVar("T")
+IDLE_SECONDS = 60.0
+_STOP = None
+
+
+class ThreadPool:
+    """``size`` threads, or with ``size=None`` as many as there are jobs in flight."""
+
+    def __init__(self, size: int | None, name: str) -> None:
+        if size is not None and size < 1:
+            raise ValueError("a thread pool needs at least one thread")
+        self.size = size
+        self.name = name
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0  # threads waiting for a job that no queued job has claimed
+        self._busy = 0
+
+    @property
+    def busy(self) -> int:
+        """Threads running a job now."""
+        return self._busy
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def run(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``function(*args)`` in one of the threads; await the result.
+
+        Cancelling the returned future before a thread has taken the job skips
+        it; once it runs, it runs to the end (a thread cannot be interrupted)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((future, contextvars.copy_context(), function, args))
+        if self.size is None:
+            self._claim_or_start(loop)
+        elif self._threads < self.size:
+            while self._threads < self.size:
+                self._start(loop)
+        return future
+
+    def shutdown(self) -> None:
+        """Let idle threads end; a thread still running a job ends after it."""
+        for _ in range(self._threads):
+            self._jobs.put(_STOP)
+
+    def _claim_or_start(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+                return
+        self._start(loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._threads += 1
+            index = self._threads
+        threading.Thread(
+            target=self._work,
+            args=(loop,),
+            name=f"{self.name}-{index}",
+            daemon=True,  # the worker decides at exit whether to wait (server/worker.py)
+        ).start()
+
+    def _work(self, loop: asyncio.AbstractEventLoop) -> None:
+        SyncToAsync.threadlocal.main_event_loop = loop
+        SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
+        try:
+            while (job := self._next_job()) is not _STOP:
+                self._run(loop, *job)
+                del job
+        finally:
+            with self._lock:
+                self._threads -= 1
+
+    def _next_job(self) -> Any:
+        if self.size is not None:
+            return self._jobs.get()
+        while True:
+            try:
+                return self._jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle:  # no queued job counts on this thread
+                        self._idle -= 1
+                        return _STOP
+
+    def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        context: contextvars.Context,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+    ) -> None:
+        if future.cancelled():
+            self._done()
+            return
+        with self._lock:
+            self._busy += 1
+        try:
+            result = context.run(function, *args)
+        except BaseException as error:  # handed to the awaiting task, as run_in_executor does
+            loop.call_soon_threadsafe(_fail, future, error)
+        else:
+            loop.call_soon_threadsafe(_succeed, future, result)
+        finally:
+            with self._lock:
+                self._busy -= 1
+            self._done()
+
+    def _done(self) -> None:
+        if self.size is None:
+            with self._lock:
+                self._idle += 1
+
+
+def _succeed(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.cancelled():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.cancelled():
+        future.set_exception(error)
+
+
+# The pools of this worker process -------------------------------------------------
+
+_configured_size: int | None = None
+_pools: dict[str, ThreadPool] = {}
+
+
+def use_worker_threads(size: int) -> None:
+    """Called by the worker with Gunicorn's effective ``threads`` (GUNICORN_THREADS,
+    or ``--threads`` in GUNICORN_CMD_ARGS) before it serves a request."""
+    global _configured_size  # one value per worker process
+    _configured_size = size
+
+
+def requests_pool(default_size: int) -> ThreadPool:
+    """The pool for synchronous views: the worker's size, else ``default_size``
+    (outside our worker, e.g. plain ``uvicorn``)."""
+    pool = _pools.get("requests")
+    if pool is None:
+        pool = _pools["requests"] = ThreadPool(_configured_size or default_size, "request")
+    return pool
+
+
+def waiting_pool() -> ThreadPool:
+    """The pool for the synchronous middleware around async views: no limit."""
+    pool = _pools.get("waiting")
+    if pool is None:
+        pool = _pools["waiting"] = ThreadPool(None, "waiting")
+    return pool
+
+
+def made() -> list[ThreadPool]:
+    """The pools this process made (the worker asks at exit)."""
+    return list(_pools.values())
+
+
+def _forget_pools() -> None:
+    """Threads do not survive a fork: a worker makes its own pools."""
+    global _configured_size  # reset in the child
+    _pools.clear()
+    _configured_size = None
+
+
+os.register_at_fork(after_in_child=_forget_pools)
