@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -9,14 +12,61 @@ import pytest
 import yaml
 
 from config import env
+from server.cpu import CpuLimit, auto_workers
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+DIRECTORY = ROOT / "deploy" / "kubernetes"
+# Kubernetes objects, one or more per file; kustomization.yaml is kustomize's own.
+MANIFESTS = sorted(p for p in DIRECTORY.glob("*.yaml") if p.name != "kustomization.yaml")
 MARGIN_SECONDS = 5
+EXPECTED_KINDS = ["Deployment", "HorizontalPodAutoscaler", "Job", "PodDisruptionBudget", "Service"]
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+# PostgreSQL's default max_connections, less superuser_reserved_connections.
+POSTGRES_DEFAULT_CONNECTIONS = 100 - 3
+# The secrets the manifests take from a Secret, for validating their environment.
+SECRETS = {
+    "DJANGO_SECRET_KEY": "k8s-reference-manifest-placeholder-0123456789-abcdef",
+    "DATABASE_URL": "postgres://app:secret@db:5432/app",
+}
 
 
 def load(name: str) -> dict:
-    return yaml.safe_load((ROOT / "deploy" / "kubernetes" / name).read_text())
+    return yaml.safe_load((DIRECTORY / name).read_text())
+
+
+def env_entries(container: dict) -> dict[str, dict]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def env_values(container: dict) -> dict[str, str]:
+    return {
+        name: item.get("value", "from-a-secret") for name, item in env_entries(container).items()
+    }
+
+
+def scaled(value: int | str, pods: int) -> int:
+    """A PDB or rollout number, or a percentage of the pods (rounded up, as Kubernetes does)."""
+    if isinstance(value, str) and value.endswith("%"):
+        return math.ceil(pods * int(value[:-1]) / 100)
+    return int(value)
+
+
+def disruptions_allowed(budget: dict, pods: int) -> int:
+    if "minAvailable" in budget:
+        return pods - scaled(budget["minAvailable"], pods)
+    return scaled(budget["maxUnavailable"], pods)
+
+
+def cpus(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def shutdown_budget(web: dict) -> float:
+    """Seconds a pod may take to stop: the grace period, or more if the server wants more."""
+    values = env_values(web["containers"][0])
+    needed = env.GUNICORN_SHUTDOWN_DELAY.value(values) + env.GUNICORN_GRACEFUL_TIMEOUT.value(values)
+    return max(web.get("terminationGracePeriodSeconds", 30), needed)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +76,7 @@ def pod() -> dict:
 
 @pytest.fixture(scope="module")
 def container_env(pod) -> dict[str, str]:
-    return {
-        item["name"]: item.get("value", "from-a-secret") for item in pod["containers"][0]["env"]
-    }
+    return env_values(pod["containers"][0])
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -49,11 +97,7 @@ def test_the_timing_budget_holds(pod, container_env) -> None:
 
 
 def test_the_environment_in_the_manifest_is_valid(container_env) -> None:
-    secrets = {
-        "DJANGO_SECRET_KEY": "k8s-reference-manifest-placeholder-0123456789-abcdef",
-        "DATABASE_URL": "postgres://app:secret@db:5432/app",
-    }
-    values = {**container_env, **secrets, "DB_SSLROOTCERT": "system"}  # the CA is mounted there
+    values = {**container_env, **SECRETS, "DB_SSLROOTCERT": "system"}  # the CA is mounted there
     env.check(values)
 
 
@@ -87,5 +131,213 @@ def test_metrics_are_not_exposed_through_the_service() -> None:
 
 
 def test_the_disruption_budget_leaves_room_to_drain() -> None:
-    replicas = load("deployment.yaml")["spec"]["replicas"]
+    """The fewest pods the autoscaler keeps still leave the budget one to evict."""
+    assert "replicas" not in load("deployment.yaml")["spec"], "the HPA owns the count"
+    replicas = load("hpa.yaml")["spec"]["minReplicas"]
     assert load("pdb.yaml")["spec"]["minAvailable"] < replicas
+
+
+# What `kubectl apply -k deploy/kubernetes` applies -------------------------------
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict]:
+    require_tool("kubectl")
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(DIRECTORY)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+@pytest.fixture(scope="module")
+def objects(rendered) -> dict[str, dict]:
+    by_kind = {document["kind"]: document for document in rendered}
+    assert len(by_kind) == len(rendered), "one object of each kind"
+    return by_kind
+
+
+@pytest.fixture(scope="module")
+def web(objects) -> dict:
+    return objects["Deployment"]["spec"]["template"]["spec"]
+
+
+@pytest.fixture(scope="module")
+def job(objects) -> dict:
+    return objects["Job"]["spec"]
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    resources = load("kustomization.yaml")["resources"]
+    assert sorted(resources) == [path.name for path in MANIFESTS]
+
+
+def test_the_rendered_objects_are_valid_against_the_kubernetes_schema(rendered) -> None:
+    version = kubernetes_validate.latest_version()
+    for document in rendered:
+        kubernetes_validate.validate(document, version, strict=True)
+    assert sorted(document["kind"] for document in rendered) == EXPECTED_KINDS
+
+
+def test_the_job_and_the_deployment_run_the_release_image(web, job) -> None:
+    """One image, tagged in kustomization.yaml: an image name that does not match its
+    `images:` entry would silently keep the tag written in the manifest."""
+    (image,) = load("kustomization.yaml")["images"]
+    release = f"{image.get('newName', image['name'])}:{image['newTag']}"
+    assert [container["image"] for container in web["containers"]] == [release]
+    assert [container["image"] for container in job["template"]["spec"]["containers"]] == [release]
+
+
+def test_the_job_runs_migrate_within_bounds(job) -> None:
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert pod["restartPolicy"] == "Never"  # a retry is a new pod; the failed one's log stays
+    assert not set(PROBES) & set(container), "a Job is neither served nor restarted midway"
+    assert 1 <= job["backoffLimit"] <= 3, "a few retries, not a loop hammering the database"
+    assert 60 <= job["activeDeadlineSeconds"] <= 3600
+    assert job["ttlSecondsAfterFinished"] >= 3600, "long enough to read why it failed"
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_the_job_has_the_deployment_security_context(web, job) -> None:
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"] == web["securityContext"]
+    assert container["securityContext"] == web["containers"][0]["securityContext"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsUser"] == 10001  # the image's user (Dockerfile)
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert "/tmp" in mounts  # the root file system is read-only
+    # A volume the Job shares with the Deployment is the same volume.
+    web_volumes = {volume["name"]: volume for volume in web["volumes"]}
+    for volume in pod["volumes"]:
+        assert volume == web_volumes[volume["name"]]
+
+
+def test_the_job_reaches_the_database_as_the_deployment_does(web, job) -> None:
+    """Migrations run against the database the pods serve, the same way (TLS, CA)."""
+    container = job["template"]["spec"]["containers"][0]
+    job_env, web_env = env_entries(container), env_entries(web["containers"][0])
+    for name, entry in job_env.items():
+        assert entry == web_env.get(name), f"{name} differs from the Deployment's"
+    needed = {"DJANGO_SECRET_KEY"} | {
+        name for name in web_env if env.REGISTRY[name].section == env.DATABASE
+    }
+    assert needed <= set(job_env), f"the Job lacks {sorted(needed - set(job_env))}"
+    # Files the settings name are mounted where they say.
+    mounts = [mount["mountPath"] for mount in container["volumeMounts"]]
+    for name in ("DB_SSLROOTCERT", "DB_SSLCERT", "DB_SSLKEY"):
+        path = job_env.get(name, {}).get("value", "")
+        if path.startswith("/"):
+            assert any(path.startswith(mount + "/") for mount in mounts), f"{name}={path}"
+
+
+def test_the_job_environment_is_valid(job) -> None:
+    values = env_values(job["template"]["spec"]["containers"][0])
+    env.check({**values, **SECRETS, "DB_SSLROOTCERT": "system"})
+
+
+def test_only_the_web_pods_are_selected(objects, web, job) -> None:
+    """The Service must not send traffic to the migration pod, nor the PDB count it."""
+    web_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    job_labels = job["template"]["metadata"]["labels"]
+    selectors = {
+        "Deployment": objects["Deployment"]["spec"]["selector"]["matchLabels"],
+        "Service": objects["Service"]["spec"]["selector"],
+        "PodDisruptionBudget": objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+    }
+    for kind, selector in selectors.items():
+        assert selector.items() <= web_labels.items(), f"{kind} misses the web pods"
+        assert not selector.items() <= job_labels.items(), f"{kind} selects the migration pod"
+
+
+def test_the_autoscaler_scales_the_deployment_on_cpu_requests(objects, web) -> None:
+    deployment, spec = objects["Deployment"], objects["HorizontalPodAutoscaler"]["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": deployment["apiVersion"],
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    (metric,) = spec["metrics"]
+    assert metric["type"] == "Resource"
+    assert metric["resource"]["name"] == "cpu"
+    target = metric["resource"]["target"]
+    assert target["type"] == "Utilization"
+    assert 50 <= target["averageUtilization"] <= 90
+    # Utilisation is measured against the requests: every container needs one.
+    for container in web["containers"]:
+        assert cpus(container["resources"]["requests"]["cpu"]) > 0, container["name"]
+    # A replica count in the Deployment would be reset on every apply, against the HPA.
+    assert "replicas" not in deployment["spec"]
+
+
+def test_the_autoscaler_minimum_leaves_the_budget_a_pod_to_evict(objects) -> None:
+    """At its fewest pods a node drain can still evict one, else it blocks forever."""
+    spec = objects["HorizontalPodAutoscaler"]["spec"]
+    budget = objects["PodDisruptionBudget"]["spec"]
+    assert disruptions_allowed(budget, spec["minReplicas"]) >= 1
+    assert spec["minReplicas"] < spec["maxReplicas"]
+
+
+def test_scaling_down_waits_longer_than_a_pod_takes_to_stop(objects, web) -> None:
+    """A dip shorter than a pod's drain starts no drain; and pods leave one at a time,
+    each after the previous one has had its whole shutdown budget."""
+    budget = shutdown_budget(web)
+    scale_down = objects["HorizontalPodAutoscaler"]["spec"]["behavior"]["scaleDown"]
+    assert scale_down["stabilizationWindowSeconds"] > budget
+    assert scale_down["policies"], "without a policy Kubernetes may remove every extra pod at once"
+    for policy in scale_down["policies"]:
+        assert policy["periodSeconds"] > budget
+        assert policy["type"] == "Pods"
+        assert policy["value"] == 1
+
+
+def test_the_database_connections_fit_postgres_defaults(objects, web, job) -> None:
+    """At the most pods, with a rollout's surge pod and the migration Job, the pools
+    open no more connections than a default PostgreSQL accepts."""
+    container = web["containers"][0]
+    values = env_values(container)
+    assert env.DB_POOL.value(values), "without the pool the count has no bound"
+    workers = env.GUNICORN_WORKERS.value(values)
+    if workers == "auto":
+        limit = cpus(container["resources"]["limits"]["cpu"])
+        workers = auto_workers(CpuLimit(limit, "the manifest's CPU limit"))
+    per_pod = workers * env.DB_POOL_MAX_SIZE.value(values)
+    max_pods = objects["HorizontalPodAutoscaler"]["spec"]["maxReplicas"]
+    surge = scaled(objects["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxSurge"], max_pods)
+    migration = env.DB_POOL_MAX_SIZE.value(env_values(job["template"]["spec"]["containers"][0]))
+    assert (max_pods + surge) * per_pod + migration <= POSTGRES_DEFAULT_CONNECTIONS
+
+
+def test_readme_gives_the_order_with_these_names_and_numbers(rendered, objects, job) -> None:
+    """Delete the last Job, apply the Job alone, wait for it (longer than it may run),
+    then apply the rest and follow the rollout: with the names and label used here."""
+    readme = (ROOT / "README.md").read_text()
+    name = objects["Job"]["metadata"]["name"]
+    deployment = objects["Deployment"]["metadata"]["name"]
+    steps = [
+        rf"kubectl delete job {name} --ignore-not-found",
+        r"kubectl apply -k deploy/kubernetes -l (?P<key>[\w./-]+)=(?P<value>[\w.-]+)",
+        rf"kubectl wait --for=condition=complete --timeout=(?P<timeout>\d+)s job/{name}\b",
+        r"kubectl apply -k deploy/kubernetes(?= *(#|$))",
+        rf"kubectl rollout status deployment/{deployment}\b",
+    ]
+    found = [re.search(step, readme, re.MULTILINE) for step in steps]
+    for step, match in zip(steps, found, strict=True):
+        assert match, f"README lacks {step!r}"
+    assert [match.start() for match in found] == sorted(match.start() for match in found)
+    selector = found[1]
+    selected = [
+        document["kind"]
+        for document in rendered
+        if document["metadata"].get("labels", {}).get(selector["key"]) == selector["value"]
+    ]
+    assert selected == ["Job"], "the first apply must create the migration Job alone"
+    assert int(found[2]["timeout"]) > job["activeDeadlineSeconds"]
