@@ -15,3 +15,5 @@ ROOT_URLCONF = "tests.urls"
 # The suite's own collected static files (tests/conftest.py collects them once), so
 # test servers never see `staticfiles/` half-rewritten by a `make run` nearby.
 STATIC_ROOT = BASE_DIR / "build" / "test-static"  # noqa: F405
+# Outermost: records which thread runs the chain (tests/server/test_handler.py).
+MIDDLEWARE = ["tests.middleware.record_threads", *MIDDLEWARE]  # noqa: F405

@@ -1,11 +1,21 @@
 """Views that misbehave on purpose, so tests can watch the server cope."""
 
 import asyncio
+import contextvars
 import os
+import tempfile
+import threading
 import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+from asgiref.sync import async_to_sync
+from django.core.signals import request_finished, request_started
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import FileResponse, HttpRequest, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from observability.request_id import current_request_id
 
 
 def _seconds(request: HttpRequest) -> float:
@@ -42,3 +52,115 @@ def database_sleep(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(%s)", [_seconds(request)])
     return JsonResponse({"slept": _seconds(request), "pid": os.getpid()})
+
+
+# The request path (server/handler.py): which thread ran what, and each signal once --
+
+_request_started_in: contextvars.ContextVar[str] = contextvars.ContextVar("request_started_in")
+SIGNALS: dict[str, dict[str, Any]] = {}  # by request id, in this worker process
+_cancelled_views: list[str] = []
+_stream_progress: dict[str, int] = {}
+
+
+def _on_request_started(**kwargs: Any) -> None:
+    _request_started_in.set(threading.current_thread().name)
+    record = SIGNALS.setdefault(current_request_id() or "-", {"started": 0, "finished": 0})
+    record["started"] += 1
+    record["started_in"] = threading.current_thread().name
+
+
+def _on_request_finished(**kwargs: Any) -> None:
+    record = SIGNALS.setdefault(current_request_id() or "-", {"started": 0, "finished": 0})
+    record["finished"] += 1
+    record["finished_in"] = threading.current_thread().name
+
+
+request_started.connect(_on_request_started, dispatch_uid="tests.request_started")
+request_finished.connect(_on_request_finished, dispatch_uid="tests.request_finished")
+
+
+def _where() -> dict[str, Any]:
+    return {
+        "thread": threading.current_thread().name,
+        "main_thread": threading.current_thread() is threading.main_thread(),
+        "pid": os.getpid(),
+    }
+
+
+def where_sync(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({**_where(), "request_started_in": _request_started_in.get(None)})
+
+
+async def where_async(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({**_where(), "request_started_in": _request_started_in.get(None)})
+
+
+def async_to_sync_from_a_sync_view(request: HttpRequest) -> JsonResponse:
+    async def inside() -> dict[str, Any]:
+        return _where()
+
+    return JsonResponse({"view": _where(), "coroutine": async_to_sync(inside)()})
+
+
+def signals_of(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(SIGNALS.get(request.GET["id"], {}))
+
+
+async def cancellable_sleep(request: HttpRequest) -> JsonResponse:
+    """An async view that notes being cancelled (client gone, request timed out)."""
+    try:
+        await asyncio.sleep(_seconds(request))
+    except asyncio.CancelledError:
+        _cancelled_views.append(current_request_id() or "-")
+        raise
+    return JsonResponse({"slept": _seconds(request)})
+
+
+def cancelled_views(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"cancelled": _cancelled_views})
+
+
+def _chunks(request: HttpRequest) -> Iterator[bytes]:
+    size, chunk = int(request.GET.get("bytes", "1000")), int(request.GET.get("chunk", "1000"))
+    key = request.GET.get("key", "-")
+    sent = 0
+    try:
+        while sent < size:
+            part = bytes([65 + (sent // chunk) % 26]) * min(chunk, size - sent)
+            sent += len(part)
+            _stream_progress[key] = sent
+            time.sleep(float(request.GET.get("pause", "0")))
+            yield part
+    finally:
+        _stream_progress[f"{key}:closed"] = sent
+
+
+def stream_sync(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(_chunks(request), content_type="application/octet-stream")
+
+
+def stream_async(request: HttpRequest) -> StreamingHttpResponse:
+    async def parts() -> AsyncIterator[bytes]:
+        for part in _chunks(request):
+            await asyncio.sleep(0)
+            yield part
+
+    return StreamingHttpResponse(parts(), content_type="application/octet-stream")
+
+
+def stream_progress(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_stream_progress)
+
+
+def file(request: HttpRequest) -> FileResponse:
+    size = int(request.GET.get("bytes", "1000"))
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it
+    handle.write(bytes(range(256)) * (size // 256) + bytes(range(size % 256)))
+    handle.seek(0)
+    return FileResponse(handle, content_type="application/octet-stream")
+
+
+@csrf_exempt
+def echo(request: HttpRequest) -> JsonResponse:
+    """Reads the form, so Django's upload limits apply."""
+    return JsonResponse({"fields": len(request.POST), "bytes": len(request.body)})

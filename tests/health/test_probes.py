@@ -74,9 +74,11 @@ def test_every_other_path_keeps_its_protection(server: Server) -> None:
 def test_liveness_stays_fast_while_every_request_thread_is_busy(server: Server) -> None:
     """Synchronous views each occupy a thread; the probe runs on the event loop."""
     idle = [_timed(server, "/health/live") for _ in range(20)]
-    busy_requests = 64  # 32 sleeping threads in each of the two workers
+    # Every thread of both workers sleeping (GUNICORN_THREADS=5), and as many
+    # requests again waiting for one.
+    busy_requests = 2 * 2 * 5
     with concurrent.futures.ThreadPoolExecutor(busy_requests) as pool:
-        sleepers = [pool.submit(server.get, "/_test/sleep?s=4") for _ in range(busy_requests)]
+        sleepers = [pool.submit(server.get, "/_test/sleep?s=3") for _ in range(busy_requests)]
         time.sleep(1.5)  # let them all be running
         loaded = [_timed(server, "/health/live") for _ in range(20)]
         ready = probe(server, "/health")
