@@ -159,9 +159,7 @@ def test_the_request_timeout_cancels_an_async_view() -> None:
     with Server({"GUNICORN_WORKERS": "1", "GUNICORN_TIMEOUT": "1"}) as server:
         request_id = new_id()
         started = time.monotonic()
-        response = server.get(
-            "/_test/cancellable-sleep?s=30", headers={"x-request-id": request_id}
-        )
+        response = server.get("/_test/cancellable-sleep?s=30", headers={"x-request-id": request_id})
         assert response.status_code == 504
         assert time.monotonic() - started < 3
         assert request_id in server.get("/_test/cancelled").json()["cancelled"]
