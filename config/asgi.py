@@ -29,24 +29,28 @@ from observability import metrics  # noqa: E402
 from observability.observer import Observer  # noqa: E402
 from server.timeout import RequestTimeout  # noqa: E402
 
-_metrics = metrics.get() if metrics.enabled() else None
+ENV = env.snapshot()
+_metrics = None
+if ENV.METRICS_PORT:  # the one decision: config/gunicorn.py binds the port on the same test
+    metrics.prepare_directory(ENV.PROMETHEUS_MULTIPROC_DIR)  # done already under Gunicorn
+    _metrics = metrics.get()
 
 probes = Probes(
     django_application,
     configured_checks(
-        env.HEALTH_CHECKS.value(),
-        timeout=env.HEALTH_CHECK_TIMEOUT.value(),
-        cache_seconds=env.HEALTH_CACHE_SECONDS.value(),
+        ENV.HEALTH_CHECKS,
+        timeout=ENV.HEALTH_CHECK_TIMEOUT,
+        cache_seconds=ENV.HEALTH_CACHE_SECONDS,
     ),
     on_readiness=_metrics.readiness_computed if _metrics else None,
 )
 application = Observer(
     RequestTimeout(probes),
-    access_log=env.GUNICORN_ACCESS_LOG.value(),
-    log_probes=env.LOG_PROBES.value(),
+    access_log=ENV.GUNICORN_ACCESS_LOG,
+    log_probes=ENV.LOG_PROBES,
     metrics=_metrics,
 )
 if _metrics is not None:
     application = metrics.MetricsEndpoint(
-        application, port=env.METRICS_PORT.value(), refresh=probes.readiness
+        application, port=ENV.METRICS_PORT, refresh=probes.readiness
     )

@@ -63,10 +63,6 @@ def remove_directory() -> None:
         shutil.rmtree(_directory, ignore_errors=True)
 
 
-def enabled() -> bool:
-    return ENVIRONMENT_KEY in os.environ
-
-
 class Metrics:
     """The application's metrics. Created once per process tree (before forking)."""
 
