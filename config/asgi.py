@@ -4,7 +4,8 @@ Outermost first:
 
 1. ``MetricsEndpoint``: /metrics, on the metrics port only (observability/).
 2. ``Observer``: request id, access log and request metrics for every request.
-3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/; the worker sets it).
+3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/), which the worker
+   records in ``this_worker`` when it starts serving.
 4. ``Probes``: /health and /health/live, answered before Django (health/).
 5. Django itself (config/settings.py, config/urls.py).
 """
@@ -28,6 +29,7 @@ from health.probes import Probes  # noqa: E402
 from observability import metrics  # noqa: E402
 from observability.observer import Observer  # noqa: E402
 from server.timeout import RequestTimeout  # noqa: E402
+from server.worker_state import this_worker  # noqa: E402
 
 ENV = env.snapshot()
 _metrics = None
@@ -42,10 +44,11 @@ probes = Probes(
         timeout=ENV.HEALTH_CHECK_TIMEOUT,
         cache_seconds=ENV.HEALTH_CACHE_SECONDS,
     ),
+    draining=this_worker.is_draining,
     on_readiness=_metrics.readiness_computed if _metrics else None,
 )
 application = Observer(
-    RequestTimeout(probes),
+    RequestTimeout(probes, seconds=this_worker.request_timeout),
     access_log=ENV.GUNICORN_ACCESS_LOG,
     log_probes=ENV.LOG_PROBES,
     metrics=_metrics,

@@ -17,7 +17,7 @@ import os
 
 from config import env, validation
 from observability import metrics
-from server import cpu, lifecycle
+from server import cpu, drain
 
 ENV = env.snapshot()
 validation.check(ENV)
@@ -75,7 +75,7 @@ def on_exit(arbiter):
 
 
 def when_ready(arbiter):
-    lifecycle.install_shutdown_delay(arbiter, _shutdown_delay)
+    drain.install_shutdown_delay(arbiter, _shutdown_delay)
     log = logging.getLogger("gunicorn.error")
     if _cpu_limit is not None:
         log.info(

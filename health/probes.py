@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from health.checks import Check, CheckResult
-from server import lifecycle
 
 LIVE_PATHS = frozenset({"/health/live", "/health/live/"})
 READY_PATHS = frozenset({"/health", "/health/"})
@@ -43,10 +42,13 @@ class Probes:
         self,
         app: Any,
         checks: Sequence[Check],
+        *,
+        draining: Callable[[], bool],
         on_readiness: Callable[[bool, list[tuple[str, bool]]], None] | None = None,
     ) -> None:
         self.app = app
         self.checks = list(checks)
+        self.draining = draining  # asked at each readiness probe
         self.on_readiness = on_readiness  # e.g. metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -68,7 +70,7 @@ class Probes:
         results: list[CheckResult] = list(
             await asyncio.gather(*(check.run() for check in self.checks))
         )
-        draining = lifecycle.is_draining()
+        draining = self.draining()
         ready = not draining and all(result.ok for result in results)
         if self.on_readiness is not None:
             self.on_readiness(ready, [(result.name, result.ok) for result in results])
