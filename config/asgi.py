@@ -2,12 +2,17 @@
 
 Outermost first:
 
-1. ``MetricsEndpoint``: /metrics, on the metrics port only (observability/).
-2. ``Observer``: request id, access log and request metrics for every request.
+1. ``MetricsEndpoint``: /metrics, on the metrics port only, when METRICS_PORT is
+   not 0; before each scrape it records readiness (observability/).
+2. ``RequestObserver``: request id, access log and request metrics for every
+   request; the probes' routes stay out of the access log unless LOG_PROBES.
 3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/), which the worker
    records in ``this_worker`` when it starts serving.
-4. ``Probes``: /health and /health/live, answered before Django (health/).
+4. ``Probes``: /health and /health/live, answered before Django (health/); a
+   readiness probe fails once ``this_worker`` is draining.
 5. Django itself (config/settings.py, config/urls.py).
+
+Each layer gets what it needs as arguments here; none imports another.
 """
 
 import os
@@ -23,19 +28,29 @@ from django.urls import get_resolver  # noqa: E402
 # that happens once in the master, so no worker pays for it on its first request.
 get_resolver().url_patterns  # noqa: B018
 
+from functools import partial  # noqa: E402
+
 from config import env  # noqa: E402 - Django must be set up first
 from health.checks import configured_checks  # noqa: E402
+from health.probes import ROUTES as PROBE_ROUTES  # noqa: E402
 from health.probes import Probes  # noqa: E402
 from observability import metrics  # noqa: E402
-from observability.observer import Observer  # noqa: E402
+from observability.observer import RequestObserver  # noqa: E402
 from server.timeout import RequestTimeout  # noqa: E402
 from server.worker_state import this_worker  # noqa: E402
 
+
+async def record_readiness(probes: Probes, app_metrics: metrics.Metrics) -> None:
+    """Before each scrape: app_ready and app_health_check_ok as /health would answer now."""
+    readiness = await probes.readiness()
+    app_metrics.record_readiness(readiness.ready, {c.name: c.ok for c in readiness.checks})
+
+
 ENV = env.snapshot()
-_metrics = None
-if ENV.METRICS_PORT:  # the one decision: config/gunicorn.py binds the port on the same test
+app_metrics = None
+if ENV.METRICS_PORT:  # the one decision; config/gunicorn.py binds the port on it too
     metrics.prepare_directory(ENV.PROMETHEUS_MULTIPROC_DIR)  # done already under Gunicorn
-    _metrics = metrics.get()
+    app_metrics = metrics.get()
 
 probes = Probes(
     django_application,
@@ -45,15 +60,18 @@ probes = Probes(
         cache_seconds=ENV.HEALTH_CACHE_SECONDS,
     ),
     draining=this_worker.is_draining,
-    on_readiness=_metrics.readiness_computed if _metrics else None,
 )
-application = Observer(
-    RequestTimeout(probes, seconds=this_worker.request_timeout),
+application = RequestTimeout(probes, seconds=this_worker.request_timeout)
+application = RequestObserver(
+    application,
     access_log=ENV.GUNICORN_ACCESS_LOG,
-    log_probes=ENV.LOG_PROBES,
-    metrics=_metrics,
+    quiet_routes=() if ENV.LOG_PROBES else PROBE_ROUTES,
+    metrics=app_metrics,
 )
-if _metrics is not None:
+if app_metrics is not None:
     application = metrics.MetricsEndpoint(
-        application, port=ENV.METRICS_PORT, refresh=probes.readiness
+        application,
+        port=ENV.METRICS_PORT,
+        registry=metrics.multiprocess_registry(),
+        before_scrape=partial(record_readiness, probes, app_metrics),
     )
