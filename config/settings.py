@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from config import database, env, validation
-from observability.logging import logging_config
+from observability.logconfig import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
