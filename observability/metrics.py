@@ -39,9 +39,9 @@ def prepare_directory(configured: str) -> str:
 
     Once per process tree: ``config/gunicorn.py`` calls it in the master, and
     ``config/asgi.py`` again (for a server without our Gunicorn config), which then
-    gets the same directory; emptying it a second time would reset every counter. An operator's directory is
-    emptied, not removed; one made here (under /dev/shm) is removed again by
-    :func:`remove_directory` when the master exits."""
+    gets the same directory; emptying it a second time would reset every counter.
+    An operator's directory is emptied, not removed; one made here (under /dev/shm)
+    is removed again by :func:`remove_directory` when the master exits."""
     global _directory, _made_here
     if _directory is not None:
         return _directory

@@ -122,10 +122,11 @@ class _Deadline:
         self._request_task.cancel()
 
     def cancelled_by_us(self) -> bool:
-        if self._hard_cancelled:
-            self._request_task.uncancel()
-            return True
-        return False
+        """Whether the cancellation at hand is our hard cancel alone. One the server
+        asked for too (its own shutdown) goes on: it is not ours to swallow."""
+        if not self._hard_cancelled:
+            return False
+        return self._request_task.uncancel() == 0
 
     async def finish(self) -> None:
         if self._hard_cancel is not None:
