@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require, require_tool
 from tests.support import certs
 from tests.support.load import wrk
 from tests.support.postgres import APP_DATABASE, PostgresCluster, ServerTls, server_binaries
+from tests.support.requirements import require, require_tool
 from tests.support.server import Server, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import require_tool
 from tests.support.haproxy import HAProxy
 from tests.support.load import LoadResult, wrk
+from tests.support.requirements import require_tool
 from tests.support.server import Server
 
 pytestmark = pytest.mark.slow

@@ -130,7 +130,7 @@ class Server:
             *args,
         ]
         if pid_namespace:
-            from tests.conftest import require_tool
+            from tests.support.requirements import require_tool
 
             require_tool("unshare")
             self.command = ["unshare", "--pid", "--fork", "--kill-child", *self.command]
