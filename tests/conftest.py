@@ -26,7 +26,7 @@ def collected_static_files():
 @pytest.fixture(scope="session")
 def postgres():
     """One PostgreSQL cluster of the suite's own, shared by tests that only read it."""
-    from tests.support.postgres import PostgresCluster, server_binaries
+    from harness.postgres import PostgresCluster, server_binaries
 
     require(server_binaries() is not None, "PostgreSQL server binaries are not installed")
     with PostgresCluster() as cluster:
@@ -36,7 +36,7 @@ def postgres():
 @pytest.fixture
 def own_postgres():
     """A cluster for one test that stops, restarts or reconfigures it."""
-    from tests.support.postgres import PostgresCluster, server_binaries
+    from harness.postgres import PostgresCluster, server_binaries
 
     require(server_binaries() is not None, "PostgreSQL server binaries are not installed")
     with PostgresCluster() as cluster:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.postgres import PostgresCluster, server_binaries
 from tests.image.container import IMAGE, podman, run_once
-from tests.support.postgres import PostgresCluster, server_binaries
 from tests.support.requirements import require, require_tool
 from tests.support.server import ROOT, TEST_SECRET_KEY
 
