@@ -1,12 +1,15 @@
 """The Gunicorn config module: every server setting comes from the environment.
 
-Used as ``gunicorn -c python:config.gunicorn config.asgi:application`` (the
-Dockerfile and ``make run`` do exactly that; ``./gunicorn.conf.py`` points here
-too). Gunicorn reads this module in the master before forking, so it is also
-where the whole environment is validated (``config/validation.py``): mistakes
-stop the server here, one line per problem and all of them at once, before any
-worker boots. ``GUNICORN_CMD_ARGS`` and command-line flags still override what
-is set here, as Gunicorn users expect.
+Used as ``gunicorn -c python:config.gunicorn config.asgi:application``: the
+Dockerfile, ``make run`` and the tests say so explicitly (there is no
+``./gunicorn.conf.py``, so a Gunicorn started from the checkout without ``-c`` is
+plain Gunicorn, as the benchmark's peers are).
+
+Gunicorn reads this module in the master before forking, so it is also where the
+whole environment is validated (``config/validation.py``): mistakes stop the
+server here, one line per problem and all of them at once, before any worker
+boots. ``GUNICORN_CMD_ARGS`` and command-line flags still override what is set
+here, as Gunicorn users expect.
 """
 
 from __future__ import annotations
