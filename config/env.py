@@ -565,7 +565,8 @@ PROMETHEUS_MULTIPROC_DIR = declare(
     "",
     absolute_path_or_empty,
     "Directory (on a tmpfs) where workers share metrics, emptied at start. Empty: a fresh "
-    "one under `/dev/shm` (or the temp dir), removed when the server exits.",
+    "one under `/dev/shm` (or the temp dir), removed when the server exits. Refused when "
+    "`METRICS_PORT` is 0 (metrics off).",
     OPERATIONS,
 )
 
