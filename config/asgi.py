@@ -16,6 +16,7 @@ Each layer gets what it needs as arguments here; none imports another.
 """
 
 import os
+from functools import partial
 
 from django.core.asgi import get_asgi_application
 
@@ -27,8 +28,6 @@ from django.urls import get_resolver  # noqa: E402
 # Import the URLconf (and with it every view module) now: with GUNICORN_PRELOAD
 # that happens once in the master, so no worker pays for it on its first request.
 get_resolver().url_patterns  # noqa: B018
-
-from functools import partial  # noqa: E402
 
 from config import env  # noqa: E402 - Django must be set up first
 from health.checks import configured_checks  # noqa: E402

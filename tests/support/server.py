@@ -22,8 +22,6 @@ import httpx
 from harness.processes import children, free_port, inherited_environment
 from tests.support.requirements import require_tool
 
-__all__ = ["ROOT", "Server", "base_environment", "children", "free_port", "run"]
-
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TEST_SECRET_KEY = "tests-only-" + "k3y-" * 12
