@@ -584,18 +584,24 @@ class Snapshot(Mapping[str, Any]):
     one of :attr:`problems`.
     """
 
-    __slots__ = ("_invalid", "_settings")
+    __slots__ = ("_invalid", "_names", "_settings")
 
     def __init__(self, settings: Mapping[str, Setting], invalid: Mapping[str, str]) -> None:
         object.__setattr__(self, "_settings", MappingProxyType(dict(settings)))
         object.__setattr__(self, "_invalid", MappingProxyType(dict(invalid)))
+        object.__setattr__(self, "_names", tuple(name for name in REGISTRY if name in self))
 
     def __getitem__(self, name: str) -> Any:
         if name in self._invalid:
             raise ConfigError(self._invalid[name])
         return self._settings[name].value
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._settings or name in self._invalid
+
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # a slot not set yet (copying), never a variable
+            raise AttributeError(name)
         try:
             return self[name]
         except KeyError:
@@ -604,11 +610,14 @@ class Snapshot(Mapping[str, Any]):
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a configuration snapshot cannot be changed")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle build a new one
+        return Snapshot, (dict(self._settings), dict(self._invalid))
+
     def __iter__(self) -> Iterator[str]:
-        return iter(REGISTRY)
+        return iter(self._names)
 
     def __len__(self) -> int:
-        return len(REGISTRY)
+        return len(self._names)
 
     def source(self, name: str) -> str:
         """Where the value came from: the variable, its fallback, or ``"default"``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def test_the_snapshot_is_parsed_once_and_frozen() -> None:
         snapshot.GUNICORN_TIMOUT  # noqa: B018 - a typo is an error, not None
     with pytest.raises(KeyError):
         snapshot["UNDECLARED"]
+    assert "GUNICORN_TIMEOUT" in snapshot
+    assert "UNDECLARED" not in snapshot
+    assert copy.deepcopy(snapshot).GUNICORN_TIMEOUT == 7  # a frozen copy
 
 
 def test_the_process_snapshot_is_loaded_once() -> None:
