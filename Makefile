@@ -70,6 +70,10 @@ test: venv ## Lint and run the whole test suite (the image tests included)
 	$(MAKE) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: test-fast
+test-fast: venv ## The quick tests only (in-process ASGI tier, units, a few short servers): under a minute
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
 .PHONY: docs
 docs: venv ## Regenerate README's variables table from config/env.py
 	$(PY) scripts/update-readme

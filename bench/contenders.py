@@ -94,9 +94,10 @@ def _uvicorn(app: str) -> Callable[[int, int], list[str]]:
 
 
 def _plain_gunicorn(port: int, workers: int, *worker: str) -> list[str]:
+    # No -c: plain Gunicorn (no access log by default), our settings nowhere.
     return [
         str(BIN / "gunicorn"),
-        *("-c", "python:bench.plain_gunicorn", *worker),
+        *worker,
         *("--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
         *("--timeout", "30", "--graceful-timeout", _GRACEFUL, "--keep-alive", _KEEPALIVE),
         *("--forwarded-allow-ips", _TRUSTED, "--worker-tmp-dir", "/dev/shm"),

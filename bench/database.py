@@ -1,9 +1,9 @@
 """The benchmark's own PostgreSQL: a throw-away cluster, migrated and seeded.
 
 ``/health`` checks it and ``/api/items`` reads from it, so each contender does
-real database work over loopback, as it would in a pod. The cluster is the test
-suite's (``tests.support.postgres``): a free port, a temporary directory, removed
-afterwards.
+real database work over loopback, as it would in a pod. The cluster is the one
+the tests use too (``harness.postgres``): a free port, a temporary directory,
+removed afterwards.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import psycopg
 
-from tests.support.postgres import PostgresCluster, server_binaries
+from harness.postgres import PostgresCluster, server_binaries
 
 ITEMS = 20
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.server import children
+from harness.processes import children
 
 ROOT = Path(__file__).resolve().parent.parent
 

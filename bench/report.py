@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import load, machine
+from bench import machine
 from bench.contenders import ENDPOINT_NAMES, HELLO, ITEMS, LIVE, PEER, VARIANT, Contender
 from bench.session import Measurements
+from harness import wrk
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 CHART = "benchmarks.png"
@@ -260,7 +261,7 @@ def markdown(measurements: Measurements) -> str:
                 *([k, v] for k, v in machine.describe().items()),
                 ["Source", machine.source_revision()],
                 ["PostgreSQL", measurements.postgres_version],
-                ["wrk", load.wrk_version()],
+                ["wrk", wrk.version()],
                 *([f"`{k}`", v] for k, v in machine.versions().items()),
                 [
                     "Other load",

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, load, processes
+from bench import database, processes
 from bench.contenders import CONTENDERS, FREE_PORT, SCRATCH_DIR, Contender
-from tests.support.server import base_environment, free_port
+from harness import wrk
+from harness.processes import free_port, inherited_environment
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Measurements:
 class Run:
     """One wrk run against one contender, with what the server's core did meanwhile."""
 
-    wrk: load.Result
+    wrk: wrk.Result
     server_cpu_seconds: float  # the server's own CPU time during the run
     others_share: float | None  # share of the server's core used by other processes
 
@@ -95,19 +96,21 @@ def plan_cpus() -> tuple[set[int] | None, set[int] | None]:
 
 def environment(database_url: str, workers: int) -> dict[str, str]:
     """What every contender gets: production settings, plain http on loopback."""
-    return base_environment(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-        DJANGO_HTTPS="false",  # no redirect to https on plain-http loopback
-        DATABASE_URL=database_url,
-        GUNICORN_HOST="127.0.0.1",
-        GUNICORN_WORKERS=str(workers),
-        GUNICORN_ACCESS_LOG="false",  # access logs off for everyone (docs/benchmarks.md)
-        GUNICORN_SHUTDOWN_DELAY="0",  # only makes stopping between phases quick
-        LOG_FORMAT="json",
-        METRICS_PORT="0",  # no metrics listener: no peer has one
-    )
+    return {
+        **inherited_environment(),
+        "PYTHONUNBUFFERED": "1",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_HTTPS": "false",  # no redirect to https on plain-http loopback
+        "DATABASE_URL": database_url,
+        "GUNICORN_HOST": "127.0.0.1",
+        "GUNICORN_WORKERS": str(workers),
+        "GUNICORN_ACCESS_LOG": "false",  # access logs off for everyone (docs/benchmarks.md)
+        "GUNICORN_SHUTDOWN_DELAY": "0",  # only makes stopping between phases quick
+        "LOG_FORMAT": "json",
+        "METRICS_PORT": "0",  # no metrics listener: no peer has one
+    }
 
 
 def say(message: str) -> None:
@@ -211,10 +214,11 @@ class Session:
         core = min(self.measurements.server_cpus) if self.measurements.server_cpus else None
         cpu_before = processes.cpu_seconds(pid)
         core_before = processes.core_busy_seconds(core) if core is not None else 0.0
-        result = load.run(
+        result = wrk.run(
             f"http://127.0.0.1:{served.port}{path}",
             seconds=seconds,
             connections=self.options.connections,
+            timeout=5,
         )
         server_cpu = processes.cpu_seconds(pid) - cpu_before
         others = None

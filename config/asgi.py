@@ -2,17 +2,23 @@
 
 Outermost first:
 
-1. ``MetricsEndpoint``: /metrics, on the metrics port only (observability/).
-2. ``Observer``: request id, access log and request metrics for every request.
-3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/; the worker sets it).
-4. ``Probes``: /health and /health/live, answered before Django (health/).
+1. ``MetricsEndpoint``: /metrics, on the metrics port only, when METRICS_PORT is
+   not 0; before each scrape it records readiness (observability/).
+2. ``RequestObserver``: request id, access log and request metrics for every
+   request; the probes' routes stay out of the access log unless LOG_PROBES.
+3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/), which the worker
+   records in ``this_worker`` when it starts serving.
+4. ``Probes``: /health and /health/live, answered before Django (health/); a
+   readiness probe fails once ``this_worker`` is draining.
 5. ``DjangoApplication``: Django itself (config/settings.py, config/urls.py), each
    request in one visit to one of the worker's threads; a synchronous view runs
    there, an async view on the event loop (server/handler.py).
+
+Each layer gets what it needs as arguments here; none imports another.
 """
 
-import functools
 import os
+from functools import partial
 
 import django
 
@@ -27,36 +33,54 @@ get_resolver().url_patterns  # noqa: B018
 
 from config import env  # noqa: E402 - Django must be set up first
 from health.checks import configured_checks  # noqa: E402
+from health.probes import ROUTES as PROBE_ROUTES  # noqa: E402
 from health.probes import Probes  # noqa: E402
 from observability import metrics  # noqa: E402
-from observability.observer import Observer  # noqa: E402
+from observability.observer import RequestObserver  # noqa: E402
 from server import threads  # noqa: E402
 from server.handler import DjangoApplication  # noqa: E402
 from server.timeout import RequestTimeout  # noqa: E402
+from server.worker_state import this_worker  # noqa: E402
+
+
+async def record_readiness(probes: Probes, app_metrics: metrics.Metrics) -> None:
+    """Before each scrape: app_ready and app_health_check_ok as /health would answer now."""
+    readiness = await probes.readiness()
+    app_metrics.record_readiness(readiness.ready, {c.name: c.ok for c in readiness.checks})
+
+
+ENV = env.snapshot()
 
 django_application = DjangoApplication(
-    threads=functools.partial(threads.requests_pool, env.GUNICORN_THREADS.value()),
+    # The worker's pools, made after the fork, sized by Gunicorn's effective threads.
+    threads=lambda: threads.requests_pool(this_worker.threads() or ENV.GUNICORN_THREADS),
     waiting_threads=threads.waiting_pool,
 )
-
-_metrics = metrics.get() if metrics.enabled() else None
+app_metrics = None
+if ENV.METRICS_PORT:  # the one decision; config/gunicorn.py binds the port on it too
+    metrics.prepare_directory(ENV.PROMETHEUS_MULTIPROC_DIR)  # done already under Gunicorn
+    app_metrics = metrics.get()
 
 probes = Probes(
     django_application,
     configured_checks(
-        env.HEALTH_CHECKS.value(),
-        timeout=env.HEALTH_CHECK_TIMEOUT.value(),
-        cache_seconds=env.HEALTH_CACHE_SECONDS.value(),
+        ENV.HEALTH_CHECKS,
+        timeout=ENV.HEALTH_CHECK_TIMEOUT,
+        cache_seconds=ENV.HEALTH_CACHE_SECONDS,
     ),
-    on_readiness=_metrics.readiness_computed if _metrics else None,
+    draining=this_worker.is_draining,
 )
-application = Observer(
-    RequestTimeout(probes),
-    access_log=env.GUNICORN_ACCESS_LOG.value(),
-    log_probes=env.LOG_PROBES.value(),
-    metrics=_metrics,
+application = RequestTimeout(probes, seconds=this_worker.request_timeout)
+application = RequestObserver(
+    application,
+    access_log=ENV.GUNICORN_ACCESS_LOG,
+    quiet_routes=() if ENV.LOG_PROBES else PROBE_ROUTES,
+    metrics=app_metrics,
 )
-if _metrics is not None:
+if app_metrics is not None:
     application = metrics.MetricsEndpoint(
-        application, port=env.METRICS_PORT.value(), refresh=probes.readiness
+        application,
+        port=ENV.METRICS_PORT,
+        registry=metrics.multiprocess_registry(),
+        before_scrape=partial(record_readiness, probes, app_metrics),
     )

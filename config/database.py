@@ -6,68 +6,51 @@ writes ``sslmode=require`` over whatever the URL said, silently downgrading a
 ``verify-full`` to an unauthenticated connection.
 
 Everything libpq would only complain about on the first request (a missing CA
-file, a key file it refuses to read, an unknown ``sslmode``) is checked here, at
-start-up, and reported as one line naming the variable.
+file, a key file it refuses to read, an unknown ``sslmode``) is a start-up
+problem here (:func:`problems`, one line each, all of them at once, gathered
+by ``config/validation.py``); :func:`databases` then builds from a snapshot
+that has passed them.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 
-from config import env
-from config.env import ConfigError
+from config.env import SSL_MODES, Snapshot
 
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VERIFYING_MODES = ("verify-ca", "verify-full")
 POSTGRES_ENGINE = "django.db.backends.postgresql"
+SQLITE_ENGINE = "django.db.backends.sqlite3"
+TLS_VARIABLES = {"DB_SSLROOTCERT": "sslrootcert", "DB_SSLCERT": "sslcert", "DB_SSLKEY": "sslkey"}
 
 
-def databases(base_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    return {"default": default_database(base_dir, environ)}
+def databases(base_dir: Path, env: Snapshot) -> dict[str, Any]:
+    return {"default": default_database(base_dir, env)}
 
 
-def default_database(base_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    url = env.DATABASE_URL.value(environ)
-    try:
-        config = dj_database_url.parse(url)
-    except Exception:  # the parser raises several types for malformed URLs
-        raise ConfigError(
-            f"DATABASE_URL={_redact(url)!r} is not valid: expected a URL such as "
-            "postgres://user:password@host:5432/name or sqlite:///path/to/file."
-        ) from None
-
-    engine = config["ENGINE"]
-    if engine == "django.db.backends.sqlite3":
+def default_database(base_dir: Path, env: Snapshot) -> dict[str, Any]:
+    """The default database, from a snapshot whose :func:`problems` are none."""
+    config = dj_database_url.parse(env.DATABASE_URL)
+    if config["ENGINE"] == SQLITE_ENGINE:
         name = config.get("NAME") or ""
         if name and name != ":memory:" and not os.path.isabs(name):
             config["NAME"] = str(base_dir / name)
-        _refuse_postgres_only_variables(environ)
         return config
-    if engine != POSTGRES_ENGINE:
-        raise ConfigError(
-            f"DATABASE_URL={_redact(url)!r} is not valid: this service supports "
-            "postgres:// (and sqlite:// for local use)."
-        )
-    if not config.get("NAME"):
-        raise ConfigError(
-            f"DATABASE_URL={_redact(url)!r} is not valid: it names no database "
-            "(postgres://user:password@host:5432/NAME)."
-        )
 
     options = config.setdefault("OPTIONS", {})
-    options.update(_tls_options(options, environ))
-    options.setdefault("connect_timeout", env.DB_CONNECT_TIMEOUT.value(environ))
-    if env.DB_POOL.value(environ):
+    options.update({key: value for key, (value, _) in _tls_settings(options, env).items()})
+    options.setdefault("connect_timeout", env.DB_CONNECT_TIMEOUT)
+    if env.DB_POOL:
         options["pool"] = {
-            "min_size": env.DB_POOL_MIN_SIZE.value(environ),
-            "max_size": env.DB_POOL_MAX_SIZE.value(environ),
-            "timeout": env.DB_POOL_TIMEOUT.value(environ),
+            "min_size": env.DB_POOL_MIN_SIZE,
+            "max_size": env.DB_POOL_MAX_SIZE,
+            "timeout": env.DB_POOL_TIMEOUT,
         }
     # Under ASGI, Django's persistent connections are the wrong tool (each request
     # runs in its own thread); the pool keeps connections instead.
@@ -76,60 +59,103 @@ def default_database(base_dir: Path, environ: Mapping[str, str] | None = None) -
     return config
 
 
-def _tls_options(options: dict[str, Any], environ: Mapping[str, str] | None) -> dict[str, Any]:
-    """The URL's ssl* parameters with the DB_SSL* variables laid over them, checked."""
-    result: dict[str, Any] = {}
-    sslmode = env.DB_SSLMODE.value(environ) or options.get("sslmode") or ""
-    source = "DB_SSLMODE" if env.DB_SSLMODE.value(environ) else "DATABASE_URL's sslmode"
-    if sslmode:
-        if sslmode not in SSL_MODES:
-            raise ConfigError(
-                f"{source}={sslmode!r} is not valid: expected one of {', '.join(SSL_MODES)}."
-            )
-        result["sslmode"] = sslmode
+def problems(env: Snapshot) -> list[str]:
+    """Every problem with DATABASE_URL and the DB_* variables, one line each."""
+    found = []
+    if env.DB_POOL_MIN_SIZE > env.DB_POOL_MAX_SIZE:
+        found.append(
+            f"DB_POOL_MIN_SIZE={env.DB_POOL_MIN_SIZE} is larger than "
+            f"DB_POOL_MAX_SIZE={env.DB_POOL_MAX_SIZE}."
+        )
+    url = env.DATABASE_URL
+    try:
+        config = dj_database_url.parse(url)
+    except Exception:  # the parser raises several types for malformed URLs
+        return [
+            *found,
+            f"DATABASE_URL={_redact(url)!r} is not valid: expected a URL such as "
+            "postgres://user:password@host:5432/name or sqlite:///path/to/file.",
+        ]
+    if config["ENGINE"] == SQLITE_ENGINE:
+        return found + [
+            f"{name} is set but DATABASE_URL is not a PostgreSQL URL; "
+            "TLS settings apply to postgres:// only."
+            for name in ("DB_SSLMODE", *TLS_VARIABLES)
+            if env[name]
+        ]
+    if config["ENGINE"] != POSTGRES_ENGINE:
+        return [
+            *found,
+            f"DATABASE_URL={_redact(url)!r} is not valid: this service supports "
+            "postgres:// (and sqlite:// for local use).",
+        ]
+    if not config.get("NAME"):
+        found.append(
+            f"DATABASE_URL={_redact(url)!r} is not valid: it names no database "
+            "(postgres://user:password@host:5432/NAME)."
+        )
+    return found + list(_tls_problems(config.get("OPTIONS", {}), env))
 
-    for variable, key in (
-        (env.DB_SSLROOTCERT, "sslrootcert"),
-        (env.DB_SSLCERT, "sslcert"),
-        (env.DB_SSLKEY, "sslkey"),
-    ):
-        value = variable.value(environ) or options.get(key) or ""
-        name = variable.name if variable.value(environ) else f"DATABASE_URL's {key}"
-        if not value:
+
+def _tls_settings(options: dict[str, Any], env: Snapshot) -> dict[str, tuple[str, str]]:
+    """The URL's ssl* parameters with the DB_SSL* variables laid over them:
+    libpq key -> (value, where it was set, for messages)."""
+    settings = {}
+    if env.DB_SSLMODE:
+        settings["sslmode"] = (env.DB_SSLMODE, "DB_SSLMODE")
+    elif options.get("sslmode"):
+        settings["sslmode"] = (options["sslmode"], "DATABASE_URL's sslmode")
+    for name, key in TLS_VARIABLES.items():
+        if env[name]:
+            settings[key] = (env[name], name)
+        elif options.get(key):
+            settings[key] = (options[key], f"DATABASE_URL's {key}")
+    return settings
+
+
+def _tls_problems(options: dict[str, Any], env: Snapshot) -> Iterator[str]:
+    settings = _tls_settings(options, env)
+    sslmode, source = settings.get("sslmode", ("", ""))
+    if sslmode and sslmode not in SSL_MODES:
+        yield f"{source}={sslmode!r} is not valid: expected one of {', '.join(SSL_MODES)}."
+    for key in TLS_VARIABLES.values():
+        if key not in settings:
             continue
-        if key == "sslrootcert" and value == "system":
-            _require_libpq_for_system_roots(name)
-        else:
-            _require_readable_file(name, value)
-        if key == "sslkey":
-            _require_private_key_permissions(name, value)
-        result[key] = value
+        path, name = settings[key]
+        if key == "sslrootcert" and path == "system":
+            yield from _libpq_for_system_roots(name)
+            continue
+        unreadable = _unreadable(name, path)
+        if unreadable:
+            yield unreadable
+        elif key == "sslkey":
+            yield from _private_key_permissions(name, path)
 
-    if sslmode in VERIFYING_MODES and "sslrootcert" not in result:
+    if sslmode in VERIFYING_MODES and "sslrootcert" not in settings:
         default_root = Path.home() / ".postgresql" / "root.crt"
         if not default_root.is_file():
-            raise ConfigError(
+            yield (
                 f"{source}={sslmode} needs the certificate authority: set DB_SSLROOTCERT to "
                 "the CA file that signed the server's certificate (or 'system')."
             )
-    if sslmode == "disable" and result.keys() & {"sslrootcert", "sslcert", "sslkey"}:
-        raise ConfigError(
+    if sslmode == "disable" and settings.keys() & {"sslrootcert", "sslcert", "sslkey"}:
+        yield (
             "DB_SSLMODE=disable contradicts the certificate settings given "
             "(DB_SSLROOTCERT/DB_SSLCERT/DB_SSLKEY); remove one or the other."
         )
-    if ("sslcert" in result) != ("sslkey" in result):
-        raise ConfigError("DB_SSLCERT and DB_SSLKEY go together: set both or neither.")
-    return result
+    if ("sslcert" in settings) != ("sslkey" in settings):
+        yield "DB_SSLCERT and DB_SSLKEY go together: set both or neither."
 
 
-def _require_readable_file(name: str, path: str) -> None:
+def _unreadable(name: str, path: str) -> str | None:
     if not os.path.isfile(path):
-        raise ConfigError(f"{name}={path!r} is not valid: no such file.")
+        return f"{name}={path!r} is not valid: no such file."
     if not os.access(path, os.R_OK):
-        raise ConfigError(f"{name}={path!r} is not valid: the file is not readable by this user.")
+        return f"{name}={path!r} is not valid: the file is not readable by this user."
+    return None
 
 
-def _require_private_key_permissions(name: str, path: str) -> None:
+def _private_key_permissions(name: str, path: str) -> Iterator[str]:
     """libpq refuses a key that others can read; say so now, not on the first request."""
     info = os.stat(path)
     mode = stat.S_IMODE(info.st_mode)
@@ -138,29 +164,20 @@ def _require_private_key_permissions(name: str, path: str) -> None:
     else:
         allowed_mask, allowed = 0o077, "0600 or stricter"
     if mode & allowed_mask:
-        raise ConfigError(
+        yield (
             f"{name}={path!r} is not valid: its permissions are {mode:04o} and libpq "
             f"refuses a private key others can read; expected {allowed}."
         )
 
 
-def _require_libpq_for_system_roots(name: str) -> None:
+def _libpq_for_system_roots(name: str) -> Iterator[str]:
     import psycopg
 
     if psycopg.pq.version() < 160000:
-        raise ConfigError(
+        yield (
             f"{name}='system' is not valid: it needs libpq 16 or newer, this one is "
             f"{psycopg.pq.version()}; give a CA file instead."
         )
-
-
-def _refuse_postgres_only_variables(environ: Mapping[str, str] | None) -> None:
-    for variable in (env.DB_SSLMODE, env.DB_SSLROOTCERT, env.DB_SSLCERT, env.DB_SSLKEY):
-        if variable.value(environ):
-            raise ConfigError(
-                f"{variable.name} is set but DATABASE_URL is not a PostgreSQL URL; "
-                "TLS settings apply to postgres:// only."
-            )
 
 
 def _redact(url: str) -> str:

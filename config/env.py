@@ -6,29 +6,44 @@ it, and help text. Django settings, the Gunicorn config module and the README
 table are all derived from the declarations below, so they cannot drift
 (``tests/config/test_env.py`` compares the README with :func:`markdown_table`).
 
-Bad input never falls back to a default: :meth:`Variable.value` raises
-:class:`ConfigError`, whose message is one line naming the variable, the value
-and what is allowed. ``ConfigError`` is a ``SystemExit`` so that every entry
-point (``gunicorn``, ``manage.py``, a worker) prints that line and exits
-non-zero without a traceback.
+The environment is read and parsed once per process, into a frozen
+:class:`Snapshot` (:func:`load`, or :func:`snapshot` for this process's own):
+Gunicorn parses its settings once into ``cfg`` too, and consumers then read
+``ENV.GUNICORN_TIMEOUT`` instead of parsing the text again at every use.
+
+Bad input never falls back to a default: a value that does not parse is a
+problem of the snapshot, one line naming the variable, the value and what is
+allowed, and reading it raises :class:`ConfigError`. ``config/validation.py``
+gathers these and every rule between values and reports them all at once.
+``ConfigError`` is a ``SystemExit`` so that every entry point (``gunicorn``,
+``manage.py``, a worker) prints those lines and exits non-zero without a
+traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 
 class ConfigError(SystemExit):
-    """An operator mistake in the environment: one clear line, non-zero exit."""
+    """Operator mistakes in the environment: one clear line each, non-zero exit."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(f"configuration error: {message}")
-        self.message = message
+    def __init__(self, *messages: str) -> None:
+        super().__init__("\n".join(f"configuration error: {message}" for message in messages))
+        self.messages = messages
+        self.message = messages[0]
+
+
+# The choices more than one variable (or rule) offers, written once.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 # Parsers -------------------------------------------------------------------
@@ -209,26 +224,44 @@ class Variable:
     section: str
     fallback: str | None = None  # another variable read when this one is unset
 
-    def _lookup(self, environ: Mapping[str, str] | None) -> tuple[str, str | None]:
-        """The raw text, and where it came from (for error messages)."""
-        environ = os.environ if environ is None else environ
+    def read(self, environ: Mapping[str, str]) -> Setting:
+        """This variable's parsed value and where it came from; ConfigError if invalid."""
         if self.name in environ:
-            return self.name, environ[self.name]
-        if self.fallback and self.fallback in environ:
-            return f"{self.fallback} (read because {self.name} is unset)", environ[self.fallback]
-        return self.name, self.default
-
-    def value(self, environ: Mapping[str, str] | None = None) -> Any:
-        source, raw = self._lookup(environ)
-        if raw is None:
-            return None
+            source, raw = self.name, environ[self.name]
+        elif self.fallback and self.fallback in environ:
+            source, raw = self.fallback, environ[self.fallback]
+        else:
+            source, raw = DEFAULT, self.default
+        if raw is None:  # unset, and no default: required (or optional) without a value
+            return Setting(None, source)
         try:
-            return self.parser.parse(raw)
+            return Setting(self.parser.parse(raw), source)
         except (ValueError, TypeError):
             shown = "<hidden>" if "SECRET" in self.name else repr(raw)
+            named = self.name
+            if source == self.fallback:
+                named = f"{self.fallback} (read because {self.name} is unset)"
             raise ConfigError(
-                f"{source}={shown} is not valid: expected {self.parser.allowed}."
+                f"{named}={shown} is not valid: expected {self.parser.allowed}."
             ) from None
+
+    def value(self, environ: Mapping[str, str] | None = None) -> Any:
+        """The parsed value, from ``environ`` or else from this process's snapshot.
+
+        Kept for convenience; code that reads several values reads the snapshot."""
+        return (snapshot() if environ is None else load(environ))[self.name]
+
+
+DEFAULT = "default"  # Setting.source when neither the variable nor its fallback is set
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One variable's parsed value and its source: the variable's own name, the
+    fallback's name (WEB_CONCURRENCY) or ``"default"``."""
+
+    value: Any
+    source: str
 
 
 REGISTRY: dict[str, Variable] = {}
@@ -344,7 +377,7 @@ GUNICORN_PRELOAD = declare(
 GUNICORN_LOG_LEVEL = declare(
     "GUNICORN_LOG_LEVEL",
     "info",
-    choice("debug", "info", "warning", "error", "critical"),
+    choice(*LOG_LEVELS),
     "Level of Gunicorn's and Uvicorn's own log.",
     SERVER,
 )
@@ -435,7 +468,7 @@ DATABASE_URL = declare(
 DB_SSLMODE = declare(
     "DB_SSLMODE",
     "",
-    choice("", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    choice("", *SSL_MODES),
     "PostgreSQL `sslmode`; overrides the URL's. Empty keeps the URL's (libpq's default "
     "is `prefer`).",
     DATABASE,
@@ -532,7 +565,7 @@ LOG_FORMAT = declare(
 LOG_LEVEL = declare(
     "LOG_LEVEL",
     "info",
-    choice("debug", "info", "warning", "error", "critical"),
+    choice(*LOG_LEVELS),
     "Level of the application's (Django's) log.",
     OPERATIONS,
 )
@@ -556,7 +589,8 @@ PROMETHEUS_MULTIPROC_DIR = declare(
     "",
     absolute_path_or_empty,
     "Directory (on a tmpfs) where workers share metrics, emptied at start. Empty: a fresh "
-    "one under `/dev/shm` (or the temp dir), removed when the server exits.",
+    "one under `/dev/shm` (or the temp dir), removed when the server exits. Refused when "
+    "`METRICS_PORT` is 0 (metrics off).",
     OPERATIONS,
 )
 
@@ -570,52 +604,87 @@ EXAMPLE_UPSTREAM_URL = declare(
 )
 
 
-# Whole-environment validation ----------------------------------------------
+# The snapshot ------------------------------------------------------------------
 
 
-def check(environ: Mapping[str, str] | None = None) -> None:
-    """Parse every declared variable and the rules between them.
+class Snapshot(Mapping[str, Any]):
+    """Every declared variable, parsed once: ``ENV.GUNICORN_TIMEOUT`` or
+    ``ENV["GUNICORN_TIMEOUT"]``, and ``ENV.source(name)`` for where it came from.
 
-    Raises one ConfigError listing every problem, one line each, so an operator
-    fixes them all in one go.
+    Frozen: nothing changes it after :func:`load`. A variable that did not parse
+    has no value; reading it raises its ConfigError, so a consumer that runs before
+    (or without) the start-up check still stops with the right line. Its text is
+    one of :attr:`problems`.
     """
-    problems: list[str] = []
-    for variable in REGISTRY.values():
+
+    __slots__ = ("_invalid", "_names", "_settings")
+
+    def __init__(self, settings: Mapping[str, Setting], invalid: Mapping[str, str]) -> None:
+        object.__setattr__(self, "_settings", MappingProxyType(dict(settings)))
+        object.__setattr__(self, "_invalid", MappingProxyType(dict(invalid)))
+        object.__setattr__(self, "_names", tuple(name for name in REGISTRY if name in self))
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._invalid:
+            raise ConfigError(self._invalid[name])
+        return self._settings[name].value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._settings or name in self._invalid
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # a slot not set yet (copying), never a variable
+            raise AttributeError(name)
         try:
-            variable.value(environ)
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"{name} is not a declared variable") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a configuration snapshot cannot be changed")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle build a new one
+        return Snapshot, (dict(self._settings), dict(self._invalid))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def source(self, name: str) -> str:
+        """Where the value came from: the variable, its fallback, or ``"default"``."""
+        if name in self._invalid:
+            raise ConfigError(self._invalid[name])
+        return self._settings[name].source
+
+    @property
+    def problems(self) -> list[str]:
+        """One line for each variable whose text did not parse, in declaration order."""
+        return list(self._invalid.values())
+
+
+def load(environ: Mapping[str, str] | None = None) -> Snapshot:
+    """Read and parse every declared variable once (from ``os.environ`` by default)."""
+    environ = os.environ if environ is None else environ
+    settings: dict[str, Setting] = {}
+    invalid: dict[str, str] = {}
+    for name, variable in REGISTRY.items():
+        try:
+            settings[name] = variable.read(environ)
         except ConfigError as error:
-            problems.append(error.message)
-    if not problems:
-        problems.extend(_cross_checks(environ))
-    if problems:
-        raise ConfigError("\nconfiguration error: ".join(problems))
+            invalid[name] = error.message
+    return Snapshot(settings, invalid)
 
 
-def _cross_checks(environ: Mapping[str, str] | None) -> list[str]:
-    problems = []
-    jitter = GUNICORN_MAX_REQUESTS_JITTER.value(environ)
-    if jitter and not GUNICORN_MAX_REQUESTS.value(environ):
-        problems.append(
-            f"GUNICORN_MAX_REQUESTS_JITTER={jitter} has no effect because "
-            "GUNICORN_MAX_REQUESTS=0 (never recycle); set GUNICORN_MAX_REQUESTS or remove "
-            "the jitter."
-        )
-    if DB_POOL_MIN_SIZE.value(environ) > DB_POOL_MAX_SIZE.value(environ):
-        problems.append(
-            f"DB_POOL_MIN_SIZE={DB_POOL_MIN_SIZE.value(environ)} is larger than "
-            f"DB_POOL_MAX_SIZE={DB_POOL_MAX_SIZE.value(environ)}."
-        )
-    if GUNICORN_PORT.value(environ) == METRICS_PORT.value(environ):
-        problems.append(
-            f"METRICS_PORT={METRICS_PORT.value(environ)} is the same as GUNICORN_PORT: "
-            "metrics must not be served on the public port."
-        )
-    if "cache" in HEALTH_CHECKS.value(environ) and not CACHE_URL.value(environ):
-        problems.append(
-            "HEALTH_CHECKS includes cache but CACHE_URL is empty: there is no cache server "
-            "to check; set CACHE_URL or remove cache from HEALTH_CHECKS."
-        )
-    return problems
+@functools.cache
+def snapshot() -> Snapshot:
+    """This process's configuration, loaded on first use and then kept.
+
+    Loaded lazily, not at import, so that a settings module may still fill in a
+    default (tests/settings.py does) before anything reads the environment. Workers
+    forked from the Gunicorn master inherit the master's snapshot."""
+    return load()
 
 
 # Documentation ---------------------------------------------------------------

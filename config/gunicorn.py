@@ -1,11 +1,15 @@
 """The Gunicorn config module: every server setting comes from the environment.
 
-Used as ``gunicorn -c python:config.gunicorn config.asgi:application`` (the
-Dockerfile and ``make run`` do exactly that; ``./gunicorn.conf.py`` points here
-too). Gunicorn reads this module in the master before forking, so it is also
-where the whole environment is validated: a mistake stops the server here with
-one line per problem, before any worker boots. ``GUNICORN_CMD_ARGS`` and
-command-line flags still override what is set here, as Gunicorn users expect.
+Used as ``gunicorn -c python:config.gunicorn config.asgi:application``: the
+Dockerfile, ``make run`` and the tests say so explicitly (there is no
+``./gunicorn.conf.py``, so a Gunicorn started from the checkout without ``-c`` is
+plain Gunicorn, as the benchmark's peers are).
+
+Gunicorn reads this module in the master before forking, so it is also where the
+whole environment is validated (``config/validation.py``): mistakes stop the
+server here, one line per problem and all of them at once, before any worker
+boots. ``GUNICORN_CMD_ARGS`` and command-line flags still override what is set
+here, as Gunicorn users expect.
 """
 
 from __future__ import annotations
@@ -14,20 +18,20 @@ import importlib
 import logging
 import os
 
-from config import env
+from config import env, validation
 from observability import metrics
-from server import cpu, lifecycle
+from server import cpu, drain
 
-env.check()
-_metrics_port = env.METRICS_PORT.value()
-if _metrics_port:
+ENV = env.snapshot()
+validation.check(ENV)
+if ENV.METRICS_PORT:
     # Before the app (and prometheus_client) is imported: multiprocess mode.
-    metrics.prepare_directory(env.PROMETHEUS_MULTIPROC_DIR.value())
+    metrics.prepare_directory(ENV.PROMETHEUS_MULTIPROC_DIR)
 # Import the Django settings module too (it is plain Python; Django is not set
-# up here) so its own rules, such as the required secret key, fail in the master.
+# up here): the same module the workers will run, checked in the master.
 _settings = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"))
 
-_workers = env.GUNICORN_WORKERS.value()
+_workers = ENV.GUNICORN_WORKERS
 _cpu_limit = None
 if _workers == "auto":
     _cpu_limit = cpu.cpu_limit()
@@ -36,46 +40,46 @@ if _workers == "auto":
 wsgi_app = "config.asgi:application"
 worker_class = "server.worker.UvicornWorker"
 workers = _workers
-threads = env.GUNICORN_THREADS.value()  # per worker, for synchronous views (server/threads.py)
-preload_app = env.GUNICORN_PRELOAD.value()
-_host = env.GUNICORN_HOST.value()
+threads = ENV.GUNICORN_THREADS  # per worker, for synchronous views (server/threads.py)
+preload_app = ENV.GUNICORN_PRELOAD
+_host = ENV.GUNICORN_HOST
 _host = f"[{_host}]" if ":" in _host else _host
-bind = [f"{_host}:{env.GUNICORN_PORT.value()}"]
-if _metrics_port:
-    bind.append(f"{_host}:{_metrics_port}")  # /metrics only; see observability/metrics.py
-timeout = env.GUNICORN_TIMEOUT.value()
-graceful_timeout = env.GUNICORN_GRACEFUL_TIMEOUT.value()
-keepalive = env.GUNICORN_KEEPALIVE.value()
-max_requests = env.GUNICORN_MAX_REQUESTS.value()
-max_requests_jitter = env.GUNICORN_MAX_REQUESTS_JITTER.value()
-forwarded_allow_ips = env.GUNICORN_FORWARDED_ALLOW_IPS.value()
-loglevel = env.GUNICORN_LOG_LEVEL.value()
+bind = [f"{_host}:{ENV.GUNICORN_PORT}"]
+if ENV.METRICS_PORT:
+    bind.append(f"{_host}:{ENV.METRICS_PORT}")  # /metrics only; see observability/metrics.py
+timeout = ENV.GUNICORN_TIMEOUT
+graceful_timeout = ENV.GUNICORN_GRACEFUL_TIMEOUT
+keepalive = ENV.GUNICORN_KEEPALIVE
+max_requests = ENV.GUNICORN_MAX_REQUESTS
+max_requests_jitter = ENV.GUNICORN_MAX_REQUESTS_JITTER
+forwarded_allow_ips = ENV.GUNICORN_FORWARDED_ALLOW_IPS
+loglevel = ENV.GUNICORN_LOG_LEVEL
 logconfig_dict = _settings.LOGGING
 errorlog = "-"
 accesslog = None  # the application writes the access log (observability.observer)
 # The heartbeat file is touched several times a second: keep it off the (possibly
 # read-only, possibly slow) root file system.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - a tmpfs, on purpose
-if env.GUNICORN_CONTROL_SOCKET.value():
-    control_socket = env.GUNICORN_CONTROL_SOCKET.value()
+if ENV.GUNICORN_CONTROL_SOCKET:
+    control_socket = ENV.GUNICORN_CONTROL_SOCKET
 else:
     control_socket_disable = True
 
-_shutdown_delay = env.GUNICORN_SHUTDOWN_DELAY.value()
+_shutdown_delay = ENV.GUNICORN_SHUTDOWN_DELAY
 
 
 def child_exit(arbiter, worker):
-    if _metrics_port:
+    if ENV.METRICS_PORT:
         metrics.worker_exited(worker.pid)
 
 
 def on_exit(arbiter):
-    if _metrics_port:
+    if ENV.METRICS_PORT:
         metrics.remove_directory()
 
 
 def when_ready(arbiter):
-    lifecycle.install_shutdown_delay(arbiter, _shutdown_delay)
+    drain.install_shutdown_delay(arbiter, _shutdown_delay)
     log = logging.getLogger("gunicorn.error")
     if _cpu_limit is not None:
         log.info(

@@ -3,32 +3,31 @@
 Production is the default: DEBUG off, a secret key required, HTTPS assumed. The
 quickstart (`make run`) sets the few variables a laptop needs; nothing here reads
 a file or guesses.
+
+Every value is read from the process's configuration snapshot, after the whole
+of it has been checked: ``manage.py`` comes through here without the Gunicorn
+config module, and must stop on the same problems, all listed at once.
 """
 
 import logging
 from pathlib import Path
 
-from config import database, env
-from config.env import ConfigError
-from observability.logging import logging_config
+from config import database, env, validation
+from observability.logconfig import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = env.DJANGO_DEBUG.value()
+ENV = env.snapshot()
+validation.check(ENV)
 
-SECRET_KEY = env.DJANGO_SECRET_KEY.value()
-if SECRET_KEY is None:
-    if not DEBUG:
-        raise ConfigError(
-            "DJANGO_SECRET_KEY is not set; production needs one (at least 50 random "
-            "characters), e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
-        )
-    SECRET_KEY = "debug-only-" + "x" * 40
+DEBUG = ENV.DJANGO_DEBUG
+# Set unless DEBUG is on (a start-up rule); a debug server gets a throw-away one.
+SECRET_KEY = ENV.DJANGO_SECRET_KEY or "debug-only-" + "x" * 40
 
-ALLOWED_HOSTS = list(env.DJANGO_ALLOWED_HOSTS.value())
+ALLOWED_HOSTS = list(ENV.DJANGO_ALLOWED_HOSTS)
 if DEBUG and not ALLOWED_HOSTS:
     ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
-CSRF_TRUSTED_ORIGINS = list(env.DJANGO_CSRF_TRUSTED_ORIGINS.value())
+CSRF_TRUSTED_ORIGINS = list(ENV.DJANGO_CSRF_TRUSTED_ORIGINS)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -71,20 +70,20 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = database.databases(BASE_DIR)
+DATABASES = database.databases(BASE_DIR, ENV)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if env.CACHE_URL.value():
+if ENV.CACHE_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": env.CACHE_URL.value(),
+            "LOCATION": ENV.CACHE_URL,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
 
 # The example app's upstream service (example/services.py).
-EXAMPLE_UPSTREAM_URL = env.EXAMPLE_UPSTREAM_URL.value()
+EXAMPLE_UPSTREAM_URL = ENV.EXAMPLE_UPSTREAM_URL
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -110,13 +109,13 @@ STORAGES = {
 # Security. TLS usually ends at the ingress; Uvicorn takes the scheme from
 # X-Forwarded-Proto only from GUNICORN_FORWARDED_ALLOW_IPS, so no
 # SECURE_PROXY_SSL_HEADER is needed (or safe) here.
-HTTPS = env.DJANGO_HTTPS.value()
+HTTPS = ENV.DJANGO_HTTPS
 SECURE_SSL_REDIRECT = HTTPS
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
-SECURE_HSTS_SECONDS = env.DJANGO_HSTS_SECONDS.value() if HTTPS else 0
+SECURE_HSTS_SECONDS = ENV.DJANGO_HSTS_SECONDS if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_HSTS_PRELOAD = HTTPS and env.DJANGO_HSTS_PRELOAD.value()
+SECURE_HSTS_PRELOAD = HTTPS and ENV.DJANGO_HSTS_PRELOAD
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -127,8 +126,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LOGGING_CONFIG = None  # configured once, below, for Django and the server alike
 LOGGING = logging_config(
-    log_format=env.LOG_FORMAT.value(),
-    level=env.LOG_LEVEL.value(),
-    server_level=env.GUNICORN_LOG_LEVEL.value(),
+    log_format=ENV.LOG_FORMAT,
+    level=ENV.LOG_LEVEL,
+    server_level=ENV.GUNICORN_LOG_LEVEL,
 )
 logging.captureWarnings(True)  # Python warnings become log records (JSON in JSON mode)

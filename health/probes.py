@@ -10,6 +10,10 @@ answers even while every thread running synchronous views is busy.
   never touches a dependency: a database outage must not restart every pod.
 * ``/health`` (readiness) answers 200 when the application is loaded, the
   configured checks pass and the server is not shutting down; 503 otherwise.
+
+Like Django's routes (``observability/middleware.py``), a probe records its
+route in the ASGI scope (``/health``, ``/health/live``), which is how the
+request observer outside labels its metrics and knows a probe from a page.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from health.checks import Check, CheckResult
-from server import lifecycle
 
-LIVE_PATHS = frozenset({"/health/live", "/health/live/"})
-READY_PATHS = frozenset({"/health", "/health/"})
-PATHS = LIVE_PATHS | READY_PATHS
+LIVE_ROUTE, READY_ROUTE = "/health/live", "/health"
+ROUTES = frozenset({LIVE_ROUTE, READY_ROUTE})
+_ROUTE_OF_PATH = {path: route for route in ROUTES for path in (route, route + "/")}
 
 _HEADERS = [
     (b"content-type", b"application/json"),
@@ -32,54 +36,62 @@ _HEADERS = [
 ]
 
 
-def is_probe(scope: dict[str, Any]) -> bool:
-    return scope["type"] == "http" and scope["path"] in PATHS
+@dataclass(frozen=True)
+class Readiness:
+    """What /health answers now: ready, or why not."""
+
+    draining: bool
+    checks: list[CheckResult]
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and all(check.ok for check in self.checks)
+
+    @property
+    def status(self) -> int:
+        return 200 if self.ready else 503
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.ready else ("shutting down" if self.draining else "unavailable"),
+            "checks": [
+                {"name": r.name, "ok": r.ok, "duration_ms": round(r.duration_ms, 2)}
+                for r in self.checks
+            ],
+        }
 
 
 class Probes:
-    """Serve the probes; hand every other request to ``app``."""
+    """Serve the probes; hand every other request to ``app``.
 
-    def __init__(
-        self,
-        app: Any,
-        checks: Sequence[Check],
-        on_readiness: Callable[[bool, list[tuple[str, bool]]], None] | None = None,
-    ) -> None:
+    ``draining`` is asked at each readiness probe: the pod's drain or this
+    worker's own exit (``server/worker_state.py``)."""
+
+    def __init__(self, app: Any, checks: Sequence[Check], *, draining: Callable[[], bool]) -> None:
         self.app = app
         self.checks = list(checks)
-        self.on_readiness = on_readiness  # e.g. metrics
+        self.draining = draining
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if not is_probe(scope):
+        route = _ROUTE_OF_PATH.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
             await self.app(scope, receive, send)
             return
+        scope["route"] = route
         if scope["method"] not in ("GET", "HEAD"):
             await _respond(
                 send, scope, 405, {"status": "method not allowed"}, extra=[(b"allow", b"GET, HEAD")]
             )
             return
-        if scope["path"] in LIVE_PATHS:
+        if route == LIVE_ROUTE:
             await _respond(send, scope, 200, {"status": "ok"})
             return
-        status, body = await self.readiness()
-        await _respond(send, scope, status, body)
+        readiness = await self.readiness()
+        await _respond(send, scope, readiness.status, readiness.body())
 
-    async def readiness(self) -> tuple[int, dict[str, Any]]:
-        results: list[CheckResult] = list(
-            await asyncio.gather(*(check.run() for check in self.checks))
-        )
-        draining = lifecycle.is_draining()
-        ready = not draining and all(result.ok for result in results)
-        if self.on_readiness is not None:
-            self.on_readiness(ready, [(result.name, result.ok) for result in results])
-        body: dict[str, Any] = {
-            "status": "ok" if ready else ("shutting down" if draining else "unavailable"),
-            "checks": [
-                {"name": r.name, "ok": r.ok, "duration_ms": round(r.duration_ms, 2)}
-                for r in results
-            ],
-        }
-        return (200 if ready else 503), body
+    async def readiness(self) -> Readiness:
+        results = await asyncio.gather(*(check.run() for check in self.checks))
+        return Readiness(draining=self.draining(), checks=list(results))
 
 
 async def _respond(

@@ -10,7 +10,8 @@ while their counters keep counting.
 
 /metrics is served on its own port (METRICS_PORT, a second Gunicorn listener) and
 nowhere else: the public port never answers it, and the Service does not expose
-the metrics port.
+the metrics port. prometheus_client renders it (``make_asgi_app``: the text or
+OpenMetrics format as the scraper asks, gzip if it accepts it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 ENVIRONMENT_KEY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads this
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -33,10 +37,11 @@ _made_here = False
 def prepare_directory(configured: str) -> str:
     """Create (or empty) the shared directory and tell prometheus_client about it.
 
-    Once per master: Gunicorn re-reads its config module on SIGHUP, and emptying
-    the directory then would reset every counter. An operator's directory is
-    emptied, not removed; one made here (under /dev/shm) is removed again by
-    :func:`remove_directory` when the master exits."""
+    Once per process tree: ``config/gunicorn.py`` calls it in the master, and
+    ``config/asgi.py`` again (for a server without our Gunicorn config), which then
+    gets the same directory; emptying it a second time would reset every counter.
+    An operator's directory is emptied, not removed; one made here (under /dev/shm)
+    is removed again by :func:`remove_directory` when the master exits."""
     global _directory, _made_here
     if _directory is not None:
         return _directory
@@ -63,40 +68,49 @@ def remove_directory() -> None:
         shutil.rmtree(_directory, ignore_errors=True)
 
 
-def enabled() -> bool:
-    return ENVIRONMENT_KEY in os.environ
-
-
 class Metrics:
-    """The application's metrics. Created once per process tree (before forking)."""
+    """The application's metrics. Created once per process tree (before forking).
 
-    def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+    ``registry`` is prometheus_client's default one, whose values the multiprocess
+    files hold; a test passes a registry of its own."""
 
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+        registry = REGISTRY if registry is None else registry
         labels = ("method", "route", "status")
-        self.requests = Counter("http_requests", "HTTP requests answered.", labels)
+        self.requests = Counter(
+            "http_requests", "HTTP requests answered.", labels, registry=registry
+        )
         self.duration = Histogram(
-            "http_request_duration_seconds", "Time to answer an HTTP request.", labels
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            labels,
+            registry=registry,
         )
         self.in_flight = Gauge(
             "http_requests_in_flight",
             "HTTP requests being answered now.",
             multiprocess_mode="livesum",
+            registry=registry,
         )
         self.ready = Gauge(
             "app_ready",
             "1 when the last readiness check passed, 0 otherwise.",
             multiprocess_mode="mostrecent",
+            registry=registry,
         )
         self.check_ok = Gauge(
             "app_health_check_ok",
             "1 when a readiness check passed, by check.",
             ("check",),
             multiprocess_mode="mostrecent",
+            registry=registry,
         )
         self.worker_restarts = Counter(
             "gunicorn_worker_restarts",
             "Workers that exited and were replaced (recycled, reloaded, timed out, crashed).",
+            registry=registry,
         )
 
     def request_started(self) -> None:
@@ -113,9 +127,9 @@ class Metrics:
         self.requests.labels(*labels).inc()
         self.duration.labels(*labels).observe(seconds)
 
-    def readiness_computed(self, ready: bool, checks: list[tuple[str, bool]]) -> None:
+    def record_readiness(self, ready: bool, checks: dict[str, bool]) -> None:
         self.ready.set(1 if ready else 0)
-        for name, ok in checks:
+        for name, ok in checks.items():
             self.check_ok.labels(name).set(1 if ok else 0)
 
 
@@ -139,44 +153,83 @@ def worker_exited(pid: int) -> None:
     multiprocess.mark_process_dead(pid)
 
 
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry that reads every process's files: what a scrape reports."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
 class MetricsEndpoint:
-    """Answer /metrics on the metrics port; pass everything else on the other ports."""
+    """Answer /metrics on the metrics port; pass everything else on the other ports.
+
+    ``before_scrape`` runs before each scrape (e.g. records readiness, so
+    ``app_ready`` is current); prometheus_client renders the registry."""
 
     def __init__(
-        self, app: Any, *, port: int, refresh: Callable[[], Awaitable[Any]] | None = None
+        self,
+        app: Any,
+        *,
+        port: int,
+        registry: CollectorRegistry,
+        before_scrape: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        from prometheus_client import CollectorRegistry, multiprocess
+        from prometheus_client import make_asgi_app
 
         self.app = app
         self.port = port
-        self.refresh = refresh  # e.g. compute readiness, so app_ready is current
-        self.registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(self.registry)
+        self.before_scrape = before_scrape
+        self.exposition = make_asgi_app(registry)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         server = scope.get("server")
         if scope["type"] != "http" or not server or server[1] != self.port:
             await self.app(scope, receive, send)
             return
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
+        head = scope["method"] == "HEAD"
         if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
-            status, body, content_type = 404, b"not found: only /metrics here\n", "text/plain"
-        else:
-            if self.refresh is not None:
-                await self.refresh()
-            status, body, content_type = 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", content_type.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+            await _not_found(send, head=head)
+            return
+        if self.before_scrape is not None:
+            await self.before_scrape()
+        await self.exposition(scope, receive, _complete_headers(send, head=head))
+
+
+def _complete_headers(send: Any, *, head: bool) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """prometheus_client sends the start, then the whole body in one message: hold the
+    start until the body's length is known, and forbid caching the numbers."""
+    started: list[dict[str, Any]] = []
+
+    async def send_complete(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+            return
+        start = started.pop()
+        body = message.get("body", b"")
+        headers = [
+            *((name.lower(), value) for name, value in start.get("headers", ())),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({**start, "headers": headers})
+        await send({**message, "body": b"" if head else body})
+
+    return send_complete
+
+
+async def _not_found(send: Any, *, head: bool) -> None:
+    body = b"not found: only /metrics here\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if head else body})

@@ -4,28 +4,38 @@ It sits outside the request timeout, the probes and Django, so every response,
 including a probe's, a 404 or a 504 from the request timeout, carries
 ``X-Request-ID``, is logged with its duration and is counted. The client address
 is the one Uvicorn derived from trusted proxy headers (GUNICORN_FORWARDED_ALLOW_IPS).
+
+Which route answered is recorded in the scope by the layer that answered (the
+probes, or Django's ``record_route``); the observer reads it when the response is
+done, to label the metrics and to leave ``quiet_routes`` (the probes, unless
+LOG_PROBES) out of the access log. It knows nothing of either layer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
-from health.probes import is_probe
 from observability import request_id
 from observability.metrics import Metrics
 
 access_logger = logging.getLogger("access")
 
 
-class Observer:
+class RequestObserver:
     def __init__(
-        self, app: Any, *, access_log: bool, log_probes: bool, metrics: Metrics | None = None
+        self,
+        app: Any,
+        *,
+        access_log: bool,
+        quiet_routes: Collection[str] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.access_log = access_log
-        self.log_probes = log_probes
+        self.quiet_routes = frozenset(quiet_routes)
         self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -38,9 +48,6 @@ class Observer:
         rid = request_id.accept_or_make(incoming)
         token = request_id.bind(rid)
         status = 500
-        probe = is_probe(scope)
-        if probe:
-            scope["route"] = scope["path"].rstrip("/")
         if self.metrics is not None:
             self.metrics.request_started()
         started = time.perf_counter()
@@ -61,7 +68,7 @@ class Observer:
             elapsed = time.perf_counter() - started
             if self.metrics is not None:
                 self.metrics.request_finished(scope, status, elapsed)
-            if self.access_log and (self.log_probes or not probe):
+            if self.access_log and scope.get("route") not in self.quiet_routes:
                 self._log(scope, status, elapsed)
             request_id.unbind(token)
 

@@ -22,6 +22,7 @@ FIRST_REQUEST_GRACE = 1.0
 
 
 class GracefulHttpToolsProtocol(HttpToolsProtocol):
+    first_request_grace = FIRST_REQUEST_GRACE
     _messages_begun = 0
     _cycles_started = 0
     _draining = False
@@ -41,7 +42,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         fresh = self._messages_begun == 0
         half_read = self._messages_begun > self._cycles_started
         if fresh or half_read:
-            self.loop.call_later(FIRST_REQUEST_GRACE, self._close_if_idle)
+            self.loop.call_later(self.first_request_grace, self._close_if_idle)
             return
         super().shutdown()
 

@@ -171,23 +171,14 @@ def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
 
 # The pools of this worker process -------------------------------------------------
 
-_configured_size: int | None = None
 _pools: dict[str, ThreadPool] = {}
 
 
-def use_worker_threads(size: int) -> None:
-    """Called by the worker with Gunicorn's effective ``threads`` (GUNICORN_THREADS,
-    or ``--threads`` in GUNICORN_CMD_ARGS) before it serves a request."""
-    global _configured_size  # one value per worker process
-    _configured_size = size
-
-
-def requests_pool(default_size: int) -> ThreadPool:
-    """The pool for synchronous views: the worker's size, else ``default_size``
-    (outside our worker, e.g. plain ``uvicorn``)."""
+def requests_pool(size: int) -> ThreadPool:
+    """The pool for synchronous views, made with ``size`` threads on first use."""
     pool = _pools.get("requests")
     if pool is None:
-        pool = _pools["requests"] = ThreadPool(_configured_size or default_size, "request")
+        pool = _pools["requests"] = ThreadPool(size, "request")
     return pool
 
 
@@ -206,9 +197,7 @@ def made() -> list[ThreadPool]:
 
 def _forget_pools() -> None:
     """Threads do not survive a fork: a worker makes its own pools."""
-    global _configured_size  # reset in the child
     _pools.clear()
-    _configured_size = None
 
 
 os.register_at_fork(after_in_child=_forget_pools)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("server.timeout")
@@ -27,34 +28,30 @@ GRACE_SECONDS = 1.0
 BODY = b'{"error": "request timed out"}'
 DISCONNECT = {"type": "http.disconnect"}
 
-_worker_timeout: float | None = None
-
-
-def use_worker_timeout(seconds: float) -> None:
-    """Called by the worker with Gunicorn's effective ``timeout`` (GUNICORN_TIMEOUT, or
-    a ``--timeout`` in GUNICORN_CMD_ARGS), so both bounds always agree."""
-    global _worker_timeout  # one value per worker process
-    _worker_timeout = seconds
-
 
 class RequestTimeout:
-    """``seconds`` defaults to the worker's timeout; outside our worker (e.g. plain
-    ``uvicorn``) there is none and requests are not bounded here."""
+    """``seconds`` is asked at each request (the stack is built before the worker
+    that knows the timeout exists; see ``server/worker_state.py``); None or 0 means
+    unbounded. ``grace`` is how long an application that ignores the disconnect
+    gets before it is cancelled outright."""
 
-    def __init__(self, app: Any, seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        seconds: Callable[[], float | None],
+        grace: float = GRACE_SECONDS,
+    ) -> None:
         self.app = app
-        self._seconds = seconds
-
-    @property
-    def seconds(self) -> float | None:
-        return self._seconds if self._seconds is not None else _worker_timeout
+        self.seconds = seconds
+        self.grace = grace
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        seconds = self.seconds
+        seconds = self.seconds()
         if scope["type"] != "http" or not seconds:
             await self.app(scope, receive, send)
             return
-        deadline = _Deadline(scope, seconds, receive, send)
+        deadline = _Deadline(scope, seconds, self.grace, receive, send)
         timer = asyncio.get_running_loop().call_later(seconds, deadline.expire)
         try:
             await self.app(scope, deadline.receive, deadline.send)
@@ -69,9 +66,10 @@ class RequestTimeout:
 class _Deadline:
     """One request's deadline: what the application sees, and what happens at expiry."""
 
-    def __init__(self, scope: Scope, seconds: float, receive: Any, send: Any) -> None:
+    def __init__(self, scope: Scope, seconds: float, grace: float, receive: Any, send: Any) -> None:
         self._scope = scope
         self._seconds = seconds
+        self._grace = grace
         self._receive = receive
         self._send = send
         self._answer: asyncio.Task[None] | None = None
@@ -116,7 +114,7 @@ class _Deadline:
         for task in self._receiving:
             self._interrupted.add(task)
             task.cancel()
-        self._hard_cancel = loop.call_later(GRACE_SECONDS, self._cancel_request)
+        self._hard_cancel = loop.call_later(self._grace, self._cancel_request)
 
     def _cancel_request(self) -> None:
         """The application ignored the disconnect: stop waiting for it."""
@@ -124,10 +122,11 @@ class _Deadline:
         self._request_task.cancel()
 
     def cancelled_by_us(self) -> bool:
-        if self._hard_cancelled:
-            self._request_task.uncancel()
-            return True
-        return False
+        """Whether the cancellation at hand is our hard cancel alone. One the server
+        asked for too (its own shutdown) goes on: it is not ours to swallow."""
+        if not self._hard_cancelled:
+            return False
+        return self._request_task.uncancel() == 0
 
     async def finish(self) -> None:
         if self._hard_cancel is not None:

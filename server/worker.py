@@ -19,8 +19,9 @@ What it changes, and why:
   after ``max_requests`` or SIGHUP was then killed as "timed out" mid-request. The
   heartbeat here runs on the event loop until the process exits, so it stops only
   when the loop is truly blocked.
-* **GUNICORN_TIMEOUT bounds requests**: the worker hands Gunicorn's timeout to
-  :class:`server.timeout.RequestTimeout`, which the application places in its stack.
+* **GUNICORN_TIMEOUT bounds requests**: the worker records Gunicorn's timeout (and
+  how to tell it is stopping) in :mod:`server.worker_state`, which
+  ``config/asgi.py`` hands to :class:`server.timeout.RequestTimeout` (and the probes).
 * **A fixed pool of threads** (Gunicorn's ``threads``, GUNICORN_THREADS) runs
   synchronous views, one visit per request (:mod:`server.threads`,
   :mod:`server.handler`).
@@ -45,8 +46,9 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
-from server import lifecycle, threads, timeout
+from server import threads
 from server.protocol import GracefulHttpToolsProtocol
+from server.worker_state import this_worker
 
 # Uvicorn cancels what is still running this long before Gunicorn would SIGKILL.
 GRACEFUL_MARGIN_SECONDS = 1.0
@@ -89,10 +91,12 @@ class UvicornWorker(BaseUvicornWorker):
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
-        timeout.use_worker_timeout(self.cfg.timeout)
-        threads.use_worker_threads(self.cfg.threads)
         self.server = server = Server(config=self.config)
-        lifecycle.add_local_check(lambda: server.should_exit)
+        this_worker.serving(
+            request_timeout=self.cfg.timeout,
+            threads=self.cfg.threads,
+            stopping=lambda: server.should_exit,
+        )
         self._install_sigquit_handler()
         heartbeat = asyncio.ensure_future(self._heartbeat())
         # The plain sockets, not Gunicorn's wrappers: uvloop takes the socket over

@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip with a reason on a laptop that lacks something; fail under CI=true,
-    where a skipped test would be a test silently not run."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI must run this test, but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def require_tool(*names: str) -> None:
-    missing = [name for name in names if shutil.which(name) is None]
-    require(not missing, f"missing {', '.join(missing)} (make system-packages installs them)")
+from tests.support.requirements import require
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,7 +26,7 @@ def collected_static_files():
 @pytest.fixture(scope="session")
 def postgres():
     """One PostgreSQL cluster of the suite's own, shared by tests that only read it."""
-    from tests.support.postgres import PostgresCluster, server_binaries
+    from harness.postgres import PostgresCluster, server_binaries
 
     require(server_binaries() is not None, "PostgreSQL server binaries are not installed")
     with PostgresCluster() as cluster:
@@ -54,7 +36,7 @@ def postgres():
 @pytest.fixture
 def own_postgres():
     """A cluster for one test that stops, restarts or reconfigures it."""
-    from tests.support.postgres import PostgresCluster, server_binaries
+    from harness.postgres import PostgresCluster, server_binaries
 
     require(server_binaries() is not None, "PostgreSQL server binaries are not installed")
     with PostgresCluster() as cluster:

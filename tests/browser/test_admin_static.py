@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import require
+from tests.support.requirements import require
 from tests.support.server import ROOT, base_environment, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from config.database import default_database
+from config import env, validation
+from config.database import default_database, problems
 from config.env import ConfigError
 
 BASE = Path("/srv/app")
@@ -30,12 +31,15 @@ def files(tmp_path: Path) -> dict[str, str]:
 
 
 def database(**environ: str) -> dict:
-    return default_database(BASE, environ)
+    settings = env.load(environ)
+    assert problems(settings) == []
+    return default_database(BASE, settings)
 
 
 def refused(fragment: str, **environ: str) -> str:
+    """The one line start-up prints for this environment's database problem."""
     with pytest.raises(ConfigError) as caught:
-        database(**environ)
+        validation.check(env.load({"DJANGO_DEBUG": "true", **environ}))
     message = str(caught.value.code)
     assert "\n" not in message
     assert fragment in message, message
@@ -200,3 +204,29 @@ def test_malformed_urls(url: str, fragment: str) -> None:
 
 def test_tls_settings_on_sqlite_are_refused() -> None:
     refused("DB_SSLMODE is set but DATABASE_URL is not a PostgreSQL URL", DB_SSLMODE="require")
+
+
+def test_every_database_problem_is_listed_not_only_the_first(tmp_path: Path) -> None:
+    key = tmp_path / "client.key"
+    key.write_text("KEY")
+    key.chmod(0o644)
+    found = problems(
+        env.load(
+            {
+                "DATABASE_URL": "postgres://app:s3cret@db.internal:5432/?sslmode=verify",
+                "DB_SSLROOTCERT": "/nonexistent/ca.crt",
+                "DB_SSLKEY": str(key),
+                "DB_POOL_MIN_SIZE": "9",
+                "DB_POOL_MAX_SIZE": "3",
+            }
+        )
+    )
+    assert [line.split(" is ")[0].split(" and ")[0] for line in found] == [
+        "DB_POOL_MIN_SIZE=9",
+        "DATABASE_URL='postgres://app:***@db.internal:5432/?sslmode=verify'",
+        "DATABASE_URL's sslmode='verify'",
+        "DB_SSLROOTCERT='/nonexistent/ca.crt'",
+        f"DB_SSLKEY={str(key)!r}",
+        "DB_SSLCERT",
+    ], found
+    assert not any("s3cret" in line for line in found)

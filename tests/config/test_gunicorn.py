@@ -42,6 +42,39 @@ def test_bad_input_stops_the_server_with_one_clear_line(environ: dict, expected:
     assert len(output.splitlines()) == 1, output
 
 
+def test_every_problem_is_reported_at_once_one_line_each() -> None:
+    result = run_gunicorn(
+        GUNICORN_PORT="http",
+        LOG_FORMAT="xml",
+        GUNICORN_MAX_REQUESTS_JITTER="10",
+        DATABASE_URL="postgres://app:s3cret@db:5432/app",
+        DB_SSLMODE="verify-full",
+        DB_SSLROOTCERT="/nonexistent/ca.crt",
+    )
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output
+    assert "s3cret" not in output
+    assert [line.split("=")[0] for line in output.splitlines()] == [
+        "configuration error: GUNICORN_PORT",
+        "configuration error: LOG_FORMAT",
+        "configuration error: GUNICORN_MAX_REQUESTS_JITTER",
+        "configuration error: DB_SSLROOTCERT",
+    ], output
+
+
+def test_a_metrics_directory_with_metrics_off_is_refused_not_a_traceback() -> None:
+    """It used to start serving metrics anyway, or die with FileNotFoundError."""
+    result = run_gunicorn(METRICS_PORT="0", PROMETHEUS_MULTIPROC_DIR="/tmp/does-not-exist")
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert output == (
+        "configuration error: PROMETHEUS_MULTIPROC_DIR='/tmp/does-not-exist' has no effect "
+        "because METRICS_PORT=0 (metrics off); set METRICS_PORT or remove "
+        "PROMETHEUS_MULTIPROC_DIR."
+    )
+
+
 def test_production_without_a_secret_key_refuses_to_start() -> None:
     result = run_gunicorn(DJANGO_SECRET_KEY=None, DJANGO_SETTINGS_MODULE="config.settings")
     assert result.returncode != 0

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import require, require_tool
+from harness import wrk
+from harness.postgres import APP_DATABASE, PostgresCluster, ServerTls, server_binaries
 from tests.support import certs
-from tests.support.load import wrk
-from tests.support.postgres import APP_DATABASE, PostgresCluster, ServerTls, server_binaries
+from tests.support.requirements import require, require_tool
 from tests.support.server import Server, run
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -165,7 +165,7 @@ def test_connections_stay_within_workers_times_pool_max_under_load(tls_postgres,
         watcher.start()
         try:
             # Each request holds a connection for 50 ms; 40 at once overrun the pools.
-            result = wrk(
+            result = wrk.run(
                 server.url("/_test/db-sleep?s=0.05"),
                 connections=40,
                 seconds=8,
@@ -175,10 +175,10 @@ def test_connections_stay_within_workers_times_pool_max_under_load(tls_postgres,
             stop.set()
             watcher.join()
     print(
-        f"\n{result.requests} requests, {result.failures} failed; peak server connections "
+        f"\n{result.requests} requests, {result.errors} failed; peak server connections "
         f"{peak[0]} (limit {workers} x {pool_max} = {workers * pool_max})"
     )
-    assert result.failures == 0, result.output
+    assert result.errors == 0, result.output
     assert result.requests > 200
     assert peak[0] <= workers * pool_max
     # A pool did fill (the kernel may give one worker most connections), so the

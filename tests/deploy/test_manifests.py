@@ -11,9 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from config import env
+from config import env, validation
 from server.cpu import CpuLimit, auto_workers
-from tests.conftest import require_tool
+from tests.support.requirements import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTORY = ROOT / "deploy" / "kubernetes"
@@ -98,7 +98,7 @@ def test_the_timing_budget_holds(pod, container_env) -> None:
 
 def test_the_environment_in_the_manifest_is_valid(container_env) -> None:
     values = {**container_env, **SECRETS, "DB_SSLROOTCERT": "system"}  # the CA is mounted there
-    env.check(values)
+    validation.check(env.load(values))
 
 
 def test_probes_use_the_right_endpoints_and_bounds(pod, container_env) -> None:
@@ -241,7 +241,7 @@ def test_the_job_reaches_the_database_as_the_deployment_does(web, job) -> None:
 
 def test_the_job_environment_is_valid(job) -> None:
     values = env_values(job["template"]["spec"]["containers"][0])
-    env.check({**values, **SECRETS, "DB_SSLROOTCERT": "system"})
+    validation.check(env.load({**values, **SECRETS, "DB_SSLROOTCERT": "system"}))
 
 
 def test_only_the_web_pods_are_selected(objects, web, job) -> None:

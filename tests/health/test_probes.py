@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import require_tool
 from tests.support.redis import RedisServer
+from tests.support.requirements import require_tool
 from tests.support.server import Server
 
 KUBELET_HOST = {"host": "10.0.0.7:8000"}  # the kubelet sends the pod IP

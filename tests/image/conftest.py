@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import require, require_tool
+from harness.postgres import PostgresCluster, server_binaries
 from tests.image.container import IMAGE, podman, run_once
-from tests.support.postgres import PostgresCluster, server_binaries
+from tests.support.requirements import require, require_tool
 from tests.support.server import ROOT, TEST_SECRET_KEY
 
 FIGURES = pytest.StashKey[dict[str, str]]()

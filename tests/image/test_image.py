@@ -23,9 +23,10 @@ GUNICORN = ["gunicorn", "-c", "python:config.gunicorn", "config.asgi:application
 LOOK_INSIDE = """
 import json, os, shutil
 unwanted = [
-    "/app/tests", "/app/.git", "/app/.venv", "/app/.tools", "/app/build", "/app/bench",
-    "/app/scripts", "/app/db.sqlite3", "/app/.secret_key", "/app/uv.lock", "/app/Makefile",
-    "/root/.cache", "/tmp/wheelhouse", "/tmp/requirements.txt", "/opt/venv/bin/pip",
+    "/app/tests", "/app/harness", "/app/.git", "/app/.venv", "/app/.tools", "/app/build",
+    "/app/bench", "/app/scripts", "/app/db.sqlite3", "/app/.secret_key", "/app/uv.lock",
+    "/app/Makefile", "/root/.cache", "/tmp/wheelhouse", "/tmp/requirements.txt",
+    "/opt/venv/bin/pip",
 ]
 print(json.dumps({
     "unwanted": [path for path in unwanted if os.path.lexists(path)],

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from server.cpu import CpuLimit, auto_workers, cpu_limit
+from tests.support.requirements import require_tool
 from tests.support.server import Server
 
 V2_SELF = "0::/kubepods/pod1/container\n"
@@ -84,8 +84,7 @@ def test_formula(cpus: float, workers: int) -> None:
 
 
 def test_auto_under_real_gunicorn_with_restricted_affinity() -> None:
-    if shutil.which("taskset") is None:
-        pytest.skip("taskset (util-linux) is not installed")
+    require_tool("taskset")
     server = Server({"GUNICORN_WORKERS": "auto", "HEALTH_CHECKS": ""})
     server.command = ["taskset", "-c", "0", *server.command]
     with server:

@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import require_tool
+from harness import wrk
 from tests.support.haproxy import HAProxy
-from tests.support.load import LoadResult, wrk
+from tests.support.requirements import require_tool
 from tests.support.server import Server
 
 pytestmark = pytest.mark.slow
@@ -154,9 +154,9 @@ def _pod(port: int, **environ: str) -> Server:
     )
 
 
-def _load_in_background(url: str, seconds: float) -> concurrent.futures.Future[LoadResult]:
+def _load_in_background(url: str, seconds: float) -> concurrent.futures.Future[wrk.Result]:
     pool = concurrent.futures.ThreadPoolExecutor(1)
-    future = pool.submit(wrk, url, connections=16, seconds=seconds, headers=HTTPS)
+    future = pool.submit(wrk.run, url, connections=16, seconds=seconds, headers=HTTPS)
     pool.shutdown(wait=False)
     return future
 
@@ -180,7 +180,7 @@ def two_pods():
 
 def _rolling_restart(
     balancer: HAProxy, pods: list[Server], ports: list[int], **environ: str
-) -> tuple[LoadResult, int]:
+) -> tuple[wrk.Result, int]:
     """SIGTERM pod 0, replace it on the same address, then SIGTERM pod 1, under load."""
     load = _load_in_background(balancer.url("/api/hello"), seconds=16)
     time.sleep(3)
@@ -199,7 +199,7 @@ def _rolling_restart(
 def test_rolling_restart_under_load_loses_no_request(two_pods) -> None:
     result, served_by_replacement = _rolling_restart(*two_pods)
     _report("rolling restart (SIGTERM each pod in turn)", result)
-    assert result.failures == 0, result.output
+    assert result.errors == 0, result.output
     assert result.requests > 1000
     assert served_by_replacement > 0  # the new pod took traffic before pod 1 left
 
@@ -218,7 +218,7 @@ def test_without_the_delay_the_same_restart_loses_requests(two_pods) -> None:
         for pod in undelayed:
             pod.stop()
     _report("the same restart with GUNICORN_SHUTDOWN_DELAY=0", result)
-    assert result.failures > 0
+    assert result.errors > 0
 
 
 def test_worker_recycling_under_load_loses_no_request(two_pods) -> None:
@@ -231,13 +231,13 @@ def test_worker_recycling_under_load_loses_no_request(two_pods) -> None:
     ]
     try:
         balancer.wait_until_up([0, 1])
-        result = wrk(balancer.url("/api/hello"), connections=16, seconds=10, headers=HTTPS)
+        result = wrk.run(balancer.url("/api/hello"), connections=16, seconds=10, headers=HTTPS)
         recycled = sum(pod.log().count("Maximum request limit") for pod in recycling)
     finally:
         for pod in recycling:
             pod.stop()
     _report(f"GUNICORN_MAX_REQUESTS=50 ({recycled} worker recycles)", result)
-    assert result.failures == 0, result.output
+    assert result.errors == 0, result.output
     assert recycled >= 4  # every worker of both pods, at least once
 
 
@@ -250,14 +250,14 @@ def test_sighup_under_load_loses_no_request(two_pods) -> None:
     pods[1].signal(signal.SIGHUP)
     result = load.result()
     _report("SIGHUP to each pod under load", result)
-    assert result.failures == 0, result.output
+    assert result.errors == 0, result.output
     assert result.requests > 1000
 
 
-def _report(scenario: str, result: LoadResult) -> None:
+def _report(scenario: str, result: wrk.Result) -> None:
     print(
-        f"\n{scenario}: {result.requests} requests, {result.non_2xx_3xx} non-2xx/3xx, "
-        f"{result.socket_errors} socket errors, {result.requests_per_second:.0f} req/s"
+        f"\n{scenario}: {result.requests} requests, {result.status_errors} non-2xx/3xx, "
+        f"{result.socket_errors} socket errors, {result.rps:.0f} req/s"
     )
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from tests.support.server import free_port
+from harness.processes import free_port
 
 CONFIG = """\
 global

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from tests.support.server import free_port
+from harness.processes import free_port
 
 
 class RedisServer:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,37 +19,17 @@ from pathlib import Path
 
 import httpx
 
+from harness.processes import children, free_port, inherited_environment
+from tests.support.requirements import require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TEST_SECRET_KEY = "tests-only-" + "k3y-" * 12
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def base_environment(**overrides: str) -> dict[str, str]:
     """A production-like environment for a test server; tests override what they test."""
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(
-            (
-                "GUNICORN_",
-                "DJANGO_",
-                "DB_",
-                "HEALTH_",
-                "LOG_",
-                "METRICS_",
-                "DATABASE_",
-                "CACHE_",
-                "WEB_CONCURRENCY",
-                "PROMETHEUS_",
-            )
-        )
-    }
+    environ = inherited_environment()
     environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -91,23 +70,6 @@ def run(
     )
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid``, read from /proc (the workers of a master)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: split after the last ')'.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 class Server:
     """One Gunicorn master and its workers."""
 
@@ -130,8 +92,6 @@ class Server:
             *args,
         ]
         if pid_namespace:
-            from tests.conftest import require_tool
-
             require_tool("unshare")
             self.command = ["unshare", "--pid", "--fork", "--kill-child", *self.command]
         self.pid_namespace = pid_namespace

@@ -1,4 +1,4 @@
--- wrk's summary as one JSON line, so bench/load.py need not parse wrk's prose.
+-- wrk's summary as one JSON line, so harness/wrk.py need not parse wrk's prose.
 -- errors.status counts responses with a status of 400 or more ("Non-2xx or 3xx").
 done = function(summary, latency, requests)
   local e = summary.errors

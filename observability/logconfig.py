@@ -4,7 +4,8 @@ workers, Django and the probes.
 The same dictionary is handed to Gunicorn (``logconfig_dict``, applied in the
 master before it forks) and to Django (``LOGGING``, re-applied in each worker),
 so a line looks the same whoever wrote it. ``json`` emits one object per line
-for log collectors; ``text`` is for people at a terminal.
+for log collectors; ``text`` is for people at a terminal. (Named ``logconfig``
+so that it never shadows the standard library's ``logging``.)
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ _RESERVED = [
 def logging_config(*, log_format: str, level: str, server_level: str) -> dict[str, Any]:
     formatter: dict[str, Any]
     if log_format == "json":
-        formatter = {"()": "observability.logging.json_formatter"}
+        formatter = {"()": "observability.logconfig.json_formatter"}
     else:
         formatter = {"format": TEXT_FORMAT, "datefmt": "%Y-%m-%d %H:%M:%S%z"}
     console = ["console"]
@@ -95,8 +96,8 @@ def logging_config(*, log_format: str, level: str, server_level: str) -> dict[st
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            "request": {"()": "observability.logging.RequestContextFilter"},
-            "one_line": {"()": "observability.logging.OneLine"},
+            "request": {"()": "observability.logconfig.RequestContextFilter"},
+            "one_line": {"()": "observability.logconfig.OneLine"},
         },
         "formatters": {"default": formatter},
         "handlers": {

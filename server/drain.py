@@ -1,4 +1,4 @@
-"""Shutdown state shared by the Gunicorn master and its workers.
+"""The pod's drain: the shutdown delay after SIGTERM, shared by master and workers.
 
 Kubernetes sends SIGTERM and, at the same moment, starts removing the pod from
 the Service's endpoints; kube-proxies and ingress controllers learn of it over
@@ -10,7 +10,8 @@ starts Gunicorn's ordinary graceful shutdown.
 
 The draining flag is one byte of anonymous shared memory created when this
 module is first imported in the master, before any worker is forked, so every
-worker (including one forked during the drain) sees the master's writes.
+worker (including one forked during the drain) sees the master's writes. A
+worker's own graceful exit is its own business (``server/worker_state.py``).
 """
 
 from __future__ import annotations
@@ -20,26 +21,18 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 _shared = mmap.mmap(-1, 1)
-_local_checks: list[Callable[[], bool]] = []
 
 
-def begin_draining() -> None:
+def begin() -> None:
     _shared[0] = 1
 
 
-def is_draining() -> bool:
-    """True once the server has begun shutting down: the master's drain, or this
-    worker's own graceful exit (recycling, reload)."""
-    return _shared[0] == 1 or any(check() for check in _local_checks)
-
-
-def add_local_check(check: Callable[[], bool]) -> None:
-    """Let a worker report its own shutdown (e.g. Uvicorn's ``should_exit``)."""
-    _local_checks.append(check)
+def has_begun() -> bool:
+    """True once the master has received SIGTERM: the pod is going away."""
+    return _shared[0] == 1
 
 
 def install_shutdown_delay(arbiter: Any, delay: float) -> None:
@@ -54,7 +47,7 @@ def install_shutdown_delay(arbiter: Any, delay: float) -> None:
     state = {"draining_since": None}
 
     def handle_term() -> None:
-        begin_draining()
+        begin()
         if delay <= 0 or state["draining_since"] is not None:
             graceful_stop()  # raises StopIteration: Gunicorn's graceful shutdown
             return

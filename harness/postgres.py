@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.support.server import free_port
+from harness.processes import free_port
 
 APP_USER, APP_PASSWORD, APP_DATABASE = "app", "app-password", "app"
 

@@ -1,0 +1,59 @@
+"""What the running worker knows and the request stack needs, read at request time.
+
+``config/asgi.py`` builds the stack once; with ``GUNICORN_PRELOAD`` that is in
+the master, before any worker exists. What only a running worker knows
+(Gunicorn's effective timeout and threads, whether this worker has begun to stop) cannot be
+handed to the stack as a value then. It is handed over as this object's
+methods instead, which read what the worker fills in when it starts serving
+(:meth:`WorkerState.serving`). ``config/asgi.py`` shows the wiring:
+``RequestTimeout(..., seconds=this_worker.request_timeout)`` and
+``Probes(..., draining=this_worker.is_draining)``.
+
+Outside our worker (plain ``uvicorn``), nothing fills it in: requests are not
+bounded here, and only the pod's drain counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from server import drain
+
+
+def _never() -> bool:
+    return False
+
+
+class WorkerState:
+    def __init__(self, pod_draining: Callable[[], bool] = drain.has_begun) -> None:
+        self._pod_draining = pod_draining
+        self._request_timeout: float | None = None
+        self._threads: int | None = None
+        self._stopping: Callable[[], bool] = _never
+
+    def serving(
+        self, *, request_timeout: float, threads: int, stopping: Callable[[], bool]
+    ) -> None:
+        """Called by the worker as it starts serving: Gunicorn's effective ``timeout``
+        and ``threads`` (GUNICORN_TIMEOUT and GUNICORN_THREADS, or ``--timeout`` and
+        ``--threads`` in GUNICORN_CMD_ARGS, so Gunicorn and the stack always agree),
+        and how to tell that this worker has begun its own graceful exit (recycling,
+        reload): Uvicorn's ``should_exit``."""
+        self._request_timeout = request_timeout
+        self._threads = threads
+        self._stopping = stopping
+
+    def request_timeout(self) -> float | None:
+        """Seconds a request may take; None where no worker of ours set it."""
+        return self._request_timeout
+
+    def threads(self) -> int | None:
+        """Threads for synchronous views; None where no worker of ours set it."""
+        return self._threads
+
+    def is_draining(self) -> bool:
+        """The pod is going away (the master's SIGTERM), or this worker is stopping."""
+        return self._pod_draining() or self._stopping()
+
+
+this_worker = WorkerState()  # one per process; a forked worker fills in its own copy

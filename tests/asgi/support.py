@@ -1,0 +1,114 @@
+"""What the in-process tests need to play the server's part: scopes, a ``receive``
+that behaves like Uvicorn's, a ``send`` that records, and httpx for whole requests.
+
+Nothing here is a mock of our code: the layers under test are the real classes,
+the applications behind them are tiny real ASGI apps, and time is real asyncio
+time (tens of milliseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+Message = dict[str, Any]
+
+
+def run[T](coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def http_scope(
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    query: bytes = b"",
+    port: int = 8000,
+) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "headers": headers or [],
+        "client": ("10.0.0.9", 51000),
+        "server": ("127.0.0.1", port),
+    }
+
+
+class Client:
+    """Uvicorn's side of one request: the body once, then ``http.disconnect`` only
+    when the client goes away (:meth:`disconnect`); a ``send`` that records."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self._request_delivered = False
+        self._gone = asyncio.Event()
+
+    async def receive(self) -> Message:
+        if not self._request_delivered:
+            self._request_delivered = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def disconnect(self) -> None:
+        self._gone.set()
+
+    @property
+    def status(self) -> int | None:
+        starts = [m for m in self.sent if m["type"] == "http.response.start"]
+        return starts[0]["status"] if starts else None
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        starts = [m for m in self.sent if m["type"] == "http.response.start"]
+        return dict(starts[0]["headers"]) if starts else {}
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+
+@dataclass
+class Seen:
+    """What a tiny app saw: the messages it received, and how it ended."""
+
+    received: list[Message] = field(default_factory=list)
+    cancelled: bool = False
+    finished: bool = False
+
+
+async def respond(send: Callable[[Message], Awaitable[None]], status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The smallest application: 200 ``hello``."""
+    await respond(send, 200, b"hello")
+
+
+def client(app: Any, *, port: int = 8000) -> httpx.AsyncClient:
+    """httpx talking to ``app`` in this process, as to a server on ``port``."""
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.9", 51000))
+    return httpx.AsyncClient(transport=transport, base_url=f"http://testserver:{port}")
