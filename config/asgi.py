@@ -19,6 +19,7 @@ Each layer gets what it needs as arguments here; none imports another.
 
 import os
 from functools import partial
+from typing import Any
 
 import django
 
@@ -50,37 +51,45 @@ async def record_readiness(probes: Probes, app_metrics: metrics.Metrics) -> None
 
 
 ENV = env.snapshot()
-
-django_application = DjangoApplication(
-    # The worker's pools, made after the fork, sized by Gunicorn's effective threads.
-    threads=lambda: threads.requests_pool(this_worker.threads() or ENV.GUNICORN_THREADS),
-    waiting_threads=threads.waiting_pool,
-)
 app_metrics = None
 if ENV.METRICS_PORT:  # the one decision; config/gunicorn.py binds the port on it too
     metrics.prepare_directory(ENV.PROMETHEUS_MULTIPROC_DIR)  # done already under Gunicorn
     app_metrics = metrics.get()
 
-probes = Probes(
-    django_application,
-    configured_checks(
-        ENV.HEALTH_CHECKS,
-        timeout=ENV.HEALTH_CHECK_TIMEOUT,
-        cache_seconds=ENV.HEALTH_CACHE_SECONDS,
-    ),
-    draining=this_worker.is_draining,
-)
-application = RequestTimeout(probes, seconds=this_worker.request_timeout)
-application = RequestObserver(
-    application,
-    access_log=ENV.GUNICORN_ACCESS_LOG,
-    quiet_routes=() if ENV.LOG_PROBES else PROBE_ROUTES,
-    metrics=app_metrics,
-)
-if app_metrics is not None:
-    application = metrics.MetricsEndpoint(
-        application,
-        port=ENV.METRICS_PORT,
-        registry=metrics.multiprocess_registry(),
-        before_scrape=partial(record_readiness, probes, app_metrics),
+
+def stack(django_application: Any) -> Any:
+    """Layers 1-4 around a Django ASGI application (``make bench`` also puts them
+    around Django's own ``ASGIHandler``, to compare like with like)."""
+    probes = Probes(
+        django_application,
+        configured_checks(
+            ENV.HEALTH_CHECKS,
+            timeout=ENV.HEALTH_CHECK_TIMEOUT,
+            cache_seconds=ENV.HEALTH_CACHE_SECONDS,
+        ),
+        draining=this_worker.is_draining,
     )
+    application = RequestTimeout(probes, seconds=this_worker.request_timeout)
+    application = RequestObserver(
+        application,
+        access_log=ENV.GUNICORN_ACCESS_LOG,
+        quiet_routes=() if ENV.LOG_PROBES else PROBE_ROUTES,
+        metrics=app_metrics,
+    )
+    if app_metrics is not None:
+        application = metrics.MetricsEndpoint(
+            application,
+            port=ENV.METRICS_PORT,
+            registry=metrics.multiprocess_registry(),
+            before_scrape=partial(record_readiness, probes, app_metrics),
+        )
+    return application
+
+
+application = stack(
+    DjangoApplication(
+        # The worker's pools, made after the fork, sized by Gunicorn's effective threads.
+        threads=lambda: threads.requests_pool(this_worker.threads() or ENV.GUNICORN_THREADS),
+        waiting_threads=threads.waiting_pool,
+    )
+)
