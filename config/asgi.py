@@ -10,7 +10,9 @@ Outermost first:
    records in ``this_worker`` when it starts serving.
 4. ``Probes``: /health and /health/live, answered before Django (health/); a
    readiness probe fails once ``this_worker`` is draining.
-5. ``DjangoApplication``: Django itself (config/settings.py, config/urls.py), each
+5. ``BodyLimit``: 413 for a body over REQUEST_MAX_BODY_SIZE, before it is read
+   (server/limits.py; the request head's limits are in the HTTP protocol).
+6. ``DjangoApplication``: Django itself (config/settings.py, config/urls.py), each
    request in one visit to one of the worker's threads; a synchronous view runs
    there, an async view on the event loop (server/handler.py).
 
@@ -40,6 +42,7 @@ from observability import metrics  # noqa: E402
 from observability.observer import RequestObserver  # noqa: E402
 from server import threads  # noqa: E402
 from server.handler import DjangoApplication  # noqa: E402
+from server.limits import BodyLimit  # noqa: E402
 from server.timeout import RequestTimeout  # noqa: E402
 from server.worker_state import this_worker  # noqa: E402
 
@@ -58,10 +61,10 @@ if ENV.METRICS_PORT:  # the one decision; config/gunicorn.py binds the port on i
 
 
 def stack(django_application: Any) -> Any:
-    """Layers 1-4 around a Django ASGI application (``make bench`` also puts them
+    """Layers 1-5 around a Django ASGI application (``make bench`` also puts them
     around Django's own ``ASGIHandler``, to compare like with like)."""
     probes = Probes(
-        django_application,
+        BodyLimit(django_application, max_bytes=ENV.REQUEST_MAX_BODY_SIZE),
         configured_checks(
             ENV.HEALTH_CHECKS,
             timeout=ENV.HEALTH_CHECK_TIMEOUT,

@@ -22,7 +22,7 @@ from typing import Any
 
 import dj_database_url
 
-from config.env import SSL_MODES, Snapshot
+from config.env import SSL_MODES, Snapshot, redact_url
 
 VERIFYING_MODES = ("verify-ca", "verify-full")
 POSTGRES_ENGINE = "django.db.backends.postgresql"
@@ -73,7 +73,7 @@ def problems(env: Snapshot) -> list[str]:
     except Exception:  # the parser raises several types for malformed URLs
         return [
             *found,
-            f"DATABASE_URL={_redact(url)!r} is not valid: expected a URL such as "
+            f"DATABASE_URL={redact_url(url)!r} is not valid: expected a URL such as "
             "postgres://user:password@host:5432/name or sqlite:///path/to/file.",
         ]
     if config["ENGINE"] == SQLITE_ENGINE:
@@ -86,12 +86,12 @@ def problems(env: Snapshot) -> list[str]:
     if config["ENGINE"] != POSTGRES_ENGINE:
         return [
             *found,
-            f"DATABASE_URL={_redact(url)!r} is not valid: this service supports "
+            f"DATABASE_URL={redact_url(url)!r} is not valid: this service supports "
             "postgres:// (and sqlite:// for local use).",
         ]
     if not config.get("NAME"):
         found.append(
-            f"DATABASE_URL={_redact(url)!r} is not valid: it names no database "
+            f"DATABASE_URL={redact_url(url)!r} is not valid: it names no database "
             "(postgres://user:password@host:5432/NAME)."
         )
     return found + list(_tls_problems(config.get("OPTIONS", {}), env))
@@ -178,13 +178,3 @@ def _libpq_for_system_roots(name: str) -> Iterator[str]:
             f"{name}='system' is not valid: it needs libpq 16 or newer, this one is "
             f"{psycopg.pq.version()}; give a CA file instead."
         )
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

@@ -139,6 +139,38 @@ def comma_list() -> Parser:
     return Parser(parse, "a comma-separated list")
 
 
+def host_list() -> Parser:
+    """Like :func:`comma_list`, but text that names no item (``" , "``) is a mistake."""
+
+    def parse(value: str) -> tuple[str, ...]:
+        items = comma_list().parse(value)
+        if value.strip() and not items:
+            raise ValueError
+        return items
+
+    return Parser(parse, "a comma-separated list of host names (or empty)")
+
+
+def _parse_cache_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    stripped = value.strip()
+    if stripped:
+        parts = urlsplit(stripped)
+        if parts.scheme in ("redis", "rediss"):
+            if not parts.hostname:
+                raise ValueError
+            int(parts.port or 6379)  # ValueError for a port that is not a number
+        elif parts.scheme != "unix" or not parts.path.startswith("/"):
+            raise ValueError
+    return stripped
+
+
+cache_url = Parser(
+    _parse_cache_url, "a redis://, rediss:// or unix:// URL such as redis://redis:6379/0, or empty"
+)
+
+
 def _parse_bind_host(value: str) -> str:
     stripped = value.strip()
     ipaddress.ip_address(stripped)  # ValueError unless an IPv4/IPv6 literal
@@ -237,7 +269,7 @@ class Variable:
         try:
             return Setting(self.parser.parse(raw), source)
         except (ValueError, TypeError):
-            shown = "<hidden>" if "SECRET" in self.name else repr(raw)
+            shown = "<hidden>" if "SECRET" in self.name else repr(redact_url(raw))
             named = self.name
             if source == self.fallback:
                 named = f"{self.fallback} (read because {self.name} is unset)"
@@ -250,6 +282,16 @@ class Variable:
 
         Kept for convenience; code that reads several values reads the snapshot."""
         return (snapshot() if environ is None else load(environ))[self.name]
+
+
+def redact_url(text: str) -> str:
+    """``text`` without the password of a URL in it, for messages."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or "@" not in rest:
+        return text
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else text
 
 
 DEFAULT = "default"  # Setting.source when neither the variable nor its fallback is set
@@ -330,6 +372,39 @@ GUNICORN_THREADS = declare(
     "Threads per worker for synchronous views: each request for one runs in a single visit "
     "to one of them; `async def` views and the probes need none. Keep it at most "
     "`DB_POOL_MAX_SIZE`, or requests that need the database wait for a connection.",
+    SERVER,
+)
+GUNICORN_LIMIT_REQUEST_LINE = declare(
+    "GUNICORN_LIMIT_REQUEST_LINE",
+    "4094",
+    integer(64, 8190, "bytes"),
+    "Longest request line (method, URL, version) accepted; longer is answered 414 and the "
+    "connection closed before the application sees it. Gunicorn's setting and default.",
+    SERVER,
+)
+GUNICORN_LIMIT_REQUEST_FIELDS = declare(
+    "GUNICORN_LIMIT_REQUEST_FIELDS",
+    "100",
+    integer(1, 32768),
+    "Most header fields a request may have; more is answered 431. Gunicorn's setting and default.",
+    SERVER,
+)
+GUNICORN_LIMIT_REQUEST_FIELD_SIZE = declare(
+    "GUNICORN_LIMIT_REQUEST_FIELD_SIZE",
+    "8190",
+    integer(64, 65536, "bytes"),
+    "Largest header field (name and value) accepted; larger is answered 431. Gunicorn's "
+    "setting and default.",
+    SERVER,
+)
+REQUEST_MAX_BODY_SIZE = declare(
+    "REQUEST_MAX_BODY_SIZE",
+    "1048576",
+    integer(1024, 1073741824, "bytes"),
+    "Largest request body accepted (1 MiB, as ingress-nginx's default): a larger "
+    "`Content-Length` is answered 413 before the body is read, a chunked body as soon as "
+    "it passes the limit. Raise it for uploads (e.g. `10485760` for 10 MiB), and the "
+    "ingress's limit with it.",
     SERVER,
 )
 GUNICORN_HOST = declare(
@@ -415,7 +490,7 @@ DJANGO_DEBUG = declare(
 DJANGO_ALLOWED_HOSTS = declare(
     "DJANGO_ALLOWED_HOSTS",
     "",
-    comma_list(),
+    host_list(),
     "Comma-separated host names the site answers to. The health probes answer any host.",
     DJANGO,
 )
@@ -452,7 +527,7 @@ DJANGO_HSTS_PRELOAD = declare(
 CACHE_URL = declare(
     "CACHE_URL",
     "",
-    text(empty_ok=True),
+    cache_url,
     "Cache server, e.g. `redis://redis:6379/0`; empty uses a per-process memory cache.",
     DJANGO,
 )

@@ -26,7 +26,13 @@ ENV = env.snapshot()
 validation.check(ENV)
 if ENV.METRICS_PORT:
     # Before the app (and prometheus_client) is imported: multiprocess mode.
-    metrics.prepare_directory(ENV.PROMETHEUS_MULTIPROC_DIR)
+    try:
+        metrics.prepare_directory(ENV.PROMETHEUS_MULTIPROC_DIR)
+    except OSError as error:
+        raise env.ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR={ENV.PROMETHEUS_MULTIPROC_DIR!r} cannot be used: "
+            f"{error.strerror}."
+        ) from None
 # Import the Django settings module too (it is plain Python; Django is not set
 # up here): the same module the workers will run, checked in the master.
 _settings = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"))
@@ -41,6 +47,9 @@ wsgi_app = "config.asgi:application"
 worker_class = "server.worker.UvicornWorker"
 workers = _workers
 threads = ENV.GUNICORN_THREADS  # per worker, for synchronous views (server/threads.py)
+limit_request_line = ENV.GUNICORN_LIMIT_REQUEST_LINE  # enforced by server/protocol.py
+limit_request_fields = ENV.GUNICORN_LIMIT_REQUEST_FIELDS
+limit_request_field_size = ENV.GUNICORN_LIMIT_REQUEST_FIELD_SIZE
 preload_app = ENV.GUNICORN_PRELOAD
 _host = ENV.GUNICORN_HOST
 _host = f"[{_host}]" if ":" in _host else _host
@@ -98,3 +107,10 @@ def when_ready(arbiter):
         budget,
         int(budget) + 5,
     )
+    for line in validation.warnings(
+        ENV,
+        timeout=arbiter.cfg.timeout,
+        graceful_timeout=arbiter.cfg.graceful_timeout,
+        threads=arbiter.cfg.threads,
+    ):
+        log.warning("configuration warning: %s", line)

@@ -14,6 +14,7 @@ is already in the list.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from config import database
@@ -47,12 +48,44 @@ def metrics_problems(env: Snapshot) -> list[str]:
             f"METRICS_PORT={env.METRICS_PORT} is the same as GUNICORN_PORT: "
             "metrics must not be served on the public port."
         )
+    directory = env.PROMETHEUS_MULTIPROC_DIR
+    if directory and os.path.exists(directory) and not os.path.isdir(directory):
+        found.append(
+            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: it exists and is not a "
+            "directory; name a directory (on a tmpfs), or leave it empty for a fresh one."
+        )
+    elif directory and os.path.isdir(directory) and _foreign_files(directory):
+        found.append(
+            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: it holds files other than "
+            f"metrics ({', '.join(_foreign_files(directory)[:3])}), and it is emptied at "
+            "start; name an empty directory of its own."
+        )
+    elif directory and not os.access(_nearest_existing(directory), os.W_OK | os.X_OK):
+        found.append(
+            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: this user cannot write "
+            "to it; name a writable directory, or leave it empty for a fresh one."
+        )
     if not env.METRICS_PORT and env.PROMETHEUS_MULTIPROC_DIR:
         found.append(
             f"PROMETHEUS_MULTIPROC_DIR={env.PROMETHEUS_MULTIPROC_DIR!r} has no effect because "
             "METRICS_PORT=0 (metrics off); set METRICS_PORT or remove PROMETHEUS_MULTIPROC_DIR."
         )
     return found
+
+
+def _foreign_files(directory: str) -> list[str]:
+    """Entries that prometheus_client did not write (it writes ``*.db`` files)."""
+    try:
+        return sorted(name for name in os.listdir(directory) if not name.endswith(".db"))
+    except OSError as error:
+        return [f"<unreadable: {error.strerror}>"]
+
+
+def _nearest_existing(path: str) -> str:
+    """``path`` or the closest ancestor of it that exists (what mkdir would write to)."""
+    while not os.path.exists(path):
+        path = os.path.dirname(path.rstrip("/")) or "/"
+    return path
 
 
 def health_problems(env: Snapshot) -> list[str]:
@@ -89,3 +122,24 @@ def check(env: Snapshot) -> None:
     found = problems(env)
     if found:
         raise ConfigError(*found)
+
+
+def warnings(env: Snapshot, *, timeout: int, graceful_timeout: int, threads: int) -> list[str]:
+    """Legal but unwise: one line each, logged at start-up. Gunicorn's effective
+    values are passed in, as ``GUNICORN_CMD_ARGS`` may have changed them."""
+    found = []
+    if graceful_timeout < timeout:
+        found.append(
+            f"GUNICORN_GRACEFUL_TIMEOUT={graceful_timeout} is shorter than GUNICORN_TIMEOUT="
+            f"{timeout}: a request that may run {timeout}s is cancelled after {graceful_timeout}s "
+            "when its worker stops (deploys, recycling); make the graceful timeout at least "
+            "the timeout."
+        )
+    pooled = env.DB_POOL and env.DATABASE_URL.startswith(("postgres://", "postgresql://"))
+    if pooled and threads > env.DB_POOL_MAX_SIZE:
+        found.append(
+            f"GUNICORN_THREADS={threads} is more than DB_POOL_MAX_SIZE={env.DB_POOL_MAX_SIZE}: "
+            "synchronous views that need the database can wait up to DB_POOL_TIMEOUT for a "
+            "connection; fine if many views never touch it."
+        )
+    return found

@@ -25,6 +25,9 @@ What it changes, and why:
 * **A fixed pool of threads** (Gunicorn's ``threads``, GUNICORN_THREADS) runs
   synchronous views, one visit per request (:mod:`server.threads`,
   :mod:`server.handler`).
+* **Gunicorn's request limits hold** (``limit_request_line``, ``limit_request_fields``,
+  ``limit_request_field_size``): uvicorn-worker does not pass them on and httptools
+  has none; :mod:`server.protocol` enforces them.
 * **Access log** is written by the application's observer, not by Uvicorn.
 * **No waiting on stuck threads at exit.** A synchronous view still running when
   the worker has finished shutting down (its response already abandoned) would
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -47,6 +51,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
 from server import threads
+from server.limits import HeadLimits
 from server.protocol import GracefulHttpToolsProtocol
 from server.worker_state import this_worker
 
@@ -72,6 +77,10 @@ class UvicornWorker(BaseUvicornWorker):
         self.config.access_log = False
         self.config.server_header = False  # do not advertise the server software
         self.config.callback_notify = None  # replaced by _heartbeat()
+        # Gunicorn's request-head limits, which Uvicorn would ignore (server/protocol.py).
+        self.config.http = functools.partial(
+            GracefulHttpToolsProtocol, limits=HeadLimits.from_gunicorn(self.cfg)
+        )
         self.server: Server | None = None
 
     def _install_sigquit_handler(self) -> None:

@@ -32,7 +32,12 @@ THREADS = 3
 
 @pytest.fixture(scope="module")
 def server():
-    environ = {"GUNICORN_WORKERS": "1", "GUNICORN_THREADS": str(THREADS), "GUNICORN_TIMEOUT": "20"}
+    environ = {
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_THREADS": str(THREADS),
+        "GUNICORN_TIMEOUT": "20",
+        "REQUEST_MAX_BODY_SIZE": str(10 * 1024 * 1024),  # Django's own limits are tested
+    }
     with Server(environ) as running:
         yield running
 

@@ -1,0 +1,158 @@
+"""How large a request may be: its head (in the HTTP protocol) and its body (here).
+
+Uvicorn's worker ignores Gunicorn's ``limit_request_*`` settings and httptools has
+no limit of its own, so a single 64 MB header line was read into memory; and
+Django's ASGI handler reads a whole body, spooling it to a temporary file, before
+any middleware or view could refuse it. Both are a denial of service from
+anyone who can reach the pod.
+
+* :class:`HeadLimits` are Gunicorn's three settings, applied as Gunicorn applies
+  them (``gunicorn/http/message.py``), by :mod:`server.protocol` before the
+  application sees the request: 414 for the request line, 431 for the header
+  fields, and the connection closed.
+* :class:`BodyLimit` is an ASGI layer in front of Django: a ``Content-Length``
+  over the limit is answered 413 before a byte of the body is read, a chunked
+  body as soon as it passes the limit; either way the connection is closed and
+  the application reads no further (it sees the client leave).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger("server.limits")
+
+# Gunicorn's bounds (gunicorn/http/message.py).
+MAX_REQUEST_LINE = 8190
+MAX_HEADERS = 32768
+DEFAULT_MAX_HEADERFIELD_SIZE = 8190
+UNLIMITED_REQUEST_LINE = 1024 * 1024  # what Gunicorn's own parser uses for 0
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    request_line: int = 4094
+    fields: int = 100
+    field_size: int = 8190
+
+    @classmethod
+    def from_gunicorn(cls, cfg: Any) -> HeadLimits:
+        """Gunicorn's effective settings, normalised exactly as Gunicorn does."""
+        line = cfg.limit_request_line
+        if line < 0 or line >= MAX_REQUEST_LINE:
+            line = MAX_REQUEST_LINE
+        elif line == 0:
+            line = UNLIMITED_REQUEST_LINE
+        fields = cfg.limit_request_fields
+        if fields <= 0 or fields > MAX_HEADERS:
+            fields = MAX_HEADERS
+        field_size = cfg.limit_request_field_size
+        if field_size <= 0:
+            field_size = DEFAULT_MAX_HEADERFIELD_SIZE
+        return cls(line, fields, field_size)
+
+    @property
+    def head_bytes(self) -> int:
+        """The most a whole request head can take: the line and every field, with
+        their line ends. More than this, and some limit is exceeded already."""
+        return self.request_line + 2 + self.fields * (self.field_size + 2) + 2
+
+
+STATUS_LINES = {
+    413: b"HTTP/1.1 413 Content Too Large\r\n",
+    414: b"HTTP/1.1 414 URI Too Long\r\n",
+    431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+}
+
+
+def refusal(status: int, message: str) -> bytes:
+    """A whole response that closes the connection, for a request the application
+    never sees."""
+    body = message.encode("ascii") + b"\n"
+    return b"".join(
+        [
+            STATUS_LINES[status],
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class BodyLimit:
+    """Answer 413 for a request body larger than ``max_bytes``."""
+
+    def __init__(self, app: Any, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, send, f"Content-Length {declared}")
+            return
+        received = 0
+        refused = False
+        response_started = False
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    if not response_started:
+                        await self._refuse(scope, send, f"more than {self.max_bytes} bytes")
+                    return {"type": "http.disconnect"}  # the application stops reading
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal response_started
+            if refused:
+                return  # the client has its 413
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+    async def _refuse(self, scope: dict[str, Any], send: Any, what: str) -> None:
+        logger.warning(
+            "request body refused: %s over REQUEST_MAX_BODY_SIZE=%d: %s %s",
+            what,
+            self.max_bytes,
+            scope.get("method", ""),
+            scope.get("path", ""),
+        )
+        body = b'{"error": "request body too large"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the HTTP parser has refused such a request already
+    return None
