@@ -272,3 +272,18 @@ def test_readme_table_is_generated_from_the_declarations() -> None:
     assert table.strip() == env.markdown_table().strip(), (
         "README's variables table is out of date: run `make docs`"
     )
+
+
+def test_more_threads_than_pooled_connections_is_a_warning_not_an_error() -> None:
+    postgres = {
+        "DATABASE_URL": "postgres://app:pw@db:5432/app",
+        "DB_POOL_MAX_SIZE": "5",
+        "DJANGO_SECRET_KEY": "x" * 40 + "abcdefghij",
+    }
+    snapshot = env.load(postgres)
+    assert validation.problems(snapshot) == []
+    (line,) = validation.warnings(snapshot, timeout=30, graceful_timeout=30, threads=8)
+    assert line.startswith("GUNICORN_THREADS=8 is more than DB_POOL_MAX_SIZE=5")
+    assert validation.warnings(snapshot, timeout=30, graceful_timeout=30, threads=5) == []
+    sqlite = env.load({"DATABASE_URL": "sqlite:///db.sqlite3"})
+    assert validation.warnings(sqlite, timeout=30, graceful_timeout=30, threads=8) == []

@@ -31,6 +31,34 @@ def run_gunicorn(**environ: str | None) -> subprocess.CompletedProcess[str]:
         ({"GUNICORN_WORKERS": "auto3"}, "configuration error: GUNICORN_WORKERS='auto3'"),
         ({"LOG_FORMAT": "xml"}, "configuration error: LOG_FORMAT='xml' is not valid"),
         ({"DJANGO_SECRET_KEY": ""}, "configuration error: DJANGO_SECRET_KEY=<hidden> is not"),
+        (
+            {"PROMETHEUS_MULTIPROC_DIR": "/etc/passwd", "METRICS_PORT": "9000"},
+            "configuration error: PROMETHEUS_MULTIPROC_DIR='/etc/passwd' is not valid: it "
+            "exists and is not a directory",
+        ),
+        (
+            {"PROMETHEUS_MULTIPROC_DIR": "/etc", "METRICS_PORT": "9000"},
+            "configuration error: PROMETHEUS_MULTIPROC_DIR='/etc' is not valid: it holds files "
+            "other than metrics",
+        ),
+        (
+            {"DJANGO_ALLOWED_HOSTS": " , "},
+            "configuration error: DJANGO_ALLOWED_HOSTS=' , ' is not valid: expected a "
+            "comma-separated list of host names",
+        ),
+        (
+            {"CACHE_URL": "notaurl", "HEALTH_CHECKS": "cache"},
+            "configuration error: CACHE_URL='notaurl' is not valid: expected a redis://",
+        ),
+        (
+            {"CACHE_URL": "redis://:s3cret@cache:port/0"},
+            "configuration error: CACHE_URL='redis://:***@cache:port/0' is not valid",
+        ),
+        (
+            {"REQUEST_MAX_BODY_SIZE": "10MB"},
+            "configuration error: REQUEST_MAX_BODY_SIZE='10MB' is not valid: expected a whole "
+            "number of bytes",
+        ),
     ],
 )
 def test_bad_input_stops_the_server_with_one_clear_line(environ: dict, expected: str) -> None:
@@ -113,3 +141,30 @@ def test_port_and_host_come_from_the_environment() -> None:
         assert f"Listening at: http://[::1]:{server.port}" in server.log()
         assert server.url("/") == f"http://[::1]:{server.port}/"
         assert server.get("/health/live").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("environ", "warning"),
+    [
+        (
+            {"GUNICORN_GRACEFUL_TIMEOUT": "5", "GUNICORN_TIMEOUT": "30"},
+            "configuration warning: GUNICORN_GRACEFUL_TIMEOUT=5 is shorter than "
+            "GUNICORN_TIMEOUT=30",
+        ),
+        (
+            {"GUNICORN_CMD_ARGS": "--graceful-timeout 4", "GUNICORN_TIMEOUT": "10"},
+            "configuration warning: GUNICORN_GRACEFUL_TIMEOUT=4 is shorter than "
+            "GUNICORN_TIMEOUT=10",
+        ),
+    ],
+)
+def test_legal_but_unwise_settings_get_one_warning_line(environ: dict, warning: str) -> None:
+    with Server({"GUNICORN_WORKERS": "1", **environ}) as server:
+        lines = [line for line in server.log_lines() if "configuration warning" in line]
+    assert len(lines) == 1, lines
+    assert warning in lines[0]
+
+
+def test_wise_settings_get_no_warning() -> None:
+    with Server({"GUNICORN_WORKERS": "1"}) as server:
+        assert "configuration warning" not in server.log()

@@ -193,3 +193,22 @@ def migrate(environ: dict[str, str]) -> None:
 
 def test_pki_fixture_files_exist(pki) -> None:
     assert all(Path(path).exists() for path in (*pki["server"], *pki["client"], pki["ca"].cert))
+
+
+def test_migrate_against_an_untrusted_server_fails_in_one_line(tls_postgres, pki) -> None:
+    """The migration Job: a wrong CA is named as the cause, at once, without a traceback."""
+    result = run(
+        ["python", "manage.py", "migrate", "--noinput"],
+        {
+            "DATABASE_URL": tls_postgres.url(),
+            "DB_SSLMODE": "verify-full",
+            "DB_SSLROOTCERT": str(pki["other_ca"].cert),
+        },
+        timeout=60,
+    )
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    assert "app-password" not in output
+    assert len(output.splitlines()) == 1, output
+    assert "TLS verification failed" in output, output
