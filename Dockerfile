@@ -41,7 +41,7 @@ EXPOSE 8000 9000
 # Exec form: Gunicorn is PID 1 and receives SIGTERM (graceful, after
 # GUNICORN_SHUTDOWN_DELAY) and SIGINT (quick) itself; it reaps any child.
 # (Set here, before the code, so a code change rebuilds as few steps as possible.)
-CMD ["gunicorn", "-c", "python:config.gunicorn", "config.asgi:application"]
+CMD ["gunicorn", "-c", "python:django_k8s_runtime.gunicorn", "config.asgi:application"]
 COPY --from=dependencies /opt/venv /opt/venv
 WORKDIR /app
 # The code belongs to root: the service can read it, not change it.

@@ -14,7 +14,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-GUNICORN := $(VENV)/bin/gunicorn -c python:config.gunicorn config.asgi:application
+GUNICORN := $(VENV)/bin/gunicorn -c python:django_k8s_runtime.gunicorn config.asgi:application
 
 # `make run` is production-like, with what a laptop needs: plain http on
 # localhost, readable logs, a local secret key, SQLite unless DATABASE_URL is set.

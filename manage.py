@@ -1,9 +1,15 @@
 #!/usr/bin/env python
-"""Django's command-line utility for administrative tasks (see config/management.py)."""
+"""Django's command-line utility for administrative tasks.
 
+The runtime's ``execute_from_command_line`` is Django's, with no connection pool
+and one line for a database that cannot be reached (django_k8s_runtime/management.py).
+"""
+
+import os
 import sys
 
-from config import management
+from django_k8s_runtime.management import execute_from_command_line
 
 if __name__ == "__main__":
-    management.main(sys.argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    execute_from_command_line(sys.argv)

@@ -76,7 +76,12 @@ SCRATCH_DIR = "<a directory of the benchmark's own, removed at the end>"
 
 def _ours(port: int, workers: int) -> list[str]:
     # Port and workers come from the environment (GUNICORN_PORT, GUNICORN_WORKERS).
-    return [str(BIN / "gunicorn"), "-c", "python:config.gunicorn", "config.asgi:application"]
+    return [
+        str(BIN / "gunicorn"),
+        "-c",
+        "python:django_k8s_runtime.gunicorn",
+        "config.asgi:application",
+    ]
 
 
 def _uvicorn(app: str) -> Callable[[int, int], list[str]]:
@@ -136,7 +141,7 @@ CONTENDERS = (
         "ours: Gunicorn + server.worker.UvicornWorker",
         _ours,
         role=OURS,
-        note="`gunicorn -c python:config.gunicorn config.asgi:application`",
+        note="`gunicorn -c python:django_k8s_runtime.gunicorn config.asgi:application`",
     ),
     Contender(
         "uvicorn",

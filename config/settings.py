@@ -1,24 +1,25 @@
-"""Django settings: one module, every value from the environment (config/env.py).
+"""Django settings: one module, every value from the environment.
 
 Production is the default: DEBUG off, a secret key required, HTTPS assumed. The
 quickstart (`make run`) sets the few variables a laptop needs; nothing here reads
 a file or guesses.
 
-Every value is read from the process's configuration snapshot, after the whole
-of it has been checked: ``manage.py`` comes through here without the Gunicorn
-config module, and must stop on the same problems, all listed at once.
+The runtime (django_k8s_runtime) is used as any project would use it, through its
+public settings helpers; Django's own variables are this project's
+(config/env.py). Every value is read from the process's configuration snapshot,
+after the whole of it has been checked: ``manage.py`` comes through here without
+the Gunicorn config module, and must stop on the same problems, all listed at once.
 """
 
 import logging
 from pathlib import Path
 
-from config import database, env, validation
-from observability.logconfig import logging_config
+import config.env  # noqa: F401 - declares this project's variables before they are read
+from django_k8s_runtime import settings as runtime
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-ENV = env.snapshot()
-validation.check(ENV)
+ENV = runtime.checked()
 
 DEBUG = ENV.DJANGO_DEBUG
 # Set unless DEBUG is on (a start-up rule); a debug server gets a throw-away one.
@@ -40,7 +41,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "observability.middleware.record_route",  # route pattern for metrics labels
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -50,6 +50,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+MIDDLEWARE = runtime.middleware(MIDDLEWARE)  # the route pattern for the metrics' labels
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
@@ -70,17 +71,10 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = database.databases(BASE_DIR, ENV)
+DATABASES = runtime.databases(BASE_DIR)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if ENV.CACHE_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": ENV.CACHE_URL,
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
-        }
-    }
+CACHES = runtime.caches()
 
 # The example app's upstream service (example/services.py).
 EXAMPLE_UPSTREAM_URL = ENV.EXAMPLE_UPSTREAM_URL
@@ -124,10 +118,5 @@ SESSION_COOKIE_HTTPONLY = True
 # to undo, so it is opt-in (DJANGO_HSTS_PRELOAD) and its reminder is silenced.
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
-LOGGING_CONFIG = None  # configured once, below, for Django and the server alike
-LOGGING = logging_config(
-    log_format=ENV.LOG_FORMAT,
-    level=ENV.LOG_LEVEL,
-    server_level=ENV.GUNICORN_LOG_LEVEL,
-)
+LOGGING = runtime.logging()  # the same for Gunicorn, the workers and Django
 logging.captureWarnings(True)  # Python warnings become log records (JSON in JSON mode)

@@ -4,9 +4,12 @@ and render; this module decides."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import urllib.request
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -36,7 +39,7 @@ class UpstreamUnavailable(Exception):
 async def upstream_quote() -> dict[str, Any]:
     """Ask the upstream service, waiting on the event loop: no thread is held."""
     try:
-        async with _session().get(_upstream_url()) as response:
+        async with _session() as session, session.get(_upstream_url()) as response:
             response.raise_for_status()
             return {"upstream": await response.json()}
     except (aiohttp.ClientError, TimeoutError) as error:
@@ -60,22 +63,32 @@ def _upstream_url() -> str:
 
 
 # An aiohttp session keeps connections to the upstream open between requests. It
-# belongs to one event loop: the worker's. (Under a WSGI server an async view runs
-# in a fresh event loop per request, which gets a session of its own.) aiohttp
-# rather than httpx: measured here at 10-100 concurrent calls, httpx's async client
-# used 1,100-7,500 µs of CPU per call, aiohttp 110-190.
+# belongs to one event loop: a server's, which runs in the process's main thread
+# for the process's life, gets one session for good. Under a WSGI server an async
+# view runs in a fresh event loop in another thread, for one request: it gets a
+# session of its own, closed with the request. aiohttp rather than httpx: measured
+# here at 10-100 concurrent calls, httpx's async client used 1,100-7,500 µs of CPU
+# per call, aiohttp 110-190.
 _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _session() -> aiohttp.ClientSession:
+@contextlib.asynccontextmanager
+async def _session() -> AsyncIterator[aiohttp.ClientSession]:
+    if threading.current_thread() is not threading.main_thread():
+        async with _new_session() as session:  # a loop for this request only
+            yield session
+        return
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
     if session is None or session.closed:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000),
-            timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT_SECONDS),
-        )
-        _sessions[loop] = session
-    return session
+        session = _sessions[loop] = _new_session()
+    yield session
+
+
+def _new_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1000),
+        timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT_SECONDS),
+    )

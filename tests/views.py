@@ -15,7 +15,7 @@ from django.db import connection
 from django.http import FileResponse, HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from observability.request_id import current_request_id
+from django_k8s_runtime.observability.request_id import current_request_id
 
 
 def _seconds(request: HttpRequest) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from observability.metrics import Metrics, MetricsEndpoint
+from django_k8s_runtime.observability.metrics import Metrics, MetricsEndpoint
 from tests.asgi.support import client, hello, run
 
 METRICS_PORT, PUBLIC_PORT = 9000, 8000

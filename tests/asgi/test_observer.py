@@ -12,10 +12,10 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
-from observability.logconfig import RequestContextFilter
-from observability.metrics import Metrics
-from observability.observer import RequestObserver
-from observability.request_id import current_request_id
+from django_k8s_runtime.observability.logconfig import RequestContextFilter
+from django_k8s_runtime.observability.metrics import Metrics
+from django_k8s_runtime.observability.observer import RequestObserver
+from django_k8s_runtime.observability.request_id import current_request_id
 from tests.asgi.support import client, hello, respond, run
 
 

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
-from health.checks import Check
-from health.probes import ROUTES, Probes, Readiness
+from django_k8s_runtime.health.checks import Check
+from django_k8s_runtime.health.probes import ROUTES, Probes, Readiness
 from tests.asgi.support import Client, client, hello, http_scope, run
 
 

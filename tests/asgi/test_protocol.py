@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 from uvicorn import Config, Server
 
-from server.protocol import GracefulHttpToolsProtocol
+from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
 from tests.asgi.support import hello
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"

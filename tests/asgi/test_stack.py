@@ -12,12 +12,12 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from health.probes import ROUTES, Probes
-from observability.logconfig import RequestContextFilter
-from observability.metrics import Metrics, MetricsEndpoint
-from observability.observer import RequestObserver
-from server.timeout import RequestTimeout
-from server.worker_state import WorkerState
+from django_k8s_runtime.health.probes import ROUTES, Probes
+from django_k8s_runtime.observability.logconfig import RequestContextFilter
+from django_k8s_runtime.observability.metrics import Metrics, MetricsEndpoint
+from django_k8s_runtime.observability.observer import RequestObserver
+from django_k8s_runtime.server.timeout import RequestTimeout
+from django_k8s_runtime.server.worker_state import WorkerState
 from tests.asgi.support import client, respond, run
 
 

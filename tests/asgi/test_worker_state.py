@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from health.probes import Probes
-from server.timeout import RequestTimeout
-from server.worker_state import WorkerState, this_worker
+from django_k8s_runtime.health.probes import Probes
+from django_k8s_runtime.server.timeout import RequestTimeout
+from django_k8s_runtime.server.worker_state import WorkerState, this_worker
 from tests.asgi.support import Client, client, hello, http_scope, run
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from config import env, validation
-from config.database import default_database, problems
-from config.env import ConfigError
+from django_k8s_runtime import env, validation
+from django_k8s_runtime.database import default_database, problems
+from django_k8s_runtime.env import ConfigError
 
 BASE = Path("/srv/app")
 PG = "postgres://app:s3cret@db.internal:5432/shop"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from config import env, validation
-from config.env import REGISTRY, ConfigError
+from django_k8s_runtime import env, validation
+from django_k8s_runtime.env import REGISTRY, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,11 +212,11 @@ def test_check_reports_problems_of_every_concern_at_once() -> None:
     assert [line.split("=")[0].split(" ")[0] for line in lines] == [
         "GUNICORN_TIMEOUT",
         "GUNICORN_MAX_REQUESTS_JITTER",
-        "DJANGO_SECRET_KEY",
         "DB_SSLROOTCERT",
         "DB_SSLCERT",
         "DB_SSLCERT",  # ... and DB_SSLKEY go together
         "PROMETHEUS_MULTIPROC_DIR",
+        "DJANGO_SECRET_KEY",  # this project's own rule (config/env.py), after the runtime's
     ], lines
     assert str(caught.value.code).splitlines() == [f"configuration error: {m}" for m in lines]
     assert "s3cret" not in str(caught.value.code)

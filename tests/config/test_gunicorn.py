@@ -128,7 +128,7 @@ def test_worker_count_comes_from_the_environment(environ: dict, workers: int) ->
         pids = server.wait_for_workers(workers)
         assert len(pids) == workers
         # Every worker runs the Uvicorn worker class: each one started a Uvicorn server.
-        assert "Using worker: server.worker.UvicornWorker" in server.log()
+        assert "Using worker: django_k8s_runtime.server.worker.UvicornWorker" in server.log()
         for pid in pids:
             assert f"Started server process [{pid}]" in server.log()
         response = server.get("/api/hello")

@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from config import env, validation
-from server.cpu import CpuLimit, auto_workers
+from django_k8s_runtime import env, validation
+from django_k8s_runtime.server.cpu import CpuLimit, auto_workers
 from tests.support.requirements import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

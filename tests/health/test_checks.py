@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from health.checks import Check
+from django_k8s_runtime.health.checks import Check
 
 
 def run(coroutine):

@@ -18,7 +18,7 @@ from tests.support.server import TEST_SECRET_KEY
 # The first test builds the image (minutes on a fresh machine: the base, the wheels).
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1800)]
 
-GUNICORN = ["gunicorn", "-c", "python:config.gunicorn", "config.asgi:application"]
+GUNICORN = ["gunicorn", "-c", "python:django_k8s_runtime.gunicorn", "config.asgi:application"]
 
 LOOK_INSIDE = """
 import json, os, shutil
@@ -93,7 +93,7 @@ def test_the_environment_sets_workers_port_and_timeouts(server: Container) -> No
     workers = server.wait_for_workers(3)
     assert len(workers) == 3
     log = server.logs()
-    assert "Using worker: server.worker.UvicornWorker" in log
+    assert "Using worker: django_k8s_runtime.server.worker.UvicornWorker" in log
     listening = re.search(r"Listening at: (\S+) \(1\)", log)
     assert listening, log
     assert f"http://127.0.0.1:{server.port}" in listening.group(1).split(","), log

@@ -108,7 +108,7 @@ def test_text_format_is_for_people() -> None:
     ids=["too-short", "too-long", "space", "newline", "markup"],
 )
 def test_malformed_request_ids_are_replaced(incoming: str) -> None:
-    from observability.request_id import accept_or_make
+    from django_k8s_runtime.observability.request_id import accept_or_make
 
     replaced = accept_or_make(incoming.encode())
     assert replaced != incoming

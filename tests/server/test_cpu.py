@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.cpu import CpuLimit, auto_workers, cpu_limit
+from django_k8s_runtime.server.cpu import CpuLimit, auto_workers, cpu_limit
 from tests.support.requirements import require_tool
 from tests.support.server import Server
 

@@ -23,8 +23,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponseBase
 
-from server.handler import BUFFER_BYTES
-from server.threads import ThreadPool
+from django_k8s_runtime.server.handler import BUFFER_BYTES
+from django_k8s_runtime.server.threads import ThreadPool
 from tests.support.server import Server
 
 THREADS = 3

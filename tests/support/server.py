@@ -47,7 +47,12 @@ def base_environment(**overrides: str) -> dict[str, str]:
     return environ
 
 
-GUNICORN_COMMAND = ["gunicorn", "-c", "python:config.gunicorn", "config.asgi:application"]
+GUNICORN_COMMAND = [
+    "gunicorn",
+    "-c",
+    "python:django_k8s_runtime.gunicorn",
+    "config.asgi:application",
+]
 
 
 def run(
@@ -87,7 +92,7 @@ class Server:
         self.command = command or [
             str(BIN / "gunicorn"),
             "-c",
-            "python:config.gunicorn",
+            "python:django_k8s_runtime.gunicorn",
             "config.asgi:application",
             *args,
         ]

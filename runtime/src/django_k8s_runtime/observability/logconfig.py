@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from observability.request_id import current_request_id
+from django_k8s_runtime.observability.request_id import current_request_id
 
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s%(request_suffix)s"
 JSON_FIELDS = "%(timestamp)s %(levelname)s %(name)s %(message)s %(process)d"
@@ -87,7 +87,7 @@ _RESERVED = [
 def logging_config(*, log_format: str, level: str, server_level: str) -> dict[str, Any]:
     formatter: dict[str, Any]
     if log_format == "json":
-        formatter = {"()": "observability.logconfig.json_formatter"}
+        formatter = {"()": "django_k8s_runtime.observability.logconfig.json_formatter"}
     else:
         formatter = {"format": TEXT_FORMAT, "datefmt": "%Y-%m-%d %H:%M:%S%z"}
     console = ["console"]
@@ -96,8 +96,8 @@ def logging_config(*, log_format: str, level: str, server_level: str) -> dict[st
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            "request": {"()": "observability.logconfig.RequestContextFilter"},
-            "one_line": {"()": "observability.logconfig.OneLine"},
+            "request": {"()": "django_k8s_runtime.observability.logconfig.RequestContextFilter"},
+            "one_line": {"()": "django_k8s_runtime.observability.logconfig.OneLine"},
         },
         "formatters": {"default": formatter},
         "handlers": {

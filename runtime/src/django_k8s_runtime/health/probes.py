@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from health.checks import Check, CheckResult
+from django_k8s_runtime.health.checks import Check, CheckResult
 
 LIVE_ROUTE, READY_ROUTE = "/health/live", "/health"
 ROUTES = frozenset({LIVE_ROUTE, READY_ROUTE})

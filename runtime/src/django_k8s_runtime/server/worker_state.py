@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from server import drain
+from django_k8s_runtime.server import drain
 
 
 def _never() -> bool:

@@ -3,8 +3,8 @@
 A value that does not parse is a problem of the snapshot itself
 (:attr:`config.env.Snapshot.problems`). Each concern then adds the rules it
 owns, as a function from the snapshot to a list of lines: the database's URL
-and TLS files (``config/database.py``), and below the rules between variables
-(recycling, the secret key, metrics, the health checks). :func:`check` runs
+and TLS files (:mod:`.database`), and below the rules between variables (recycling,
+metrics, the health checks); a project adds its own with :func:`rule`. :func:`check` runs
 them all, so an operator fixes every mistake in one go, as CONSTITUTION.md
 promises, and nothing is found later, one at a time.
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from config import database
-from config.env import ConfigError, Snapshot
+from django_k8s_runtime import database
+from django_k8s_runtime.env import ConfigError, Snapshot
 
 
 def recycling_problems(env: Snapshot) -> list[str]:
@@ -27,15 +27,6 @@ def recycling_problems(env: Snapshot) -> list[str]:
             f"GUNICORN_MAX_REQUESTS_JITTER={env.GUNICORN_MAX_REQUESTS_JITTER} has no effect "
             "because GUNICORN_MAX_REQUESTS=0 (never recycle); set GUNICORN_MAX_REQUESTS or "
             "remove the jitter."
-        ]
-    return []
-
-
-def secret_key_problems(env: Snapshot) -> list[str]:
-    if env.DJANGO_SECRET_KEY is None and not env.DJANGO_DEBUG:
-        return [
-            "DJANGO_SECRET_KEY is not set; production needs one (at least 50 random "
-            "characters), e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
         ]
     return []
 
@@ -97,21 +88,29 @@ def health_problems(env: Snapshot) -> list[str]:
     return []
 
 
-RULES: tuple[Callable[[Snapshot], list[str]], ...] = (
+Rule = Callable[[Snapshot], list[str]]
+RULES: list[Rule] = [
     recycling_problems,
-    secret_key_problems,
     database.problems,
     health_problems,
     metrics_problems,
-)
+]
+
+
+def rule(function: Rule) -> Rule:
+    """Add a project's own rule (a function from the snapshot to problem lines), run
+    with the runtime's by :func:`check`; usable as a decorator."""
+    if function not in RULES:
+        RULES.append(function)
+    return function
 
 
 def problems(env: Snapshot) -> list[str]:
     """Every problem with this configuration, one line each, in a stable order."""
     found = list(env.problems)
-    for rule in RULES:
+    for each in RULES:
         try:
-            found += rule(env)
+            found += each(env)
         except ConfigError:
             continue  # the rule reads a value that did not parse; its line is listed
     return found

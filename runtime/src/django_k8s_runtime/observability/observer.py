@@ -18,8 +18,8 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from observability import request_id
-from observability.metrics import Metrics
+from django_k8s_runtime.observability import request_id
+from django_k8s_runtime.observability.metrics import Metrics
 
 access_logger = logging.getLogger("access")
 

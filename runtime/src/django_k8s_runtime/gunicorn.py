@@ -1,15 +1,16 @@
 """The Gunicorn config module: every server setting comes from the environment.
 
-Used as ``gunicorn -c python:config.gunicorn config.asgi:application``: the
-Dockerfile, ``make run`` and the tests say so explicitly (there is no
-``./gunicorn.conf.py``, so a Gunicorn started from the checkout without ``-c`` is
-plain Gunicorn, as the benchmark's peers are).
+Used as ``gunicorn -c python:django_k8s_runtime.gunicorn mysite.asgi:application``,
+the application being a project's ASGI entry built with
+:func:`django_k8s_runtime.asgi.get_asgi_application`.
 
 Gunicorn reads this module in the master before forking, so it is also where the
-whole environment is validated (``config/validation.py``): mistakes stop the
-server here, one line per problem and all of them at once, before any worker
-boots. ``GUNICORN_CMD_ARGS`` and command-line flags still override what is set
-here, as Gunicorn users expect.
+whole environment is validated (:mod:`.validation`): mistakes stop the server
+here, one line per problem and all of them at once, before any worker boots. The
+project's settings module (``DJANGO_SETTINGS_MODULE``, when set) is imported
+first, so that the project's own variables and rules are checked with the
+runtime's. ``GUNICORN_CMD_ARGS`` and command-line flags still override what is
+set here, as Gunicorn users expect.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ import importlib
 import logging
 import os
 
-from config import env, validation
-from observability import metrics
-from server import cpu, drain
+from django_k8s_runtime import env, validation
+from django_k8s_runtime.observability import logconfig as _logconfig
+from django_k8s_runtime.observability import metrics
+from django_k8s_runtime.server import cpu, drain
 
+# The project's settings first: it declares its own variables and rules (and may
+# check them all itself). Plain Python; Django is not set up here.
+if os.environ.get("DJANGO_SETTINGS_MODULE"):
+    importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
 ENV = env.snapshot()
 validation.check(ENV)
 if ENV.METRICS_PORT:
@@ -33,9 +39,6 @@ if ENV.METRICS_PORT:
             f"PROMETHEUS_MULTIPROC_DIR={ENV.PROMETHEUS_MULTIPROC_DIR!r} cannot be used: "
             f"{error.strerror}."
         ) from None
-# Import the Django settings module too (it is plain Python; Django is not set
-# up here): the same module the workers will run, checked in the master.
-_settings = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"))
 
 _workers = ENV.GUNICORN_WORKERS
 _cpu_limit = None
@@ -43,8 +46,7 @@ if _workers == "auto":
     _cpu_limit = cpu.cpu_limit()
     _workers = cpu.auto_workers(_cpu_limit)
 
-wsgi_app = "config.asgi:application"
-worker_class = "server.worker.UvicornWorker"
+worker_class = "django_k8s_runtime.server.worker.UvicornWorker"
 workers = _workers
 threads = ENV.GUNICORN_THREADS  # per worker, for synchronous views (server/threads.py)
 limit_request_line = ENV.GUNICORN_LIMIT_REQUEST_LINE  # enforced by server/protocol.py
@@ -63,7 +65,10 @@ max_requests = ENV.GUNICORN_MAX_REQUESTS
 max_requests_jitter = ENV.GUNICORN_MAX_REQUESTS_JITTER
 forwarded_allow_ips = ENV.GUNICORN_FORWARDED_ALLOW_IPS
 loglevel = ENV.GUNICORN_LOG_LEVEL
-logconfig_dict = _settings.LOGGING
+# The same logging for the master and every worker as settings.logging() gives Django.
+logconfig_dict = _logconfig.logging_config(
+    log_format=ENV.LOG_FORMAT, level=ENV.LOG_LEVEL, server_level=ENV.GUNICORN_LOG_LEVEL
+)
 errorlog = "-"
 accesslog = None  # the application writes the access log (observability.observer)
 # The heartbeat file is touched several times a second: keep it off the (possibly

@@ -22,7 +22,7 @@ from typing import Any
 
 import dj_database_url
 
-from config.env import SSL_MODES, Snapshot, redact_url
+from django_k8s_runtime.env import SSL_MODES, Snapshot, redact_url
 
 VERIFYING_MODES = ("verify-ca", "verify-full")
 POSTGRES_ENGINE = "django.db.backends.postgresql"

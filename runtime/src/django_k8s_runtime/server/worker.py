@@ -50,10 +50,10 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
-from server import threads
-from server.limits import HeadLimits
-from server.protocol import GracefulHttpToolsProtocol
-from server.worker_state import this_worker
+from django_k8s_runtime.server import threads
+from django_k8s_runtime.server.limits import HeadLimits
+from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+from django_k8s_runtime.server.worker_state import this_worker
 
 # Uvicorn cancels what is still running this long before Gunicorn would SIGKILL.
 GRACEFUL_MARGIN_SECONDS = 1.0

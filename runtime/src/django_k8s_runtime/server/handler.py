@@ -56,7 +56,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse, HttpResponseBase
 from django.urls import Resolver404, URLResolver, get_resolver, set_script_prefix
 
-from server.threads import ThreadPool
+from django_k8s_runtime.server.threads import ThreadPool
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

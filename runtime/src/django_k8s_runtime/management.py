@@ -15,7 +15,6 @@ before every rollout:
 
 from __future__ import annotations
 
-import os
 import sys
 from types import TracebackType
 
@@ -34,16 +33,20 @@ CAUSES = (
 )
 
 
-def main(argv: list[str]) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+def execute_from_command_line(argv: list[str] | None = None) -> None:
+    """Django's ``execute_from_command_line``, as a project's ``manage.py`` calls it."""
     from django.conf import settings
-    from django.core.management import execute_from_command_line
+    from django.core import management
     from django.db import OperationalError
 
-    for database in settings.DATABASES.values():
+    from django_k8s_runtime.settings import checked
+
+    databases = settings.DATABASES  # imports the project's settings (its own variables)
+    checked()  # every variable, as the server checks them, before Django's own errors
+    for database in databases.values():
         database.get("OPTIONS", {}).pop("pool", None)
     try:
-        execute_from_command_line(argv)
+        management.execute_from_command_line(argv if argv is not None else sys.argv)
     except OperationalError as error:
         if not _while_connecting(error.__traceback__):
             raise

@@ -32,7 +32,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from server.limits import HeadLimits, refusal
+from django_k8s_runtime.server.limits import HeadLimits, refusal
 
 FIRST_REQUEST_GRACE = 1.0
 _HTTP_VERSION_AND_SPACES = len(b"  HTTP/1.1")
