@@ -1,8 +1,10 @@
 # The production image: Gunicorn with Uvicorn workers as PID 1, as a non-root
 # user, ready for a read-only root file system. Build it with `make image`
-# (scripts/image), which supplies the `wheelhouse` build context: the runtime
-# dependencies exported from uv.lock with their hashes (requirements.txt) and
-# their wheels, downloaded on the host. The build itself needs no network.
+# (scripts/image), which supplies the `wheelhouse` build context: the runtime's
+# wheel (django-k8s-runtime, built from runtime/) and the dependencies exported
+# from uv.lock, with their hashes (requirements.txt), downloaded on the host. The
+# build itself needs no network. This is how any project using the runtime builds
+# its image: install the runtime and its own dependencies, then copy its code.
 #
 #   docker build --network none --build-context wheelhouse=build/image/wheelhouse \
 #     --tag django-k8s-runtime .

@@ -32,8 +32,10 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --inexact --python $(PYTHON) --group dev
+# The runtime (runtime/) is installed editable; the two files it puts at the top of
+# site-packages (WEB_CONCURRENCY's check) are copies, reinstalled when they change.
+$(VENV)/.synced: pyproject.toml uv.lock runtime/pyproject.toml runtime/src/django_k8s_runtime.pth runtime/src/_django_k8s_runtime_preflight.py | $(UV)
+	$(UV) sync --frozen --inexact --python $(PYTHON) --group dev --reinstall-package django-k8s-runtime
 	@touch $@
 
 .PHONY: venv

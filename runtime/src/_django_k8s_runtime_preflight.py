@@ -20,11 +20,16 @@ def _check_web_concurrency() -> None:
     try:
         int(raw)
     except ValueError:
-        sys.exit(
+        print(
             f"configuration error: WEB_CONCURRENCY={raw!r} is not valid: expected a whole "
             "number (Gunicorn reads it before any configuration; GUNICORN_WORKERS, when "
-            "set, decides the worker count)."
+            "set, decides the worker count).",
+            file=sys.stderr,
+            flush=True,
         )
+        # Not sys.exit(): Python is still starting (this runs from a .pth file), and an
+        # exception here is a fatal start-up error with a traceback.
+        os._exit(1)
 
 
 _check_web_concurrency()

@@ -55,6 +55,10 @@ def run_gunicorn(**environ: str | None) -> subprocess.CompletedProcess[str]:
             "configuration error: CACHE_URL='redis://:***@cache:port/0' is not valid",
         ),
         (
+            {"WEB_CONCURRENCY": "x"},  # Gunicorn itself reads it, before any config module
+            "configuration error: WEB_CONCURRENCY='x' is not valid: expected a whole number",
+        ),
+        (
             {"REQUEST_MAX_BODY_SIZE": "10MB"},
             "configuration error: REQUEST_MAX_BODY_SIZE='10MB' is not valid: expected a whole "
             "number of bytes",

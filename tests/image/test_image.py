@@ -26,9 +26,13 @@ unwanted = [
     "/app/tests", "/app/harness", "/app/.git", "/app/.venv", "/app/.tools", "/app/build",
     "/app/bench", "/app/scripts", "/app/db.sqlite3", "/app/.secret_key", "/app/uv.lock",
     "/app/Makefile", "/root/.cache", "/tmp/wheelhouse", "/tmp/requirements.txt",
-    "/opt/venv/bin/pip",
+    "/opt/venv/bin/pip", "/app/runtime",
 ]
+import django_k8s_runtime
+from importlib.metadata import version
+installed = django_k8s_runtime.__file__.startswith("/opt/venv/")
 print(json.dumps({
+    "runtime": [version("django-k8s-runtime"), installed],
     "unwanted": [path for path in unwanted if os.path.lexists(path)],
     "compilers": [tool for tool in ("cc", "gcc", "c++", "clang", "make") if shutil.which(tool)],
     "static manifest": os.path.isfile("/app/staticfiles/staticfiles.json"),
@@ -46,7 +50,20 @@ def test_the_image_holds_the_service_and_nothing_else(image: str) -> None:
     # As root and without the tmpfs, to see every file the image holds.
     result = run_once("python", "-c", LOOK_INSIDE, environ={}, options=("--user=0",))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"unwanted": [], "compilers": [], "static manifest": True}
+    assert json.loads(result.stdout) == {
+        "runtime": [runtime_version(), True],  # installed from its wheel, as an adopter's
+        "unwanted": [],
+        "compilers": [],
+        "static manifest": True,
+    }
+
+
+def runtime_version() -> str:
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "runtime" / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["project"]["version"]
 
 
 def test_a_bad_variable_stops_the_container_in_one_line(image: str) -> None:

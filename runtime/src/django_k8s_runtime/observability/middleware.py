@@ -4,6 +4,11 @@ Metrics are labelled by route pattern (``/api/items``, ``/admin/<app_label>/``),
 never by raw path, which would give every id its own time series. Django knows
 the pattern once it has resolved the URL; this records it in the ASGI scope,
 which the observer outside Django reads when the response is done.
+
+It is recorded as soon as the URL is resolved (``process_view``, before the view
+runs), so a request the timeout answers while its view is still running is
+counted under its route too; static files, which WhiteNoise answers before any
+URL is resolved, are recorded on the way out.
 """
 
 from __future__ import annotations
@@ -15,32 +20,34 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 
-def record_route(get_response: Any) -> Any:
-    if iscoroutinefunction(get_response):
+class record_route:  # lower case: the name MIDDLEWARE lists, as it always had
+    sync_capable = True
+    async_capable = True
 
-        async def middleware(request: HttpRequest) -> HttpResponseBase:
-            response = await get_response(request)
-            _record(request)
-            return response
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
-        markcoroutinefunction(middleware)
-    else:
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        response = self.get_response(request)
+        _record(request)
+        return response
 
-        def middleware(request: HttpRequest) -> HttpResponseBase:  # type: ignore[misc]
-            response = get_response(request)
-            _record(request)
-            return response
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        response = await self.get_response(request)
+        _record(request)
+        return response
 
-    return middleware
-
-
-record_route.sync_capable = True  # type: ignore[attr-defined]
-record_route.async_capable = True  # type: ignore[attr-defined]
+    def process_view(self, request: HttpRequest, *args: Any) -> None:
+        _record(request)
 
 
 def _record(request: HttpRequest) -> None:
     scope = getattr(request, "scope", None)
-    if scope is None:  # WSGI: there is no observer to tell
+    if scope is None or "route" in scope:  # WSGI: no observer to tell; or recorded already
         return
     match = request.resolver_match
     if match is not None:

@@ -1,0 +1,326 @@
+"""Adoption proven from outside: the runtime's wheel, a fresh virtualenv, a project
+from ``django-admin startproject``, README's adoption diff applied, served.
+
+Nothing of this repository is on the path of the processes started here: only the
+wheel, its dependencies (at the versions uv.lock pins) and the new project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+from packaging.requirements import Requirement
+
+from harness.processes import free_port
+from tests.support.requirements import require
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+UV = ROOT / ".tools" / "bin" / "uv"
+RUNTIME = ROOT / "runtime"
+POD_IP = {"host": "10.0.0.7:8000"}  # the kubelet's probes come with the pod IP as Host
+MAX_CHANGED_LINES = 10
+
+SLOW_VIEW = """
+
+# Added by the test, not by the adoption: a view slower than GUNICORN_TIMEOUT.
+import time as _time  # noqa: E402
+
+from django.http import HttpResponse  # noqa: E402
+from django.urls import path as _path  # noqa: E402
+
+
+def _slow(request):
+    _time.sleep(5)
+    return HttpResponse("late")
+
+
+urlpatterns.append(_path("slow", _slow))
+"""
+
+
+def adoption_diff(readme: Path) -> str:
+    text = readme.read_text()
+    block = text.split("<!-- adoption-diff:start -->", 1)[1].split("<!-- adoption-diff:end -->")[0]
+    return block.strip().removeprefix("```diff").removesuffix("```").lstrip("\n")
+
+
+def normalise(requirement: str) -> str:
+    return str(Requirement(requirement))
+
+
+def changed_lines(diff: str) -> list[str]:
+    return [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()
+    ]
+
+
+@pytest.fixture(scope="module")
+def adopted(tmp_path_factory) -> dict:
+    require(UV.exists(), f"{UV} is missing (make venv installs it)")
+    work = tmp_path_factory.mktemp("adoption")
+    dist = work / "dist"
+    run([str(UV), "build", "--quiet", "--package", "django-k8s-runtime", "--out-dir", dist], ROOT)
+    (wheel,) = dist.glob("django_k8s_runtime-*.whl")
+    (sdist,) = dist.glob("django_k8s_runtime-*.tar.gz")
+    constraints = work / "constraints.txt"
+    run(
+        [
+            str(UV),
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-emit-project",
+            "--no-emit-workspace",
+            "--no-hashes",
+            "--no-header",
+            "--quiet",
+            "--output-file",
+            constraints,
+        ],
+        ROOT,
+    )
+    venv = work / "venv"
+    run([str(UV), "venv", "--quiet", "--python", sys._base_executable, venv], work)
+    python = venv / "bin" / "python"
+    run(
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            python,
+            "--constraint",
+            constraints,
+            str(wheel),
+        ],
+        work,
+    )
+    project = work / "project"
+    project.mkdir()
+    run([str(venv / "bin" / "django-admin"), "startproject", "mysite", "."], project)
+    diff = adoption_diff(ROOT / "README.md")
+    (work / "adoption.diff").write_text(diff)
+    run(["git", "apply", "-p1", str(work / "adoption.diff")], project)
+    with (project / "mysite" / "urls.py").open("a") as urls:
+        urls.write(SLOW_VIEW)
+    return {
+        "venv": venv,
+        "python": python,
+        "project": project,
+        "diff": diff,
+        "wheel": wheel,
+        "sdist": sdist,
+    }
+
+
+def run(command: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def clean_environment(**variables: str) -> dict[str, str]:
+    """Nothing of this repository's environment: no PYTHONPATH, no DJANGO_*."""
+    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    return {**keep, "PYTHONUNBUFFERED": "1", **variables}
+
+
+def gunicorn(adopted: dict, **variables: str) -> tuple[list[str], dict[str, str]]:
+    command = [
+        str(adopted["venv"] / "bin" / "gunicorn"),
+        "-c",
+        "python:django_k8s_runtime.gunicorn",
+        "mysite.asgi:application",
+    ]
+    return command, clean_environment(**variables)
+
+
+def test_the_adoption_changes_ten_lines_or_fewer(adopted: dict) -> None:
+    lines = changed_lines(adopted["diff"])
+    assert 0 < len(lines) <= MAX_CHANGED_LINES, lines
+    # The package's own README carries the same instructions.
+    assert adoption_diff(RUNTIME / "README.md") == adopted["diff"]
+
+
+def test_the_wheel_brings_exactly_the_runtimes_dependencies(adopted: dict) -> None:
+    declared = tomllib.loads((RUNTIME / "pyproject.toml").read_text())["project"]
+    probe = (
+        "import importlib.metadata as m, json, django_k8s_runtime\n"
+        "print(json.dumps({'requires': m.requires('django-k8s-runtime'),"
+        " 'file': django_k8s_runtime.__file__,"
+        " 'installed': sorted(d.metadata['Name'].lower() for d in m.distributions())}))"
+    )
+    found = json.loads(
+        run([adopted["python"], "-c", probe], adopted["project"], clean_environment()).stdout
+    )
+    extras = [
+        f'{req}; extra == "{name}"'
+        for name, reqs in declared["optional-dependencies"].items()
+        for req in reqs
+    ]
+    assert sorted(map(normalise, found["requires"])) == sorted(
+        map(normalise, declared["dependencies"] + extras)
+    )
+    assert found["file"].startswith(str(adopted["venv"]))  # the wheel, not this checkout
+    for tool in ("pytest", "ruff", "playwright", "granian", "matplotlib", "httpx"):
+        assert tool not in found["installed"], f"{tool} came with the runtime"
+    assert adopted["sdist"].stat().st_size > 0
+
+
+def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
+    adopted: dict,
+) -> None:
+    port, metrics_port = free_port(), free_port()
+    command, environ = gunicorn(
+        adopted,
+        GUNICORN_HOST="127.0.0.1",
+        GUNICORN_PORT=str(port),
+        METRICS_PORT=str(metrics_port),
+        GUNICORN_WORKERS="1",
+        GUNICORN_TIMEOUT="1",
+        GUNICORN_SHUTDOWN_DELAY="3",
+        LOG_FORMAT="json",
+    )
+    log = adopted["project"] / "server.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            command,
+            cwd=adopted["project"],
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.get(f"{base}/health/live", timeout=1).status_code == 200, log)
+        assert httpx.get(f"{base}/health/live", headers=POD_IP).status_code == 200
+        ready = httpx.get(f"{base}/health", headers=POD_IP)
+        assert ready.status_code == 200, ready.text
+        timed_out = httpx.get(f"{base}/slow", timeout=10)
+        assert timed_out.status_code == 504
+        request_id = timed_out.headers["x-request-id"]
+        # Counted when the request ends: the view is cancelled after a short grace.
+        counted = 'http_requests_total{method="GET",route="/slow",status="504"} 1.0'
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        wait_for(lambda: counted in httpx.get(metrics_url).text, log, seconds=10)
+        assert httpx.get(f"{base}/metrics").status_code == 404  # never on the public port
+
+        server.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        assert httpx.get(f"{base}/health", headers=POD_IP).status_code == 503  # draining
+        assert httpx.get(f"{base}/health/live", headers=POD_IP).status_code == 200
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert len(lines) == len(log.read_text().splitlines()), "every log line is JSON"
+    access = [line for line in lines if line["logger"] == "access" and line["path"] == "/slow"]
+    assert [(line["status"], line["request_id"]) for line in access] == [(504, request_id)]
+
+
+def test_a_bad_variable_is_refused_in_one_line(adopted: dict) -> None:
+    for variable, value in (("GUNICORN_WORKERS", "x"), ("WEB_CONCURRENCY", "x")):
+        command, environ = gunicorn(adopted, **{variable: value})
+        result = subprocess.run(
+            command,
+            cwd=adopted["project"],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode != 0
+        assert "Traceback" not in output
+        assert output.startswith(f"configuration error: {variable}='x' is not valid"), output
+        assert len(output.splitlines()) == 1, output
+
+
+def test_check_env_shows_the_configuration_and_refuses_a_mistake(adopted: dict) -> None:
+    check = [str(adopted["python"]), "-m", "django_k8s_runtime", "check-env"]
+    environ = clean_environment(
+        DATABASE_URL="postgres://app:s3cret@db:5432/shop",
+        GUNICORN_WORKERS="3",
+        DJANGO_SETTINGS_MODULE="mysite.settings",
+    )
+    good = subprocess.run(
+        check,
+        cwd=adopted["project"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
+    shown = {line.split()[0]: line.split()[1:] for line in good.stdout.splitlines() if line}
+    assert shown["GUNICORN_WORKERS"] == ["3", "GUNICORN_WORKERS"]
+    assert shown["GUNICORN_PORT"] == ["8000", "default"]
+    assert shown["DATABASE_URL"] == ["postgres://app:***@db:5432/shop", "DATABASE_URL"]
+    assert "s3cret" not in good.stdout
+    assert good.stdout.rstrip().endswith("configuration ok")
+    bad = subprocess.run(
+        check,
+        cwd=adopted["project"],
+        env={**environ, "GUNICORN_PORT": "http"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert "configuration error: GUNICORN_PORT='http' is not valid" in bad.stdout
+
+
+def test_manage_py_fails_in_one_line_when_the_database_cannot_be_reached(adopted: dict) -> None:
+    environ = clean_environment(DATABASE_URL=f"postgres://app:s3cret@127.0.0.1:{free_port()}/shop")
+    result = subprocess.run(
+        [str(adopted["python"]), "manage.py", "migrate"],
+        cwd=adopted["project"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 1
+    assert output.startswith("database error: cannot connect to PostgreSQL at 127.0.0.1:"), output
+    assert "s3cret" not in output
+
+
+def wait_for(condition, log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"not ready within {seconds}s:\n{log.read_text()}")
