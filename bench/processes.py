@@ -123,6 +123,20 @@ def cpu_seconds(pid: int) -> float:
     return ticks / _TICK
 
 
+def wait_idle(
+    pid: int, *, window: float = 0.2, busy_share: float = 0.1, timeout: float = 15
+) -> bool:
+    """Wait until ``pid`` and its descendants use less than ``busy_share`` of a core
+    over ``window`` seconds; False if they are still busy after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(window)
+        if cpu_seconds(pid) - before < busy_share * window:
+            return True
+    return False
+
+
 def core_busy_seconds(cpu: int) -> float:
     """Busy time of one core so far (everything but idle and iowait), from /proc/stat."""
     for line in Path("/proc/stat").read_text().splitlines():
