@@ -30,6 +30,7 @@ class Result:
     socket_errors: int  # connect + read + write + timeout
     status_errors: int  # responses with status 400 or more
     output: str  # wrk's own report, for messages
+    timeouts: int = 0  # of socket_errors: requests unanswered after ``timeout``
 
     @property
     def rps(self) -> float:
@@ -137,4 +138,5 @@ def _parse(output: str) -> Result:
         socket_errors=sum(summary[key] for key in ("connect", "read", "write", "timeout")),
         status_errors=summary["status"],
         output=output,
+        timeouts=summary["timeout"],
     )
