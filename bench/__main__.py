@@ -94,7 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         say(f"bench failed: {error}\n(server logs kept in {logs})")
         return 1
-    shutil.rmtree(logs, ignore_errors=True)
+    replaced = report.replaced_workers(measurements)
+    if replaced:
+        say(
+            f"Worker pids seen beyond {options.workers} per server ({', '.join(replaced)}): "
+            f"a worker was replaced or a child appeared; server logs kept in {logs}"
+        )
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     written = report.write(measurements, output)
     print(report.console_summary(measurements))
     print(f"Wrote {written} and its chart.")

@@ -7,6 +7,7 @@ group (master, workers, helper threads) and nothing outlives the benchmark.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import os
 import signal
@@ -180,13 +181,23 @@ class MemorySampler:
         self.servers = dict(servers)
         self.interval = interval
         self.peaks = {key: MemoryPeaks() for key in self.servers}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             for key, pid in self.servers.items():
-                self.peaks[key].sample(pid)
+                with self._lock:
+                    self.peaks[key].sample(pid)
+
+    def snapshot(self) -> dict[str, MemoryPeaks]:
+        """The peaks so far, as a copy that later samples leave alone."""
+        with self._lock:
+            return {
+                key: dataclasses.replace(peaks, worker_pids=set(peaks.worker_pids))
+                for key, peaks in self.peaks.items()
+            }
 
     def __enter__(self) -> MemorySampler:
         self._thread.start()

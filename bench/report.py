@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import machine
+from bench import machine, processes
 from bench.contenders import (
     DJANGO_VIEWS,
     ENDPOINT_NAMES,
@@ -63,8 +63,37 @@ class Cell:
     p50_ms: float
     p99_ms: float
     cpu_us: float
-    errors: int
+    errors: Errors
     others_share: float | None
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Errors over several wrk runs: how many, and of what kind."""
+
+    total: int = 0
+    timeouts: int = 0  # no answer within wrk's timeout
+    statuses: int = 0  # answered with a status of 400 or more
+
+    @classmethod
+    def of(cls, results: list[wrk.Result]) -> Errors:
+        return cls(
+            sum(r.errors for r in results),
+            sum(r.timeouts for r in results),
+            sum(r.status_errors for r in results),
+        )
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def describe(self) -> str:
+        kinds = [
+            f"{self.timeouts} timed out" if self.timeouts else "",
+            f"{self.statuses} with status ≥ 400" if self.statuses else "",
+        ]
+        other = self.total - self.timeouts - self.statuses
+        kinds.append(f"{other} connect/read/write errors" if other else "")
+        return f"{self.total} ({', '.join(k for k in kinds if k)})"
 
 
 def cell(measurements: Measurements, key: str, path: str) -> Cell | None:
@@ -72,12 +101,13 @@ def cell(measurements: Measurements, key: str, path: str) -> Cell | None:
     if not runs:
         return None
     shares = [run.others_share for run in runs if run.others_share is not None]
+    warmup = measurements.warmups.get((key, path))
     return Cell(
         rps=statistics.median(run.wrk.rps for run in runs),
         p50_ms=statistics.median(run.wrk.p50_ms for run in runs),
         p99_ms=statistics.median(run.wrk.p99_ms for run in runs),
         cpu_us=statistics.median(run.cpu_us_per_request for run in runs),
-        errors=sum(run.wrk.errors for run in runs) + measurements.warmup_errors.get((key, path), 0),
+        errors=Errors.of([run.wrk for run in runs] + ([warmup] if warmup else [])),
         others_share=statistics.median(shares) if shares else None,
     )
 
@@ -88,18 +118,18 @@ class MixedCell:
 
     rps: float
     p99_ms: float
-    errors: int
+    errors: Errors
 
 
 def mixed_cell(measurements: Measurements, key: str, path: str) -> MixedCell | None:
     results = measurements.mixed.get((key, path))
     if not results:
         return None
+    warmup = measurements.mixed_warmups.get((key, path))
     return MixedCell(
         rps=statistics.median(result.rps for result in results),
         p99_ms=statistics.median(result.p99_ms for result in results),
-        errors=sum(result.errors for result in results)
-        + measurements.mixed_warmup_errors.get((key, path), 0),
+        errors=Errors.of(results + ([warmup] if warmup else [])),
     )
 
 
@@ -159,31 +189,41 @@ def ratio(measurements: Measurements, other: str, path: str) -> Ratio | None:
 
 def total_errors(measurements: Measurements) -> int:
     normal = sum(
-        cell(measurements, c.key, path).errors  # type: ignore[union-attr]
+        cell(measurements, c.key, path).errors.total  # type: ignore[union-attr]
         for c in measurements.contenders
         for path in c.endpoints
         if (c.key, path) in measurements.runs
     )
     mixed = sum(
-        mixed_cell(measurements, key, path).errors  # type: ignore[union-attr]
+        mixed_cell(measurements, key, path).errors.total  # type: ignore[union-attr]
         for key, path in measurements.mixed
     )
     return normal + mixed
 
 
 def errors_by_run(measurements: Measurements) -> list[str]:
-    """Where errors happened, as 'contender path: N'."""
+    """Where errors happened, as 'contender path: N (of which kinds)'."""
     found = []
     for c in measurements.contenders:
         for path in c.endpoints:
             x = cell(measurements, c.key, path)
             if x and x.errors:
-                found.append(f"{c.key} `{path}`: {x.errors}")
+                found.append(f"{c.key} `{path}`: {x.errors.describe()}")
         for path in c.mixed_paths:
             m = mixed_cell(measurements, c.key, path)
             if m and m.errors:
-                found.append(f"{c.key} `{path}` (mixed load): {m.errors}")
+                found.append(f"{c.key} `{path}` (mixed load): {m.errors.describe()}")
     return found
+
+
+def replaced_workers(measurements: Measurements) -> list[str]:
+    """Servers whose master showed more children than it has workers: a worker was
+    replaced (crashed, timed out) or something else was forked, during the load."""
+    return [
+        f"{key}: {len(peaks.worker_pids)}"
+        for key, peaks in measurements.memory.items()
+        if len(peaks.worker_pids) > measurements.options.workers
+    ]
 
 
 # Where ours loses --------------------------------------------------------------
@@ -232,13 +272,14 @@ def losses(measurements: Measurements) -> list[str]:
                 behind.append(f"{other.label}: {', '.join(by)}")
         if behind:
             found.append(f"mixed load, `{path}`, behind " + "; ".join(behind))
-    peaks = measurements.memory.get(me.key)
+    peaks = measurements.memory_before_upstream.get(me.key)
     if peaks:
         rss, pss = peaks.worker_rss_kib / MIB, peaks.worker_pss_kib / MIB
         if rss > PREVIOUS_WORKER_RSS_MIB or pss > PREVIOUS_WORKER_PSS_MIB:
             found.append(
-                f"memory per worker: {rss:.0f} MiB RSS / {pss:.0f} MiB PSS at peak, above the "
-                f"previous {PREVIOUS_WORKER_RSS_MIB} / {PREVIOUS_WORKER_PSS_MIB}"
+                f"memory per worker without `{UPSTREAM}`: {rss:.0f} MiB RSS / {pss:.0f} MiB "
+                f"PSS at peak, above the previous {PREVIOUS_WORKER_RSS_MIB} / "
+                f"{PREVIOUS_WORKER_PSS_MIB}"
             )
     return found
 
@@ -315,9 +356,11 @@ def _method(measurements: Measurements) -> list[str]:
         f"{options.seconds} s per run; {options.warmup_seconds} s of warm-up per contender "
         f"and endpoint first; then {options.rounds} rounds, interleaved (every contender on "
         "an endpoint in turn, then the next endpoint, then the next round) so drift hits "
-        "all alike. Each number is the median of the rounds. After each run the harness "
-        "waits until the server uses less than a tenth of its core (at most 15 s), so "
-        "requests it still had queued are not served during the next contender's run.",
+        f"all alike. `{UPSTREAM}`'s warm-up and rounds come after the other endpoints', so "
+        "that memory can be read without and with it. Each number is the median of the "
+        "rounds. After each run the harness waits until the server uses less than a tenth "
+        "of its core (at most 15 s), so requests it still had queued are not served during "
+        "the next contender's run.",
         "- **The upstream:** `/api/upstream` (an `async def` view, aiohttp) and "
         "`/api/upstream/sync` (a synchronous view, urllib, holding its thread) call one "
         "stand-in service, `uvicorn example.upstream:app` (uvloop + httptools, no access "
@@ -342,10 +385,12 @@ def _method(measurements: Measurements) -> list[str]:
         "during a run divided by the requests served. It hardly depends on what else runs "
         "on the machine, unlike req/s, and so is the fairer comparison on a shared host.",
         "- **Memory:** RSS and PSS of each worker process from `/proc/<pid>/smaps_rollup`, "
-        "sampled every 0.25 s through warm-up, rounds and the mixed load (so the threads "
-        f"that {options.upstream_connections} connections on `{UPSTREAM}` and the mixed "
-        "load make are included); the peak is reported. PSS shares pages with the master "
-        "fairly; *all processes* adds the master (or main process).",
+        "sampled every 0.25 s through warm-up, rounds and the mixed load; the peak is "
+        f"reported, once for the endpoints other than `{UPSTREAM}` (as the previous "
+        f"figures were measured) and once for the whole run, which adds the threads that "
+        f"{options.upstream_connections} connections on `{UPSTREAM}` and the mixed load "
+        "make. PSS shares pages with the master fairly; *all processes* adds the master "
+        "(or main process).",
         "- **Start-to-ready:** from `exec` to the first 200 on `/health` (gthread: on "
         "`/api/items`, as it has no probes), each contender started alone, "
         f"{options.startup_rounds} times interleaved; the median.",
@@ -427,7 +472,7 @@ def markdown(measurements: Measurements) -> str:
         *_per_endpoint(measurements, lambda x: f"{x.p50_ms:.2f} / {x.p99_ms:.1f}"),
         "Errors (socket errors + responses ≥ 400), all runs including warm-up:",
         "",
-        *_per_endpoint(measurements, lambda x: f"**{x.errors}**" if x.errors else "0"),
+        *_per_endpoint(measurements, lambda x: f"**{x.errors.total}**" if x.errors else "0"),
         "### Mixed load",
         "",
         *_mixed_intro(measurements),
@@ -477,10 +522,17 @@ def _others_summary(measurements: Measurements) -> str:
     ]
     if not shares:
         return "the server core was not separated."
+    mixed = measurements.mixed_others_shares
     return (
         "other processes used a median "
         f"{statistics.median(shares):.0%} (max {max(shares):.0%}) of the server's core "
-        "during the measured runs (this machine is shared: the higher, the noisier req/s)."
+        "during the measured runs"
+        + (
+            f", {statistics.median(mixed):.0%} (max {max(mixed):.0%}) during the mixed load"
+            if mixed
+            else ""
+        )
+        + " (this machine is shared: the higher, the noisier req/s)."
     )
 
 
@@ -548,6 +600,12 @@ def _headline(measurements: Measurements) -> list[str]:
         lines += [f"  - {item}" for item in behind]
     else:
         lines.append("- Ours is behind no peer on any endpoint, in the mixed load or in memory.")
+    replaced = replaced_workers(measurements)
+    if replaced:
+        lines.append(
+            f"- **More worker pids than workers** ({', '.join(replaced)}): a worker was "
+            "replaced, or another child forked, during the load; see the server's log."
+        )
     errors = total_errors(measurements)
     lines.append(
         f"- **Errors in all runs: {errors}** (" + ", ".join(errors_by_run(measurements)) + ")."
@@ -607,7 +665,7 @@ def _mixed_table(measurements: Measurements) -> list[str]:
         for path, _ in MIXED_LOAD:
             m = mixed_cell(measurements, c.key, path)
             row.append(f"{m.rps:,.0f} / {_ms(m.p99_ms)}" if m else "n/a")
-            errors += m.errors if m else 0
+            errors += m.errors.total if m else 0
         row.append(f"**{errors}**" if errors else "0")
         rows.append(row)
     if not rows:
@@ -623,13 +681,14 @@ def _mixed_table(measurements: Measurements) -> list[str]:
 def _memory_table(measurements: Measurements) -> list[str]:
     rows = []
     for c in measurements.contenders:
+        before = measurements.memory_before_upstream.get(c.key)
         peaks = measurements.memory.get(c.key)
         ready = measurements.ready_seconds.get(c.key)
         rows.append(
             [
                 _name(c),
-                f"{peaks.worker_rss_kib / MIB:.0f}" if peaks else "n/a",
-                f"{peaks.worker_pss_kib / MIB:.0f}" if peaks else "n/a",
+                _rss_pss(before),
+                _rss_pss(peaks),
                 f"{peaks.total_pss_kib / MIB:.0f}" if peaks else "n/a",
                 f"{len(peaks.worker_pids)}" if peaks else "n/a",
                 f"{statistics.median(ready):.2f}" if ready else "n/a",
@@ -638,14 +697,20 @@ def _memory_table(measurements: Measurements) -> list[str]:
     return _table(
         [
             "",
-            "Peak RSS / worker (MiB)",
-            "Peak PSS / worker (MiB)",
-            "Peak PSS, all processes (MiB)",
+            f"Peak RSS / PSS per worker (MiB), without `{UPSTREAM}`",
+            "Peak RSS / PSS per worker (MiB), whole run",
+            "Peak PSS, all processes (MiB), whole run",
             "Worker pids seen",
             "Start-to-ready (s)",
         ],
         rows,
     )
+
+
+def _rss_pss(peaks: processes.MemoryPeaks | None) -> str:
+    if peaks is None or not peaks.worker_pids:
+        return "n/a"
+    return f"{peaks.worker_rss_kib / MIB:.0f} / {peaks.worker_pss_kib / MIB:.0f}"
 
 
 def _ratio_table(measurements: Measurements) -> list[str]:
@@ -797,7 +862,7 @@ def _mixed_targets(measurements: Measurements) -> list[Target]:
             more = more and mine.rps >= theirs.rps
             faster = faster and mine.p99_ms <= theirs.p99_ms
         verdict = (
-            f"**missed**: {mine.errors} errors"
+            f"**missed**: {mine.errors.describe()} errors"
             if mine.errors
             else _verdict(more, faster, "p99", what="every other contender")
         )
@@ -822,7 +887,7 @@ def _mixed_targets(measurements: Measurements) -> list[Target]:
             )
         in_time = probe.p99_ms <= PROBE_TIMEOUT_SECONDS * 1000
         if probe.errors:
-            verdict = f"**missed**: {probe.errors} errors"
+            verdict = f"**missed**: {probe.errors.describe()} errors"
         elif not in_time:
             verdict = f"**missed**: p99 above the probes' {PROBE_TIMEOUT_SECONDS} s timeout"
         else:
@@ -839,26 +904,40 @@ def _mixed_targets(measurements: Measurements) -> list[Target]:
 
 
 def _memory_target(measurements: Measurements) -> list[Target]:
+    found = []
+    before = measurements.memory_before_upstream.get("ours")
+    if before is not None and before.worker_pids:
+        rss, pss = before.worker_rss_kib / MIB, before.worker_pss_kib / MIB
+        over = [
+            f"{name} +{value - limit:.0f} MiB"
+            for name, value, limit in (
+                ("RSS", rss, PREVIOUS_WORKER_RSS_MIB),
+                ("PSS", pss, PREVIOUS_WORKER_PSS_MIB),
+            )
+            if value > limit
+        ]
+        found.append(
+            Target(
+                f"Memory per worker at most {PREVIOUS_WORKER_RSS_MIB} MiB RSS / "
+                f"{PREVIOUS_WORKER_PSS_MIB} MiB PSS (the previous figures, same endpoints: "
+                f"all but `{UPSTREAM}`)",
+                f"{rss:.0f} MiB RSS, {pss:.0f} MiB PSS at peak",
+                "**missed**: " + ", ".join(over) if over else "met",
+            )
+        )
     peaks = measurements.memory.get("ours")
-    if peaks is None:
-        return []
-    rss, pss = peaks.worker_rss_kib / MIB, peaks.worker_pss_kib / MIB
-    over = [
-        f"{name} +{value - limit:.0f} MiB"
-        for name, value, limit in (
-            ("RSS", rss, PREVIOUS_WORKER_RSS_MIB),
-            ("PSS", pss, PREVIOUS_WORKER_PSS_MIB),
+    if peaks is not None and peaks.worker_pids:
+        found.append(
+            Target(
+                f"Memory per worker with `{UPSTREAM}` at "
+                f"{measurements.options.upstream_connections} connections and the mixed load "
+                "(no previous figure)",
+                f"{peaks.worker_rss_kib / MIB:.0f} MiB RSS, "
+                f"{peaks.worker_pss_kib / MIB:.0f} MiB PSS at peak",
+                "reported",
+            )
         )
-        if value > limit
-    ]
-    return [
-        Target(
-            f"Memory per worker at most {PREVIOUS_WORKER_RSS_MIB} MiB RSS / "
-            f"{PREVIOUS_WORKER_PSS_MIB} MiB PSS (the previous figures)",
-            f"{rss:.0f} MiB RSS, {pss:.0f} MiB PSS at peak",
-            "**missed**: " + ", ".join(over) if over else "met",
-        )
-    ]
+    return found
 
 
 def _errors_target(measurements: Measurements) -> Target:

@@ -9,7 +9,9 @@ The order of work is what makes the comparison fair:
    warmed up on every endpoint, and then every round drives every contender on
    every endpoint in turn (A B C … A B C …), so that drift over the minutes of
    the run hits them all alike. After each run the server is left to finish what
-   it still had queued before the next run starts.
+   it still had queued before the next run starts. ``/api/upstream`` (hundreds
+   of connections, a thread each in ours) gets its warm-up and rounds after the
+   other endpoints', so memory is known with and without it.
 3. **Mixed load**: some contenders are then driven on several endpoints at once
    (``contenders.MIXED_LOAD``: slow synchronous views saturating the threads, an
    async view and the liveness probe), again in interleaved rounds.
@@ -78,10 +80,14 @@ class Measurements:
     postgres_version: str = ""
     ready_seconds: dict[str, list[float]] = field(default_factory=dict)
     runs: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
-    warmup_errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    warmups: dict[tuple[str, str], wrk.Result] = field(default_factory=dict)
     mixed: dict[tuple[str, str], list[wrk.Result]] = field(default_factory=dict)
-    mixed_warmup_errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    mixed_warmups: dict[tuple[str, str], wrk.Result] = field(default_factory=dict)
+    mixed_others_shares: list[float] = field(default_factory=list)
     upstream_url: str = ""
+    # Peaks over the warm-up and rounds of every endpoint but /api/upstream: the
+    # load the figures before /api/upstream existed were measured under.
+    memory_before_upstream: dict[str, processes.MemoryPeaks] = field(default_factory=dict)
     memory: dict[str, processes.MemoryPeaks] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load at start and end
@@ -101,6 +107,25 @@ class Run:
     @property
     def cpu_us_per_request(self) -> float:
         return self.server_cpu_seconds / self.wrk.requests * 1e6 if self.wrk.requests else 0.0
+
+
+class _CoreWatch:
+    """The server's CPU time, and the other processes' share of its core, from
+    now until :meth:`stop`."""
+
+    def __init__(self, pid: int, server_cpus: set[int] | None) -> None:
+        self.pid = pid
+        self.core = min(server_cpus) if server_cpus else None
+        self.cpu_before = processes.cpu_seconds(pid)
+        self.core_before = processes.core_busy_seconds(self.core) if self.core is not None else 0.0
+
+    def stop(self, seconds: float) -> tuple[float, float | None]:
+        """(the server's CPU seconds, the others' share of its core or None)."""
+        server_cpu = processes.cpu_seconds(self.pid) - self.cpu_before
+        if self.core is None or not seconds:
+            return server_cpu, None
+        core_busy = processes.core_busy_seconds(self.core) - self.core_before
+        return server_cpu, min(1.0, max(0.0, (core_busy - server_cpu) / seconds))
 
 
 @dataclass(frozen=True)
@@ -180,9 +205,14 @@ class Session:
             servers = {c.key: stack.enter_context(self._serving(c)) for c in self.contenders}
             self._check_endpoints(servers)
             pids = {key: served.process.pid for key, served in servers.items()}
+            paths = list(dict.fromkeys(path for c in self.contenders for path in c.endpoints))
+            first, last = [p for p in paths if p != UPSTREAM], [p for p in paths if p == UPSTREAM]
             with processes.MemorySampler(pids) as sampler:
-                self._warm_up(servers)
-                self._rounds(servers)
+                self._warm_up(servers, first)
+                self._rounds(servers, first)
+                self.measurements.memory_before_upstream = sampler.snapshot()
+                self._warm_up(servers, last)
+                self._rounds(servers, last)
                 self._mixed(servers)
             self.measurements.memory = sampler.peaks
         self.measurements.elapsed_seconds = time.monotonic() - began
@@ -210,16 +240,23 @@ class Session:
                 if status != 200:
                     raise RuntimeError(f"{contender.key}: GET {path} answered {status}, not 200")
 
-    def _warm_up(self, servers: dict[str, Served]) -> None:
-        say(f"Warm-up: {self.options.warmup_seconds:g}s per contender and endpoint")
-        for contender, path in self._pairs():
+    def _warm_up(self, servers: dict[str, Served], paths: list[str]) -> None:
+        if not paths:
+            return
+        say(
+            f"Warm-up: {self.options.warmup_seconds:g}s per contender and endpoint "
+            f"({', '.join(paths)})"
+        )
+        for contender, path in self._pairs(paths):
             run = self._drive(servers[contender.key], path, self.options.warmup_seconds)
-            self.measurements.warmup_errors[(contender.key, path)] = run.wrk.errors
+            self.measurements.warmups[(contender.key, path)] = run.wrk
 
-    def _rounds(self, servers: dict[str, Served]) -> None:
+    def _rounds(self, servers: dict[str, Served], paths: list[str]) -> None:
+        if not paths:
+            return
         for round_number in range(1, self.options.rounds + 1):
-            say(f"Round {round_number}/{self.options.rounds}")
-            for contender, path in self._pairs():
+            say(f"Round {round_number}/{self.options.rounds} ({', '.join(paths)})")
+            for contender, path in self._pairs(paths):
                 run = self._drive(servers[contender.key], path, self.options.seconds)
                 self.measurements.runs.setdefault((contender.key, path), []).append(run)
                 result = run.wrk
@@ -238,15 +275,17 @@ class Session:
         say(f"Mixed load ({load}, at once): warm-up {self.options.warmup_seconds:g}s each")
         for contender in mixed:
             served = servers[contender.key]
-            found = self._drive_mixed(served, contender, self.options.warmup_seconds)
+            found, _ = self._drive_mixed(served, contender, self.options.warmup_seconds)
             for path, result in found.items():
-                self.measurements.mixed_warmup_errors[(contender.key, path)] = result.errors
+                self.measurements.mixed_warmups[(contender.key, path)] = result
         for round_number in range(1, self.options.mixed_rounds + 1):
             say(f"Mixed-load round {round_number}/{self.options.mixed_rounds}")
             for contender in mixed:
-                found = self._drive_mixed(
+                found, others = self._drive_mixed(
                     servers[contender.key], contender, self.options.mixed_seconds
                 )
+                if others is not None:
+                    self.measurements.mixed_others_shares.append(others)
                 parts = []
                 for path, result in found.items():
                     self.measurements.mixed.setdefault((contender.key, path), []).append(result)
@@ -258,39 +297,33 @@ class Session:
 
     # Helpers -----------------------------------------------------------------
 
-    def _pairs(self) -> Iterator[tuple[Contender, str]]:
+    def _pairs(self, paths: list[str]) -> Iterator[tuple[Contender, str]]:
         """Endpoint by endpoint, every contender in turn: A B C … on each path."""
-        paths = dict.fromkeys(path for c in self.contenders for path in c.endpoints)
         for path in paths:
             for contender in self.contenders:
                 if path in contender.endpoints:
                     yield contender, path
 
     def _drive(self, served: Served, path: str, seconds: int) -> Run:
-        pid = served.process.pid
-        core = min(self.measurements.server_cpus) if self.measurements.server_cpus else None
-        cpu_before = processes.cpu_seconds(pid)
-        core_before = processes.core_busy_seconds(core) if core is not None else 0.0
+        watch = _CoreWatch(served.process.pid, self.measurements.server_cpus)
         result = wrk.run(
             f"http://127.0.0.1:{served.port}{path}",
             seconds=seconds,
             connections=self.options.connections_for(path),
             timeout=WRK_TIMEOUT_SECONDS,
         )
-        server_cpu = processes.cpu_seconds(pid) - cpu_before
-        others = None
-        if core is not None and result.seconds:
-            core_busy = processes.core_busy_seconds(core) - core_before
-            others = min(1.0, max(0.0, (core_busy - server_cpu) / result.seconds))
+        server_cpu, others = watch.stop(result.seconds)
         self._settle(served)
         return Run(result, server_cpu, others)
 
     def _drive_mixed(
         self, served: Served, contender: Contender, seconds: int
-    ) -> dict[str, wrk.Result]:
-        """MIXED_LOAD on one server: one wrk per path, all at once."""
+    ) -> tuple[dict[str, wrk.Result], float | None]:
+        """MIXED_LOAD on one server, one wrk per path, all at once: each wrk's
+        result, and the share of the server's core other processes used meanwhile."""
         connections = dict(MIXED_LOAD)
         paths = contender.mixed_paths
+        watch = _CoreWatch(served.process.pid, self.measurements.server_cpus)
         started = [
             wrk.start(
                 f"http://127.0.0.1:{served.port}{path}",
@@ -301,8 +334,9 @@ class Session:
             for path in paths
         ]
         results = wrk.collect(started)
+        _, others = watch.stop(max(result.seconds for result in results))
         self._settle(served)
-        return dict(zip(paths, results, strict=True))
+        return dict(zip(paths, results, strict=True)), others
 
     def _settle(self, served: Served) -> None:
         """Let the server finish what it still had queued when wrk stopped (a slow
