@@ -316,6 +316,10 @@ def _name(c: Contender) -> str:
     return f"**{c.label}**" if c.is_ours else c.label
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def _x(value: float) -> str:
     return f"{value:.2f}×"
 
@@ -354,7 +358,7 @@ def _method(measurements: Measurements) -> list[str]:
         f"- **Load:** `wrk` with 1 thread and {options.connections} keep-alive connections "
         f"({options.upstream_connections} on `{UPSTREAM}`, where the work is waiting), "
         f"{options.seconds} s per run; {options.warmup_seconds} s of warm-up per contender "
-        f"and endpoint first; then {options.rounds} rounds, interleaved (every contender on "
+        f"and endpoint first; then {_n(options.rounds, 'round')}, interleaved (every contender on "
         "an endpoint in turn, then the next endpoint, then the next round) so drift hits "
         f"all alike. `{UPSTREAM}`'s warm-up and rounds come after the other endpoints', so "
         "that memory can be read without and with it. Each number is the median of the "
@@ -370,7 +374,7 @@ def _method(measurements: Measurements) -> list[str]:
         f"WSGI handler (`async_to_sync`) in its {GTHREAD_THREADS} threads.",
         f"- **Mixed load:** after the rounds, {mixed}, at once (three `wrk` processes; "
         "gthread has no probe, so two), for "
-        f"{options.mixed_seconds} s, {options.mixed_rounds} rounds interleaved after "
+        f"{options.mixed_seconds} s, {_n(options.mixed_rounds, 'round')} interleaved after "
         f"{options.warmup_seconds} s of warm-up; the median round. The synchronous views "
         "keep every thread of ours and gthread's busy waiting on the upstream: the question "
         "is whether the async view and the probe still answer.",
@@ -393,7 +397,7 @@ def _method(measurements: Measurements) -> list[str]:
         "(or main process).",
         "- **Start-to-ready:** from `exec` to the first 200 on `/health` (gthread: on "
         "`/api/items`, as it has no probes), each contender started alone, "
-        f"{options.startup_rounds} times interleaved; the median.",
+        f"{_n(options.startup_rounds, 'time')} interleaved; the median.",
         "- **Same environment for all:** production settings (`config.settings`, DEBUG "
         "off), a random 67-character `DJANGO_SECRET_KEY`, "
         "`DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost`, `DJANGO_HTTPS=false` (plain http on "
@@ -459,7 +463,7 @@ def markdown(measurements: Measurements) -> str:
         + "; ".join(f"`{path}` {ENDPOINT_NAMES[path]}" for path in endpoints(measurements))
         + ".",
         "",
-        f"Requests per second, median of {options.rounds} rounds (higher is better):",
+        f"Requests per second, median of {_n(options.rounds, 'round')} (higher is better):",
         "",
         *_per_endpoint(measurements, lambda x: f"{x.rps:,.0f}"),
         "Server CPU time per request, µs, median (lower is better; robust to other load "
@@ -651,7 +655,7 @@ def _mixed_intro(measurements: Measurements) -> list[str]:
     load = ", ".join(f"{count} connections on `{path}`" for path, count in MIXED_LOAD)
     return [
         f"All at once against one server: {load}. Requests per second / p99 in ms, "
-        f"median of {measurements.options.mixed_rounds} rounds of "
+        f"median of {_n(measurements.options.mixed_rounds, 'round')} of "
         f"{measurements.options.mixed_seconds} s; errors over every run, warm-up included.",
         "",
     ]
