@@ -1,7 +1,8 @@
 """``python -m bench``: run the benchmark, write docs/benchmarks.md and the chart.
 
-Ctrl+C or SIGTERM stops it cleanly: every server, wrk and PostgreSQL it started
-is stopped on the way out (``Session.run`` holds them in one ExitStack).
+Ctrl+C or SIGTERM stops it cleanly: every server, wrk, the upstream stand-in and
+PostgreSQL it started are stopped on the way out (``Session.run`` holds them in
+one ExitStack).
 """
 
 from __future__ import annotations
@@ -24,11 +25,28 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
     defaults = Options()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--workers", type=int, default=defaults.workers)
-    parser.add_argument("--connections", type=int, default=defaults.connections)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=defaults.connections,
+        help="per run, on every endpoint but /api/upstream",
+    )
+    parser.add_argument(
+        "--upstream-connections",
+        type=int,
+        default=defaults.upstream_connections,
+        help="per run on /api/upstream",
+    )
     parser.add_argument("--seconds", type=int, default=defaults.seconds, help="per round")
     parser.add_argument("--warmup-seconds", type=int, default=defaults.warmup_seconds)
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
     parser.add_argument("--startup-rounds", type=int, default=defaults.startup_rounds)
+    parser.add_argument(
+        "--mixed-seconds", type=int, default=defaults.mixed_seconds, help="per mixed-load round"
+    )
+    parser.add_argument(
+        "--mixed-rounds", type=int, default=defaults.mixed_rounds, help="0 skips the mixed load"
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -41,10 +59,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
     options = Options(
         workers=args.workers,
         connections=args.connections,
+        upstream_connections=args.upstream_connections,
         seconds=args.seconds,
         warmup_seconds=args.warmup_seconds,
         rounds=args.rounds,
         startup_rounds=args.startup_rounds,
+        mixed_seconds=args.mixed_seconds,
+        mixed_rounds=args.mixed_rounds,
         only=only,
     )
     return options, args.output
@@ -73,7 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         say(f"bench failed: {error}\n(server logs kept in {logs})")
         return 1
-    shutil.rmtree(logs, ignore_errors=True)
+    replaced = report.replaced_workers(measurements)
+    if replaced:
+        say(
+            f"Worker pids seen beyond {options.workers} per server ({', '.join(replaced)}): "
+            f"a worker was replaced or a child appeared; server logs kept in {logs}"
+        )
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     written = report.write(measurements, output)
     print(report.console_summary(measurements))
     print(f"Wrote {written} and its chart.")

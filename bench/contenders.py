@@ -1,14 +1,21 @@
 """The contenders: one command line each, serving the same Django project.
 
-Every contender gets the same environment (``__main__.environment``), the same
+Every contender gets the same environment (``session.environment``), the same
 worker count and the same core. Ours reads its settings from that environment
 (``config/gunicorn.py``); the peers get the equivalent settings on their command
 lines: bind address, workers, uvloop and httptools where they can use them,
 lifespan off (Django has none), keep-alive 75 s, graceful timeout 30 s, trusted
 proxies, preloading where Gunicorn runs them, and no access log.
 
-One more row is not a peer: ours *as deployed*, with the access log and the
-Prometheus metrics on (their defaults), to show what those two features cost.
+The ASGI peers serve ``bench.stock:application``: Django's own ``ASGIHandler``
+inside the same probes, request timeout and observer layers as ours. That is what
+a team gets by pointing that server at its Django project; ours differs from it
+in the server and in Django's request path (``django_k8s_runtime/server/handler.py``).
+
+Two more rows are not peers (role VARIANT): ours *as deployed*, with the access
+log and the Prometheus metrics on (their defaults), to show what those two
+features cost; and Granian serving our application (``config.asgi``), to show
+what the server's share is once Django's request path is the same.
 """
 
 from __future__ import annotations
@@ -20,21 +27,34 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 
-LIVE, READY, HELLO, ITEMS, ADMIN = (
+LIVE, READY, HELLO, ITEMS, ADMIN, UPSTREAM, UPSTREAM_SYNC = (
     "/health/live",
     "/health",
     "/api/hello",
     "/api/items",
     "/admin/login/",
+    "/api/upstream",
+    "/api/upstream/sync",
 )
-ENDPOINTS = (LIVE, READY, HELLO, ITEMS, ADMIN)
+# What the upstream stand-in (example/upstream.py) waits before it answers.
+UPSTREAM_DELAY_MS = 50
+ENDPOINTS = (LIVE, READY, HELLO, ITEMS, ADMIN, UPSTREAM)  # the rounds; not UPSTREAM_SYNC
 ENDPOINT_NAMES = {
     LIVE: "liveness probe",
     READY: "readiness probe (DB check, cached 1 s)",
     HELLO: "JSON view",
     ITEMS: "JSON view, one DB query",
     ADMIN: "admin login page (template)",
+    UPSTREAM: f"async view awaiting a {UPSTREAM_DELAY_MS} ms upstream call",
+    UPSTREAM_SYNC: f"sync view blocking a thread on a {UPSTREAM_DELAY_MS} ms upstream call",
 }
+DJANGO_VIEWS = (HELLO, ITEMS, ADMIN, UPSTREAM)
+SYNC_VIEWS = (HELLO, ITEMS, ADMIN)  # where ours is held against gthread's CPU per request
+
+# The mixed load: these run at once against one server, (path, connections) each.
+# The synchronous views (64 connections, each a thread blocked on the upstream)
+# saturate GUNICORN_THREADS; the async view and the probe should keep answering.
+MIXED_LOAD = ((UPSTREAM_SYNC, 64), (UPSTREAM, 64), (LIVE, 8))
 
 # Threads per gthread worker: as many as each worker's database pool has
 # connections (DB_POOL_MAX_SIZE, 5 by default), so no thread waits for one.
@@ -60,15 +80,33 @@ class Contender:
     # Variables laid over the common environment: (name, value); FREE_PORT and
     # SCRATCH_DIR are replaced at start (see session.Session._serving).
     environ: tuple[tuple[str, str], ...] = ()
+    mixed: bool = False  # also driven with MIXED_LOAD, after the rounds
+    wsgi: bool = False  # a WSGI server: not one of the ASGI peers
 
     @property
     def is_ours(self) -> bool:
         return self.role == OURS
 
     @property
+    def mixed_paths(self) -> tuple[str, ...]:
+        """The paths of MIXED_LOAD this contender is driven on (the probe only where
+        it has one)."""
+        if not self.mixed:
+            return ()
+        return tuple(path for path, _ in MIXED_LOAD if path != LIVE or LIVE in self.endpoints)
+
+    @property
     def is_ceiling(self) -> bool:
         return self.role == CEILING
 
+
+# What the ASGI peers serve: Django's own ASGIHandler in our layers (bench/stock.py).
+STOCK = "bench.stock:application"
+OURS_APP = "config.asgi:application"
+_STOCK_NOTE = (
+    "serves `bench.stock:application`, Django's own `ASGIHandler` in the same layers as "
+    "ours: what pointing this server at the Django project gives"
+)
 
 FREE_PORT = "<free port>"
 SCRATCH_DIR = "<a directory of the benchmark's own, removed at the end>"
@@ -76,12 +114,7 @@ SCRATCH_DIR = "<a directory of the benchmark's own, removed at the end>"
 
 def _ours(port: int, workers: int) -> list[str]:
     # Port and workers come from the environment (GUNICORN_PORT, GUNICORN_WORKERS).
-    return [
-        str(BIN / "gunicorn"),
-        "-c",
-        "python:django_k8s_runtime.gunicorn",
-        "config.asgi:application",
-    ]
+    return [str(BIN / "gunicorn"), "-c", "python:django_k8s_runtime.gunicorn", OURS_APP]
 
 
 def _uvicorn(app: str) -> Callable[[int, int], list[str]]:
@@ -114,18 +147,21 @@ def _gunicorn_asgi(port: int, workers: int) -> list[str]:
     return [
         *_plain_gunicorn(port, workers, "-k", "asgi"),
         *("--asgi-loop", "uvloop", "--asgi-lifespan", "off"),
-        "config.asgi:application",
+        STOCK,
     ]
 
 
-def _granian(port: int, workers: int) -> list[str]:
-    return [
-        str(BIN / "granian"),
-        *("--interface", "asginl"),  # ASGI without lifespan
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
-        *("--loop", "uvloop", "--no-access-log"),
-        "config.asgi:application",
-    ]
+def _granian(app: str) -> Callable[[int, int], list[str]]:
+    def argv(port: int, workers: int) -> list[str]:
+        return [
+            str(BIN / "granian"),
+            *("--interface", "asginl"),  # ASGI without lifespan
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+            *("--loop", "uvloop", "--no-access-log"),
+            app,
+        ]
+
+    return argv
 
 
 def _gthread(port: int, workers: int) -> list[str]:
@@ -138,37 +174,44 @@ def _gthread(port: int, workers: int) -> list[str]:
 CONTENDERS = (
     Contender(
         "ours",
-        "ours: Gunicorn + server.worker.UvicornWorker",
+        "ours: Gunicorn + django-k8s-runtime",
         _ours,
         role=OURS,
-        note="`gunicorn -c python:django_k8s_runtime.gunicorn config.asgi:application`",
+        note="`gunicorn -c python:django_k8s_runtime.gunicorn config.asgi:application`: our "
+        "worker, Django through the runtime's request path (one visit to a thread per "
+        "request; `GUNICORN_THREADS=5` for sync views)",
+        mixed=True,
     ),
     Contender(
         "uvicorn",
-        "Uvicorn standalone",
-        _uvicorn("config.asgi:application"),
-        note="`uvicorn config.asgi:application`, uvloop + httptools",
+        "Uvicorn standalone (Django's ASGI handler)",
+        _uvicorn(STOCK),
+        note=f"`uvicorn bench.stock:application`, uvloop + httptools; {_STOCK_NOTE}",
+        mixed=True,
     ),
     Contender(
         "gunicorn-asgi",
-        "Gunicorn native ASGI (-k asgi)",
+        "Gunicorn native ASGI (-k asgi, Django's ASGI handler)",
         _gunicorn_asgi,
-        note="Gunicorn 27's own asyncio worker, uvloop",
+        note=f"Gunicorn 27's own asyncio worker, uvloop; {_STOCK_NOTE}",
     ),
     Contender(
         "granian",
-        "Granian (ASGI)",
-        _granian,
-        note="Rust HTTP server, `--interface asginl`, uvloop",
+        "Granian (Django's ASGI handler)",
+        _granian(STOCK),
+        note=f"Rust HTTP server, `--interface asginl`, uvloop; {_STOCK_NOTE}",
     ),
     Contender(
         "gthread",
         "Gunicorn gthread (WSGI)",
         _gthread,
-        endpoints=(HELLO, ITEMS, ADMIN),
+        endpoints=(HELLO, ITEMS, ADMIN, UPSTREAM),
         ready_path=ITEMS,
-        note=f"`config.wsgi:application`, {GTHREAD_THREADS} threads per worker; the probes "
-        "are ASGI-only, so it serves no /health*",
+        wsgi=True,
+        note=f"`config.wsgi:application`, {GTHREAD_THREADS} threads per worker; Django's WSGI "
+        "handler runs the async view with `async_to_sync` (a new event loop, in a new thread, "
+        "per request) from those threads; the probes are ASGI-only, so it serves no /health*",
+        mixed=True,
     ),
     Contender(
         "ceiling",
@@ -191,5 +234,14 @@ CONTENDERS = (
             # Ours would create a fresh directory under /dev/shm on every start.
             ("PROMETHEUS_MULTIPROC_DIR", SCRATCH_DIR),
         ),
+    ),
+    Contender(
+        "granian-ours",
+        "Granian serving our application",
+        _granian(OURS_APP),
+        role=VARIANT,
+        note="Granian as above, serving `config.asgi:application` (our handler and layers, "
+        "`GUNICORN_THREADS=5`; no request timeout, which only our worker sets); not a peer: "
+        "beside ours, shows the server's share once Django's request path is the same",
     ),
 )

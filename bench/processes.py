@@ -7,6 +7,7 @@ group (master, workers, helper threads) and nothing outlives the benchmark.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import os
 import signal
@@ -123,6 +124,20 @@ def cpu_seconds(pid: int) -> float:
     return ticks / _TICK
 
 
+def wait_idle(
+    pid: int, *, window: float = 0.2, busy_share: float = 0.1, timeout: float = 15
+) -> bool:
+    """Wait until ``pid`` and its descendants use less than ``busy_share`` of a core
+    over ``window`` seconds; False if they are still busy after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(window)
+        if cpu_seconds(pid) - before < busy_share * window:
+            return True
+    return False
+
+
 def core_busy_seconds(cpu: int) -> float:
     """Busy time of one core so far (everything but idle and iowait), from /proc/stat."""
     for line in Path("/proc/stat").read_text().splitlines():
@@ -166,13 +181,23 @@ class MemorySampler:
         self.servers = dict(servers)
         self.interval = interval
         self.peaks = {key: MemoryPeaks() for key in self.servers}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             for key, pid in self.servers.items():
-                self.peaks[key].sample(pid)
+                with self._lock:
+                    self.peaks[key].sample(pid)
+
+    def snapshot(self) -> dict[str, MemoryPeaks]:
+        """The peaks so far, as a copy that later samples leave alone."""
+        with self._lock:
+            return {
+                key: dataclasses.replace(peaks, worker_pids=set(peaks.worker_pids))
+                for key, peaks in self.peaks.items()
+            }
 
     def __enter__(self) -> MemorySampler:
         self._thread.start()

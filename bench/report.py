@@ -12,15 +12,47 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench import machine
-from bench.contenders import ENDPOINT_NAMES, HELLO, ITEMS, LIVE, PEER, VARIANT, Contender
+from bench import machine, processes
+from bench.contenders import (
+    DJANGO_VIEWS,
+    ENDPOINT_NAMES,
+    GTHREAD_THREADS,
+    HELLO,
+    LIVE,
+    MIXED_LOAD,
+    PEER,
+    SYNC_VIEWS,
+    UPSTREAM,
+    UPSTREAM_SYNC,
+    VARIANT,
+    Contender,
+)
 from bench.session import Measurements
 from harness import wrk
 
 ANALYSIS = Path(__file__).with_name("analysis.md")
 CHART = "benchmarks.png"
 MIB = 1024
+
+# The targets ----------------------------------------------------------------
+
+# CPU per request against gthread on the synchronous views: at or above this
+# efficiency (gthread's CPU per request ÷ ours) the target is met; between NEAR and
+# MET it is near and wants explaining; below NEAR it is missed.
+EFFICIENCY_MET = 1.00
+EFFICIENCY_NEAR = 0.90
+CEILING_SHARE = 0.50  # /health/live against the raw ASGI ceiling
+# Peak memory per worker of ours before the one-hop request path (Django's own
+# ASGIHandler in our worker): docs/benchmarks.md as measured on 2026-11-24 10:25 UTC
+# at commit 43c3ebe and committed in 8c04b63. That run had no /api/upstream and no
+# mixed load, whose threads this run's peak includes.
+PREVIOUS_WORKER_RSS_MIB = 74
+PREVIOUS_WORKER_PSS_MIB = 56
+# A probe answering later than this fails: every probe's timeoutSeconds in
+# deploy/kubernetes/deployment.yaml.
+PROBE_TIMEOUT_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -31,8 +63,37 @@ class Cell:
     p50_ms: float
     p99_ms: float
     cpu_us: float
-    errors: int
+    errors: Errors
     others_share: float | None
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Errors over several wrk runs: how many, and of what kind."""
+
+    total: int = 0
+    timeouts: int = 0  # no answer within wrk's timeout
+    statuses: int = 0  # answered with a status of 400 or more
+
+    @classmethod
+    def of(cls, results: list[wrk.Result]) -> Errors:
+        return cls(
+            sum(r.errors for r in results),
+            sum(r.timeouts for r in results),
+            sum(r.status_errors for r in results),
+        )
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def describe(self) -> str:
+        kinds = [
+            f"{self.timeouts} timed out" if self.timeouts else "",
+            f"{self.statuses} with status ≥ 400" if self.statuses else "",
+        ]
+        other = self.total - self.timeouts - self.statuses
+        kinds.append(f"{other} connect/read/write errors" if other else "")
+        return f"{self.total} ({', '.join(k for k in kinds if k)})"
 
 
 def cell(measurements: Measurements, key: str, path: str) -> Cell | None:
@@ -40,13 +101,35 @@ def cell(measurements: Measurements, key: str, path: str) -> Cell | None:
     if not runs:
         return None
     shares = [run.others_share for run in runs if run.others_share is not None]
+    warmup = measurements.warmups.get((key, path))
     return Cell(
         rps=statistics.median(run.wrk.rps for run in runs),
         p50_ms=statistics.median(run.wrk.p50_ms for run in runs),
         p99_ms=statistics.median(run.wrk.p99_ms for run in runs),
         cpu_us=statistics.median(run.cpu_us_per_request for run in runs),
-        errors=sum(run.wrk.errors for run in runs) + measurements.warmup_errors.get((key, path), 0),
+        errors=Errors.of([run.wrk for run in runs] + ([warmup] if warmup else [])),
         others_share=statistics.median(shares) if shares else None,
+    )
+
+
+@dataclass(frozen=True)
+class MixedCell:
+    """One contender on one path of the mixed load: the median round, every error."""
+
+    rps: float
+    p99_ms: float
+    errors: Errors
+
+
+def mixed_cell(measurements: Measurements, key: str, path: str) -> MixedCell | None:
+    results = measurements.mixed.get((key, path))
+    if not results:
+        return None
+    warmup = measurements.mixed_warmups.get((key, path))
+    return MixedCell(
+        rps=statistics.median(result.rps for result in results),
+        p99_ms=statistics.median(result.p99_ms for result in results),
+        errors=Errors.of(results + ([warmup] if warmup else [])),
     )
 
 
@@ -58,12 +141,28 @@ def peers(measurements: Measurements) -> list[Contender]:
     return [c for c in measurements.contenders if c.role == PEER]
 
 
+def asgi_peers(measurements: Measurements) -> list[Contender]:
+    return [c for c in peers(measurements) if not c.wsgi]
+
+
+def contender(measurements: Measurements, key: str) -> Contender | None:
+    return next((c for c in measurements.contenders if c.key == key), None)
+
+
+def gthread(measurements: Measurements) -> Contender | None:
+    return next((c for c in peers(measurements) if c.wsgi), None)
+
+
 def variants(measurements: Measurements) -> list[Contender]:
     return [c for c in measurements.contenders if c.role == VARIANT]
 
 
 def ceiling(measurements: Measurements) -> Contender | None:
     return next((c for c in measurements.contenders if c.is_ceiling), None)
+
+
+def mixed_contenders(measurements: Measurements) -> list[Contender]:
+    return [c for c in measurements.contenders if any(k == c.key for k, _ in measurements.mixed)]
 
 
 def endpoints(measurements: Measurements) -> list[str]:
@@ -88,30 +187,101 @@ def ratio(measurements: Measurements, other: str, path: str) -> Ratio | None:
     return Ratio(mine.rps / theirs.rps, theirs.cpu_us / mine.cpu_us)
 
 
-def best_peer(measurements: Measurements, path: str) -> Contender | None:
-    serving = [(c, cell(measurements, c.key, path)) for c in peers(measurements)]
-    found = [(c, x) for c, x in serving if x is not None]
-    return max(found, key=lambda pair: pair[1].rps)[0] if found else None
-
-
-def against_best_peer(measurements: Measurements) -> list[tuple[str, Contender, Ratio]]:
-    """The benchmark's target: ours against the best peer on each Django view."""
-    found = []
-    for path in (HELLO, ITEMS):
-        best = best_peer(measurements, path)
-        versus = ratio(measurements, best.key, path) if best else None
-        if best and versus:
-            found.append((path, best, versus))
-    return found
-
-
 def total_errors(measurements: Measurements) -> int:
-    return sum(
-        cell(measurements, c.key, path).errors  # type: ignore[union-attr]
+    normal = sum(
+        cell(measurements, c.key, path).errors.total  # type: ignore[union-attr]
         for c in measurements.contenders
         for path in c.endpoints
         if (c.key, path) in measurements.runs
     )
+    mixed = sum(
+        mixed_cell(measurements, key, path).errors.total  # type: ignore[union-attr]
+        for key, path in measurements.mixed
+    )
+    return normal + mixed
+
+
+def errors_by_run(measurements: Measurements) -> list[str]:
+    """Where errors happened, as 'contender path: N (of which kinds)'."""
+    found = []
+    for c in measurements.contenders:
+        for path in c.endpoints:
+            x = cell(measurements, c.key, path)
+            if x and x.errors:
+                found.append(f"{c.key} `{path}`: {x.errors.describe()}")
+        for path in c.mixed_paths:
+            m = mixed_cell(measurements, c.key, path)
+            if m and m.errors:
+                found.append(f"{c.key} `{path}` (mixed load): {m.errors.describe()}")
+    return found
+
+
+def replaced_workers(measurements: Measurements) -> list[str]:
+    """Servers whose master showed more children than it has workers: a worker was
+    replaced (crashed, timed out) or something else was forked, during the load."""
+    return [
+        f"{key}: {len(peaks.worker_pids)}"
+        for key, peaks in measurements.memory.items()
+        if len(peaks.worker_pids) > measurements.options.workers
+    ]
+
+
+# Where ours loses --------------------------------------------------------------
+
+
+def losses(measurements: Measurements) -> list[str]:
+    """Every comparison where another contender did better than ours, each with its
+    numbers: req/s or CPU per request on each endpoint (p99 too on /api/upstream),
+    req/s or p99 in the mixed load, memory against the previous figures."""
+    found: list[str] = []
+    for path in endpoints(measurements):
+        behind = []
+        for other in peers(measurements):
+            versus = ratio(measurements, other.key, path)
+            if versus is None:
+                continue
+            by = []
+            if versus.throughput < 1:
+                by.append(f"{_x(versus.throughput)} req/s")
+            if versus.efficiency < 1:
+                by.append(f"{_x(versus.efficiency)} CPU")
+            if path == UPSTREAM:
+                mine, theirs = cell(measurements, "ours", path), cell(measurements, other.key, path)
+                if mine and theirs and mine.p99_ms > theirs.p99_ms:
+                    by.append(f"p99 {mine.p99_ms:,.0f} ms against {theirs.p99_ms:,.0f} ms")
+            if by:
+                behind.append(f"{other.label}: {', '.join(by)}")
+        if behind:
+            found.append(f"`{path}`, behind " + "; ".join(behind))
+    me = ours(measurements)
+    for path in me.mixed_paths:
+        mine = mixed_cell(measurements, me.key, path)
+        if mine is None:
+            continue
+        behind = []
+        for other in mixed_contenders(measurements):
+            theirs = mixed_cell(measurements, other.key, path)
+            if other.is_ours or theirs is None:
+                continue
+            by = []
+            if theirs.rps > mine.rps:
+                by.append(f"{theirs.rps:,.0f} req/s against our {mine.rps:,.0f}")
+            if theirs.p99_ms < mine.p99_ms:
+                by.append(f"p99 {theirs.p99_ms:,.0f} ms against our {mine.p99_ms:,.0f}")
+            if by:
+                behind.append(f"{other.label}: {', '.join(by)}")
+        if behind:
+            found.append(f"mixed load, `{path}`, behind " + "; ".join(behind))
+    peaks = measurements.memory_before_upstream.get(me.key)
+    if peaks:
+        rss, pss = peaks.worker_rss_kib / MIB, peaks.worker_pss_kib / MIB
+        if rss > PREVIOUS_WORKER_RSS_MIB or pss > PREVIOUS_WORKER_PSS_MIB:
+            found.append(
+                f"memory per worker without `{UPSTREAM}`: {rss:.0f} MiB RSS / {pss:.0f} MiB "
+                f"PSS at peak, above the previous {PREVIOUS_WORKER_RSS_MIB} / "
+                f"{PREVIOUS_WORKER_PSS_MIB}"
+            )
+    return found
 
 
 # Markdown --------------------------------------------------------------------
@@ -123,24 +293,39 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [*lines, ""]
 
 
+def _path_header(measurements: Measurements, path: str) -> str:
+    count = measurements.options.connections_for(path)
+    if count == measurements.options.connections:
+        return f"`{path}`"
+    return f"`{path}` ({count} conn.)"
+
+
 def _per_endpoint(measurements: Measurements, show: Callable[[Cell], str]) -> list[str]:
     paths = endpoints(measurements)
     rows = []
-    for contender in measurements.contenders:
-        row = [_name(contender)]
+    for c in measurements.contenders:
+        row = [_name(c)]
         for path in paths:
-            found = cell(measurements, contender.key, path)
+            found = cell(measurements, c.key, path)
             row.append(show(found) if found else "n/a")
         rows.append(row)
-    return _table(["", *(f"`{path}`" for path in paths)], rows)
+    return _table(["", *(_path_header(measurements, path) for path in paths)], rows)
 
 
-def _name(contender: Contender) -> str:
-    return f"**{contender.label}**" if contender.is_ours else contender.label
+def _name(c: Contender) -> str:
+    return f"**{c.label}**" if c.is_ours else c.label
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _x(value: float) -> str:
     return f"{value:.2f}×"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
 def _method(measurements: Measurements) -> list[str]:
@@ -148,11 +333,12 @@ def _method(measurements: Measurements) -> list[str]:
     server = _cpus(measurements.server_cpus)
     loader = _cpus(measurements.load_cpus)
     pinning = (
-        f"servers pinned to CPU {server} (`taskset`), wrk, PostgreSQL and the harness to "
-        f"CPU {loader}"
+        f"servers pinned to CPU {server} (`taskset`), wrk, PostgreSQL, the upstream "
+        f"stand-in and the harness to CPU {loader}"
         if server
         else "only one CPU available: nothing pinned, so wrk competes with the server"
     )
+    mixed = ", ".join(f"{count} connections on `{path}`" for path, count in MIXED_LOAD)
     return [
         f"- **Workers:** {options.workers} per contender, every contender. With two cores, "
         "one serves and the other generates the load and runs PostgreSQL, so that a busy "
@@ -160,30 +346,66 @@ def _method(measurements: Measurements) -> list[str]:
         "worker on its own core is the unit that scales: N workers on N cores multiply "
         "it for every contender alike, so the ratios hold.",
         f"- **Pinning:** {pinning}.",
-        f"- **Load:** `wrk` with 1 thread and {options.connections} keep-alive connections, "
+        "- **What the ASGI peers serve:** `bench.stock:application`, i.e. Django's own "
+        "`ASGIHandler` (`get_asgi_application()`) inside the same probes, request-timeout "
+        "and observer layers as ours (`config.asgi.stack`): what a team gets by pointing "
+        "Uvicorn, Gunicorn's `-k asgi` or Granian at its Django project. Ours serves "
+        "`config.asgi:application`, the same layers around the runtime's request path (one visit "
+        "to a thread per request). So on Django's views the peers differ from ours in the "
+        "server *and* in Django's request path; the *Granian serving our application* row "
+        "separates the two. Only ours sets a request timeout (our worker tells the layer "
+        "Gunicorn's timeout); elsewhere `RequestTimeout` passes requests through.",
+        f"- **Load:** `wrk` with 1 thread and {options.connections} keep-alive connections "
+        f"({options.upstream_connections} on `{UPSTREAM}`, where the work is waiting), "
         f"{options.seconds} s per run; {options.warmup_seconds} s of warm-up per contender "
-        f"and endpoint first; then {options.rounds} rounds, interleaved (every contender on "
+        f"and endpoint first; then {_n(options.rounds, 'round')}, interleaved (every contender on "
         "an endpoint in turn, then the next endpoint, then the next round) so drift hits "
-        "all alike. Each number is the median of the rounds.",
-        "- **Errors:** wrk's socket errors (connect, read, write, timeout) plus responses "
-        "with a status of 400 or more, summed over every run including warm-up. Before "
-        "any load, every endpoint must answer exactly 200 (no redirect counted as success).",
+        f"all alike. `{UPSTREAM}`'s warm-up and rounds come after the other endpoints', so "
+        "that memory can be read without and with it. Each number is the median of the "
+        "rounds. After each run the harness waits until the server uses less than a tenth "
+        "of its core (at most 15 s), so requests it still had queued are not served during "
+        "the next contender's run.",
+        "- **The upstream:** `/api/upstream` (an `async def` view, aiohttp) and "
+        "`/api/upstream/sync` (a synchronous view, urllib, holding its thread) call one "
+        "stand-in service, `uvicorn example.upstream:app` (uvloop + httptools, no access "
+        "log, lifespan off), started once for the session on the load CPU; every "
+        "contender gets `EXAMPLE_UPSTREAM_URL=http://127.0.0.1:<port>/quote?delay_ms=50`, "
+        "so each call waits 50 ms. Under gthread the async view runs through Django's "
+        f"WSGI handler (`async_to_sync`) in its {GTHREAD_THREADS} threads.",
+        f"- **Mixed load:** after the rounds, {mixed}, at once (three `wrk` processes; "
+        "gthread has no probe, so two), for "
+        f"{options.mixed_seconds} s, {_n(options.mixed_rounds, 'round')} interleaved after "
+        f"{options.warmup_seconds} s of warm-up; the median round. The synchronous views "
+        "keep every thread of ours and gthread's busy waiting on the upstream: the question "
+        "is whether the async view and the probe still answer.",
+        "- **Latency:** wrk's p50 and p99 of the requests that completed within the run. "
+        "Where a contender serves few requests per second for many connections, requests "
+        "still queued when the run ends are not counted, so its p99 is then a lower bound.",
+        "- **Errors:** wrk's socket errors (connect, read, write, timeout after 5 s) plus "
+        "responses with a status of 400 or more (a 503 from the upstream views counts), "
+        "summed over every run including warm-up. Before any load, every endpoint must "
+        "answer exactly 200 (no redirect counted as success).",
         "- **CPU per request:** the server's user + system CPU time (all its processes) "
         "during a run divided by the requests served. It hardly depends on what else runs "
         "on the machine, unlike req/s, and so is the fairer comparison on a shared host.",
         "- **Memory:** RSS and PSS of each worker process from `/proc/<pid>/smaps_rollup`, "
-        "sampled every 0.25 s through warm-up and rounds; the peak is reported. PSS shares "
-        "pages with the master fairly; *all processes* adds the master (or main process).",
-        f"- **Start-to-ready:** from `exec` to the first 200 on `/health` (gthread: on "
+        "sampled every 0.25 s through warm-up, rounds and the mixed load; the peak is "
+        f"reported, once for the endpoints other than `{UPSTREAM}` (as the previous "
+        f"figures were measured) and once for the whole run, which adds the threads that "
+        f"{options.upstream_connections} connections on `{UPSTREAM}` and the mixed load "
+        "make. PSS shares pages with the master fairly; *all processes* adds the master "
+        "(or main process).",
+        "- **Start-to-ready:** from `exec` to the first 200 on `/health` (gthread: on "
         "`/api/items`, as it has no probes), each contender started alone, "
-        f"{options.startup_rounds} times interleaved; the median.",
+        f"{_n(options.startup_rounds, 'time')} interleaved; the median.",
         "- **Same environment for all:** production settings (`config.settings`, DEBUG "
         "off), a random 67-character `DJANGO_SECRET_KEY`, "
         "`DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost`, `DJANGO_HTTPS=false` (plain http on "
         "loopback, so nothing redirects), `DATABASE_URL` to the benchmark's own PostgreSQL "
-        "(psycopg pool, 1–5 connections per worker), `LOG_FORMAT=json`, `METRICS_PORT=0`. "
-        "Ours reads its server settings from the environment; the peers get the equivalent "
-        "ones on their command lines (`bench/contenders.py`).",
+        "(psycopg pool, 1–5 connections per worker), `EXAMPLE_UPSTREAM_URL` as above, "
+        "`LOG_FORMAT=json`, `METRICS_PORT=0`. Ours reads its server settings from the "
+        "environment; the peers get the equivalent ones on their command lines "
+        "(`bench/contenders.py`).",
         "- **Access logs off, for everyone** (`GUNICORN_ACCESS_LOG=false`, "
         "`--no-access-log`, Gunicorn's default of none): writing a line per request "
         "measures the log pipe, not the server, and each server formats differently. "
@@ -214,11 +436,20 @@ def markdown(measurements: Measurements) -> str:
         f"by each contender with {options.workers} worker, side by side. Numbers depend "
         "on the machine; the ratios are what carries over.",
         "",
-        f"![Requests per second and CPU per request]({CHART})",
+        f"![Requests per second, CPU per request, p99 and the mixed load]({CHART})",
         "",
         "## Headline",
         "",
         *_headline(measurements),
+        "",
+        "## Targets",
+        "",
+        *_targets_table(measurements),
+        f"Memory is held against ours before the one-hop request path: "
+        f"{PREVIOUS_WORKER_RSS_MIB} MiB RSS / {PREVIOUS_WORKER_PSS_MIB} MiB PSS per worker "
+        "(this report as generated on 2026-11-24, without `/api/upstream` or the mixed "
+        "load). A probe that answers after its `timeoutSeconds` "
+        f"({PROBE_TIMEOUT_SECONDS} s in `deploy/kubernetes/deployment.yaml`) has failed.",
         "",
         "## Contenders",
         "",
@@ -228,20 +459,29 @@ def markdown(measurements: Measurements) -> str:
         ),
         "## Results",
         "",
-        f"Requests per second, median of {options.rounds} rounds (higher is better):",
+        "Endpoints: "
+        + "; ".join(f"`{path}` {ENDPOINT_NAMES[path]}" for path in endpoints(measurements))
+        + ".",
+        "",
+        f"Requests per second, median of {_n(options.rounds, 'round')} (higher is better):",
         "",
         *_per_endpoint(measurements, lambda x: f"{x.rps:,.0f}"),
         "Server CPU time per request, µs, median (lower is better; robust to other load "
         "on the machine):",
         "",
         *_per_endpoint(measurements, lambda x: f"{x.cpu_us:,.0f}"),
-        f"Latency p50 / p99, ms, median (at {options.connections} connections):",
+        f"Latency p50 / p99, ms, median (at {options.connections} connections, "
+        f"{options.upstream_connections} on `{UPSTREAM}`):",
         "",
         *_per_endpoint(measurements, lambda x: f"{x.p50_ms:.2f} / {x.p99_ms:.1f}"),
         "Errors (socket errors + responses ≥ 400), all runs including warm-up:",
         "",
-        *_per_endpoint(measurements, lambda x: f"**{x.errors}**" if x.errors else "0"),
-        "Memory per worker and start-up:",
+        *_per_endpoint(measurements, lambda x: f"**{x.errors.total}**" if x.errors else "0"),
+        "### Mixed load",
+        "",
+        *_mixed_intro(measurements),
+        *_mixed_table(measurements),
+        "### Memory per worker and start-up",
         "",
         *_memory_table(measurements),
         f"### Ours against each peer (×; above 1.00 means {me.label.split(':')[0]} is ahead)",
@@ -250,9 +490,6 @@ def markdown(measurements: Measurements) -> str:
         "(peer's CPU per request ÷ ours).",
         "",
         *_ratio_table(measurements),
-        "## Targets",
-        "",
-        *_targets_table(measurements),
         "## Machine and versions",
         "",
         *_table(
@@ -289,29 +526,47 @@ def _others_summary(measurements: Measurements) -> str:
     ]
     if not shares:
         return "the server core was not separated."
+    mixed = measurements.mixed_others_shares
     return (
         "other processes used a median "
         f"{statistics.median(shares):.0%} (max {max(shares):.0%}) of the server's core "
-        "during the measured runs (this machine is shared: the higher, the noisier req/s)."
+        "during the measured runs"
+        + (
+            f", {statistics.median(mixed):.0%} (max {max(mixed):.0%}) during the mixed load"
+            if mixed
+            else ""
+        )
+        + " (this machine is shared: the higher, the noisier req/s)."
     )
 
 
+# Headline ----------------------------------------------------------------------
+
+
 def _headline(measurements: Measurements) -> list[str]:
-    lines = [
-        f"- `{path}` ({ENDPOINT_NAMES[path]}): ours at **{_x(found.throughput)}** the "
-        f"req/s of the best peer, {best.label} ({_x(found.efficiency)} by CPU per request)."
-        for path, best, found in against_best_peer(measurements)
-    ]
-    for peer in peers(measurements):
-        if peer.key == "gthread":
-            continue
-        values = [ratio(measurements, peer.key, p) for p in (HELLO, ITEMS)]
-        values = [v for v in values if v]
-        if values:
+    lines = []
+    wsgi = gthread(measurements)
+    if wsgi:
+        parts = []
+        for path in SYNC_VIEWS:
+            versus = ratio(measurements, wsgi.key, path)
+            mine, theirs = cell(measurements, "ours", path), cell(measurements, wsgi.key, path)
+            if versus and mine and theirs:
+                parts.append(
+                    f"`{path}` **{_x(versus.efficiency)}** ({mine.cpu_us:,.0f} against "
+                    f"{theirs.cpu_us:,.0f} µs; {_x(versus.throughput)} req/s)"
+                )
+        if parts:
             lines.append(
-                f"- Against {peer.label} on the Django views: "
-                + ", ".join(f"{_x(v.throughput)} req/s ({_x(v.efficiency)} CPU)" for v in values)
-                + " (`/api/hello`, `/api/items`)."
+                f"- CPU per request against {wsgi.label} on the synchronous views (its CPU "
+                "÷ ours; above 1.00× ours uses less): " + ", ".join(parts) + "."
+            )
+    for peer in asgi_peers(measurements):
+        values = [(path, ratio(measurements, peer.key, path)) for path in DJANGO_VIEWS]
+        shown = [f"`{path}` {_x(v.throughput)} ({_x(v.efficiency)})" for path, v in values if v]
+        if shown:
+            lines.append(
+                f"- Against {peer.label} on Django's views, req/s (CPU): " + ", ".join(shown) + "."
             )
     top = ceiling(measurements)
     live = ratio(measurements, top.key, LIVE) if top else None
@@ -320,33 +575,124 @@ def _headline(measurements: Measurements) -> list[str]:
             f"- `/health/live` at **{live.throughput:.0%}** of the raw ASGI ceiling's req/s "
             f"({live.efficiency:.0%} by CPU per request)."
         )
+    upstream = _upstream_summary(measurements)
+    if upstream:
+        lines.append(
+            f"- `{UPSTREAM}` at {measurements.options.upstream_connections} connections "
+            f"(req/s, p99): " + "; ".join(upstream) + "."
+        )
+    mixed = _mixed_summary(measurements)
+    if mixed:
+        lines.append(
+            "- Mixed load (sync views saturating the threads, at once with the async view "
+            "and the probe): " + "; ".join(mixed) + "."
+        )
     for variant in variants(measurements):
         costs = []
-        for path in (LIVE, HELLO):
+        for path in (LIVE, HELLO, UPSTREAM):
             mine, theirs = cell(measurements, "ours", path), cell(measurements, variant.key, path)
             if mine and theirs:
-                costs.append(f"{theirs.cpu_us - mine.cpu_us:+,.0f} µs CPU per request on `{path}`")
+                costs.append(
+                    f"{theirs.cpu_us - mine.cpu_us:+,.0f} µs CPU per request and "
+                    f"{theirs.rps / mine.rps:.2f}× req/s on `{path}`"
+                )
         if costs:
             lines.append(f"- {variant.label.capitalize()} against ours: " + ", ".join(costs) + ".")
+    behind = losses(measurements)
+    if behind:
+        lines.append("- **Where ours loses:**")
+        lines += [f"  - {item}" for item in behind]
+    else:
+        lines.append("- Ours is behind no peer on any endpoint, in the mixed load or in memory.")
+    replaced = replaced_workers(measurements)
+    if replaced:
+        lines.append(
+            f"- **More worker pids than workers** ({', '.join(replaced)}): a worker was "
+            "replaced, or another child forked, during the load; see the server's log."
+        )
     errors = total_errors(measurements)
     lines.append(
-        f"- Errors in all runs: **{errors}**."
+        f"- **Errors in all runs: {errors}** (" + ", ".join(errors_by_run(measurements)) + ")."
         if errors
         else "- No errors in any run (socket errors or statuses ≥ 400)."
     )
     return lines
 
 
+def _upstream_summary(measurements: Measurements) -> list[str]:
+    found = []
+    for c in measurements.contenders:
+        if c.is_ours or c.wsgi or c.key == "uvicorn":
+            x = cell(measurements, c.key, UPSTREAM)
+            if x:
+                name = f"**{c.key}**" if c.is_ours else c.key
+                found.append(f"{name} {x.rps:,.0f} req/s, p99 {_ms(x.p99_ms)} ms")
+    return found
+
+
+MIXED_NAMES = {UPSTREAM: "async view", LIVE: "probe", UPSTREAM_SYNC: "sync views"}
+
+
+def _mixed_summary(measurements: Measurements) -> list[str]:
+    found = []
+    for c in mixed_contenders(measurements):
+        parts = []
+        for path in (UPSTREAM, LIVE, UPSTREAM_SYNC):
+            m = mixed_cell(measurements, c.key, path)
+            if m:
+                parts.append(f"{MIXED_NAMES[path]} {m.rps:,.0f} req/s (p99 {_ms(m.p99_ms)} ms)")
+            elif path == LIVE:
+                parts.append("no probe")
+        name = f"**{c.key}**" if c.is_ours else c.key
+        found.append(f"{name}: " + ", ".join(parts))
+    return found
+
+
+# Tables ------------------------------------------------------------------------
+
+
+def _mixed_intro(measurements: Measurements) -> list[str]:
+    load = ", ".join(f"{count} connections on `{path}`" for path, count in MIXED_LOAD)
+    return [
+        f"All at once against one server: {load}. Requests per second / p99 in ms, "
+        f"median of {_n(measurements.options.mixed_rounds, 'round')} of "
+        f"{measurements.options.mixed_seconds} s; errors over every run, warm-up included.",
+        "",
+    ]
+
+
+def _mixed_table(measurements: Measurements) -> list[str]:
+    rows = []
+    for c in mixed_contenders(measurements):
+        row = [_name(c)]
+        errors = 0
+        for path, _ in MIXED_LOAD:
+            m = mixed_cell(measurements, c.key, path)
+            row.append(f"{m.rps:,.0f} / {_ms(m.p99_ms)}" if m else "n/a")
+            errors += m.errors.total if m else 0
+        row.append(f"**{errors}**" if errors else "0")
+        rows.append(row)
+    if not rows:
+        return ["Not run.", ""]
+    header = [
+        "",
+        *(f"`{path}` ({count} conn.): {ENDPOINT_NAMES[path]}" for path, count in MIXED_LOAD),
+        "Errors",
+    ]
+    return _table(header, rows)
+
+
 def _memory_table(measurements: Measurements) -> list[str]:
     rows = []
-    for contender in measurements.contenders:
-        peaks = measurements.memory.get(contender.key)
-        ready = measurements.ready_seconds.get(contender.key)
+    for c in measurements.contenders:
+        before = measurements.memory_before_upstream.get(c.key)
+        peaks = measurements.memory.get(c.key)
+        ready = measurements.ready_seconds.get(c.key)
         rows.append(
             [
-                _name(contender),
-                f"{peaks.worker_rss_kib / MIB:.0f}" if peaks else "n/a",
-                f"{peaks.worker_pss_kib / MIB:.0f}" if peaks else "n/a",
+                _name(c),
+                _rss_pss(before),
+                _rss_pss(peaks),
                 f"{peaks.total_pss_kib / MIB:.0f}" if peaks else "n/a",
                 f"{len(peaks.worker_pids)}" if peaks else "n/a",
                 f"{statistics.median(ready):.2f}" if ready else "n/a",
@@ -355,9 +701,9 @@ def _memory_table(measurements: Measurements) -> list[str]:
     return _table(
         [
             "",
-            "Peak RSS / worker (MiB)",
-            "Peak PSS / worker (MiB)",
-            "Peak PSS, all processes (MiB)",
+            f"Peak RSS / PSS per worker (MiB), without `{UPSTREAM}`",
+            "Peak RSS / PSS per worker (MiB), whole run",
+            "Peak PSS, all processes (MiB), whole run",
             "Worker pids seen",
             "Start-to-ready (s)",
         ],
@@ -365,11 +711,17 @@ def _memory_table(measurements: Measurements) -> list[str]:
     )
 
 
+def _rss_pss(peaks: processes.MemoryPeaks | None) -> str:
+    if peaks is None or not peaks.worker_pids:
+        return "n/a"
+    return f"{peaks.worker_rss_kib / MIB:.0f} / {peaks.worker_pss_kib / MIB:.0f}"
+
+
 def _ratio_table(measurements: Measurements) -> list[str]:
     others = [*peers(measurements), *([ceiling(measurements)] if ceiling(measurements) else [])]
     rows = []
     for path in endpoints(measurements):
-        row = [f"`{path}`"]
+        row = [_path_header(measurements, path)]
         for other in others:
             found = ratio(measurements, other.key, path)  # type: ignore[union-attr]
             row.append(f"{_x(found.throughput)} ({_x(found.efficiency)})" if found else "n/a")
@@ -377,50 +729,247 @@ def _ratio_table(measurements: Measurements) -> list[str]:
     return _table(["", *(o.label for o in others)], rows)  # type: ignore[union-attr]
 
 
-def _targets_table(measurements: Measurements) -> list[str]:
-    rows = [
-        [
-            f"`{path}` ≥ 1.0× the best peer",
-            f"{_x(found.throughput)} req/s, {_x(found.efficiency)} CPU vs {best.label}",
-            _verdict(found.throughput >= 1.0, found.efficiency >= 1.0),
-        ]
-        for path, best, found in against_best_peer(measurements)
+# Targets -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: str
+    verdict: str
+
+
+def targets(measurements: Measurements) -> list[Target]:
+    return [
+        *_cpu_targets(measurements),
+        *_peer_targets(measurements),
+        *_ceiling_target(measurements),
+        *_upstream_targets(measurements),
+        *_mixed_targets(measurements),
+        *_memory_target(measurements),
+        _errors_target(measurements),
     ]
+
+
+def _cpu_targets(measurements: Measurements) -> list[Target]:
+    wsgi = gthread(measurements)
+    if wsgi is None:
+        return []
+    found = []
+    for path in SYNC_VIEWS:
+        versus = ratio(measurements, wsgi.key, path)
+        mine, theirs = cell(measurements, "ours", path), cell(measurements, wsgi.key, path)
+        if versus is None or mine is None or theirs is None:
+            continue
+        if versus.efficiency >= EFFICIENCY_MET:
+            verdict = "met"
+        elif versus.efficiency >= EFFICIENCY_NEAR:
+            verdict = "**near**: explain"
+        else:
+            verdict = "**missed**"
+        found.append(
+            Target(
+                f"`{path}`: CPU per request at most gthread's (≥ {EFFICIENCY_MET:.2f}×)",
+                f"{_x(versus.efficiency)}: ours {mine.cpu_us:,.0f} µs, gthread "
+                f"{theirs.cpu_us:,.0f} µs ({_x(versus.throughput)} req/s)",
+                verdict,
+            )
+        )
+    return found
+
+
+def _peer_targets(measurements: Measurements) -> list[Target]:
+    found = []
+    for path in DJANGO_VIEWS:
+        compared = [
+            (peer, versus)
+            for peer in asgi_peers(measurements)
+            if (versus := ratio(measurements, peer.key, path)) is not None
+        ]
+        if not compared:
+            continue
+        closest, versus = min(
+            compared, key=lambda pair: min(pair[1].throughput, pair[1].efficiency)
+        )
+        ahead_by_both = [p.label for p, v in compared if v.throughput < 1 and v.efficiency < 1]
+        ahead_by_one = [
+            f"{p.label} ({'req/s' if v.throughput < 1 else 'CPU'})"
+            for p, v in compared
+            if (v.throughput < 1) != (v.efficiency < 1)
+        ]
+        if ahead_by_both:
+            verdict = "**missed**: ahead: " + ", ".join(ahead_by_both)
+        elif ahead_by_one:
+            verdict = "**borderline**: ahead by one measure: " + ", ".join(ahead_by_one)
+        else:
+            verdict = "met"
+        found.append(
+            Target(
+                f"`{path}`: no ASGI peer ahead of ours (req/s and CPU per request)",
+                f"closest: {closest.label}, {_x(versus.throughput)} req/s, "
+                f"{_x(versus.efficiency)} CPU",
+                verdict,
+            )
+        )
+    return found
+
+
+def _ceiling_target(measurements: Measurements) -> list[Target]:
     top = ceiling(measurements)
     live = ratio(measurements, top.key, LIVE) if top else None
-    if live:
-        rows.append(
-            [
-                "`/health/live` ≥ 50% of the raw ASGI ceiling",
-                f"{live.throughput:.0%} req/s, {live.efficiency:.0%} CPU",
-                _verdict(live.throughput >= 0.5, live.efficiency >= 0.5),
-            ]
+    if live is None:
+        return []
+    return [
+        Target(
+            f"`/health/live` ≥ {CEILING_SHARE:.0%} of the raw ASGI ceiling",
+            f"{live.throughput:.0%} req/s, {live.efficiency:.0%} CPU",
+            _verdict(live.throughput >= CEILING_SHARE, live.efficiency >= CEILING_SHARE, "CPU"),
+        )
+    ]
+
+
+def _upstream_targets(measurements: Measurements) -> list[Target]:
+    mine = cell(measurements, "ours", UPSTREAM)
+    if mine is None:
+        return []
+    found = []
+    for other in (gthread(measurements), contender(measurements, "uvicorn")):
+        theirs = cell(measurements, other.key, UPSTREAM) if other else None
+        if other is None or theirs is None or not theirs.rps:
+            continue
+        found.append(
+            Target(
+                f"`{UPSTREAM}` at {measurements.options.upstream_connections} connections: "
+                f"ahead of {other.label} (req/s and p99)",
+                f"ours {mine.rps:,.0f} req/s, p99 {_ms(mine.p99_ms)} ms; theirs "
+                f"{theirs.rps:,.0f} req/s, p99 {_ms(theirs.p99_ms)} ms "
+                f"({_x(mine.rps / theirs.rps)} req/s)",
+                _verdict(mine.rps >= theirs.rps, mine.p99_ms <= theirs.p99_ms, "p99"),
+            )
+        )
+    return found
+
+
+def _mixed_targets(measurements: Measurements) -> list[Target]:
+    me = ours(measurements)
+    others = [c for c in mixed_contenders(measurements) if not c.is_ours]
+    found = []
+    mine = mixed_cell(measurements, me.key, UPSTREAM)
+    if mine is not None:
+        shown = [f"ours {mine.rps:,.0f} req/s, p99 {_ms(mine.p99_ms)} ms"]
+        more, faster = True, True
+        for other in others:
+            theirs = mixed_cell(measurements, other.key, UPSTREAM)
+            if theirs is None:
+                continue
+            shown.append(f"{other.key} {theirs.rps:,.0f}, {_ms(theirs.p99_ms)} ms")
+            more = more and mine.rps >= theirs.rps
+            faster = faster and mine.p99_ms <= theirs.p99_ms
+        verdict = (
+            f"**missed**: {mine.errors.describe()} errors"
+            if mine.errors
+            else _verdict(more, faster, "p99", what="every other contender")
+        )
+        against = ", ".join(o.key for o in others)
+        found.append(
+            Target(
+                "Mixed load: the async view keeps answering while sync views saturate the "
+                "threads" + (f" (req/s and p99 at least as good as {against})" if against else ""),
+                "; ".join(shown),
+                verdict,
+            )
+        )
+    probe = mixed_cell(measurements, me.key, LIVE)
+    if probe is not None:
+        shown = [f"ours {probe.rps:,.0f} req/s, p99 {_ms(probe.p99_ms)} ms"]
+        for other in others:
+            theirs = mixed_cell(measurements, other.key, LIVE)
+            shown.append(
+                f"{other.key} {theirs.rps:,.0f}, {_ms(theirs.p99_ms)} ms"
+                if theirs
+                else f"{other.key} n/a (no probe)"
+            )
+        in_time = probe.p99_ms <= PROBE_TIMEOUT_SECONDS * 1000
+        if probe.errors:
+            verdict = f"**missed**: {probe.errors.describe()} errors"
+        elif not in_time:
+            verdict = f"**missed**: p99 above the probes' {PROBE_TIMEOUT_SECONDS} s timeout"
+        else:
+            verdict = "met"
+        found.append(
+            Target(
+                "Mixed load: the liveness probe keeps answering (no errors, p99 within the "
+                f"probes' {PROBE_TIMEOUT_SECONDS} s timeout)",
+                "; ".join(shown),
+                verdict,
+            )
+        )
+    return found
+
+
+def _memory_target(measurements: Measurements) -> list[Target]:
+    found = []
+    before = measurements.memory_before_upstream.get("ours")
+    if before is not None and before.worker_pids:
+        rss, pss = before.worker_rss_kib / MIB, before.worker_pss_kib / MIB
+        over = [
+            f"{name} +{value - limit:.0f} MiB"
+            for name, value, limit in (
+                ("RSS", rss, PREVIOUS_WORKER_RSS_MIB),
+                ("PSS", pss, PREVIOUS_WORKER_PSS_MIB),
+            )
+            if value > limit
+        ]
+        found.append(
+            Target(
+                f"Memory per worker at most {PREVIOUS_WORKER_RSS_MIB} MiB RSS / "
+                f"{PREVIOUS_WORKER_PSS_MIB} MiB PSS (the previous figures, same endpoints: "
+                f"all but `{UPSTREAM}`)",
+                f"{rss:.0f} MiB RSS, {pss:.0f} MiB PSS at peak",
+                "**missed**: " + ", ".join(over) if over else "met",
+            )
         )
     peaks = measurements.memory.get("ours")
-    ready = measurements.ready_seconds.get("ours")
-    if peaks and ready:
-        rows.append(
-            [
-                "Memory per worker and start-to-ready reported",
-                f"{peaks.worker_pss_kib / MIB:.0f} MiB PSS per worker, ready in "
-                f"{statistics.median(ready):.2f} s",
+    if peaks is not None and peaks.worker_pids:
+        found.append(
+            Target(
+                f"Memory per worker with `{UPSTREAM}` at "
+                f"{measurements.options.upstream_connections} connections and the mixed load "
+                "(no previous figure)",
+                f"{peaks.worker_rss_kib / MIB:.0f} MiB RSS, "
+                f"{peaks.worker_pss_kib / MIB:.0f} MiB PSS at peak",
                 "reported",
-            ]
+            )
         )
+    return found
+
+
+def _errors_target(measurements: Measurements) -> Target:
     errors = total_errors(measurements)
-    rows.append(["No errors in any run", str(errors), _verdict(errors == 0, errors == 0)])
-    return _table(["Target", "Measured", ""], rows)
+    return Target(
+        "Zero errors in every run (statuses ≥ 400 count)",
+        str(errors) + (f" ({', '.join(errors_by_run(measurements))})" if errors else ""),
+        "met" if errors == 0 else "**missed**",
+    )
 
 
-def _verdict(by_throughput: bool, by_cpu: bool) -> str:
-    """Met only if req/s and CPU per request agree: on a shared machine req/s alone
-    can be lifted or sunk by a neighbour."""
-    if by_throughput and by_cpu:
+def _targets_table(measurements: Measurements) -> list[str]:
+    return _table(
+        ["Target", "Measured", ""],
+        [[t.name, t.measured, t.verdict] for t in targets(measurements)],
+    )
+
+
+def _verdict(first: bool, second: bool, second_name: str, *, what: str = "") -> str:
+    """Met only if req/s and the second measure agree: on a shared machine req/s
+    alone can be lifted or sunk by a neighbour."""
+    against = f" against {what}" if what else ""
+    if first and second:
         return "met"
-    if by_throughput or by_cpu:
-        which = "req/s" if by_throughput else "CPU per request"
-        return f"**borderline**: met by {which} only; see below"
-    return "**missed**: see below"
+    if first or second:
+        which = "req/s" if first else second_name
+        return f"**borderline**: met by {which} only{against}"
+    return f"**missed**{against}"
 
 
 # Chart -----------------------------------------------------------------------
@@ -434,40 +983,99 @@ def chart(measurements: Measurements, path: Path) -> None:
 
     paths = endpoints(measurements)
     contenders = measurements.contenders
-    figure, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    colours = {c.key: plt.get_cmap("tab10")(index % 10) for index, c in enumerate(contenders)}
+    figure, axes = plt.subplot_mosaic(
+        [["rps", "rps", "cpu", "cpu", "p99", "p99"], ["mixed_rps"] * 3 + ["mixed_p99"] * 3],
+        figsize=(18, 10.5),
+        height_ratios=[1, 0.8],
+    )
+    labels = [
+        f"{p}\n({measurements.options.connections_for(p)} conn.)"
+        if measurements.options.connections_for(p) != measurements.options.connections
+        else p
+        for p in paths
+    ]
     width = 0.8 / len(contenders)
-    for axis, metric, title in (
-        (axes[0], "rps", "Requests per second (higher is better)"),
-        (axes[1], "cpu_us", "Server CPU per request, µs (lower is better)"),
+    for key, metric, title in (
+        ("rps", "rps", "Requests per second (higher is better)"),
+        ("cpu", "cpu_us", "Server CPU per request, µs (lower is better)"),
+        ("p99", "p99_ms", "Latency p99, ms (lower is better)"),
     ):
-        for index, contender in enumerate(contenders):
+        axis = axes[key]
+        for index, c in enumerate(contenders):
             xs, ys = [], []
             for position, endpoint in enumerate(paths):
-                found = cell(measurements, contender.key, endpoint)
+                found = cell(measurements, c.key, endpoint)
                 if found:
                     xs.append(position + (index - (len(contenders) - 1) / 2) * width)
                     ys.append(getattr(found, metric))
-            axis.bar(
-                xs,
-                ys,
-                width,
-                label=contender.label,
-                edgecolor="black" if contender.is_ours else "none",
-                linewidth=1.5 if contender.is_ours else 0,
-                hatch="//" if contender.is_ceiling else ".." if contender.role == VARIANT else None,
-            )
+            axis.bar(xs, ys, width, label=c.label, **_bar_style(c, colours))
         axis.set_yscale("log")
-        axis.set_xticks(range(len(paths)), paths, rotation=15)
+        axis.set_xticks(range(len(paths)), labels, rotation=20, fontsize=8)
         axis.set_title(title)
         axis.grid(axis="y", which="both", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper right")
+    _mixed_chart(measurements, axes["mixed_rps"], axes["mixed_p99"], colours)
+    handles, names = axes["rps"].get_legend_handles_labels()
+    figure.legend(handles, names, loc="lower center", ncol=4, fontsize=9, frameon=False)
     figure.suptitle(
         f"Same Django project, {measurements.options.workers} worker on one core, "
-        f"{measurements.started:%Y-%m-%d} (log scale)"
+        f"{measurements.started:%Y-%m-%d} (log scales)"
     )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _bar_style(c: Contender, colours: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "color": colours[c.key],
+        "edgecolor": "black" if c.is_ours else "none",
+        "linewidth": 1.5 if c.is_ours else 0,
+        "hatch": "//" if c.is_ceiling else ".." if c.role == VARIANT else None,
+    }
+
+
+def _mixed_chart(
+    measurements: Measurements, rps_axis: Any, p99_axis: Any, colours: dict[str, Any]
+) -> None:
+    shown = mixed_contenders(measurements)
+    paths = [path for path, _ in MIXED_LOAD]
+    labels = [f"{path}\n({count} conn.)" for path, count in MIXED_LOAD]
+    for axis, metric, title in (
+        (rps_axis, "rps", "Mixed load, all three at once: requests per second"),
+        (p99_axis, "p99_ms", "Mixed load: latency p99, ms"),
+    ):
+        if not shown:
+            axis.set_visible(False)
+            continue
+        width = 0.8 / len(shown)
+        missing = []
+        for index, c in enumerate(shown):
+            xs, ys = [], []
+            for position, path in enumerate(paths):
+                x = position + (index - (len(shown) - 1) / 2) * width
+                found = mixed_cell(measurements, c.key, path)
+                if found:
+                    xs.append(x)
+                    ys.append(getattr(found, metric))
+                else:
+                    missing.append(x)
+            axis.bar(xs, ys, width, **_bar_style(c, colours))
+        for x in missing:  # a contender without that endpoint (gthread has no probe)
+            axis.annotate(
+                "n/a",
+                (x, 0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, 4),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                color="grey",
+            )
+        axis.set_yscale("log")
+        axis.set_xticks(range(len(paths)), labels, fontsize=8)
+        axis.set_title(title)
+        axis.grid(axis="y", which="both", alpha=0.3)
 
 
 # Output ----------------------------------------------------------------------
@@ -492,6 +1100,20 @@ def console_summary(measurements: Measurements) -> str:
             text = f"{found.throughput:.2f} ({found.efficiency:.2f})" if found else "n/a"
             row += f"{text:>22}"
         lines.append(row)
-    lines += ["", *_headline(measurements)]
+    shown = mixed_contenders(measurements)
+    if shown:
+        lines += ["", "Mixed load: req/s / p99 ms (all at once)"]
+        lines.append(f"{'':<15}" + "".join(f"{f'{p} ×{n}':>28}" for p, n in MIXED_LOAD))
+        for c in shown:
+            row = f"{c.key:<15}"
+            for path, _ in MIXED_LOAD:
+                m = mixed_cell(measurements, c.key, path)
+                text = f"{m.rps:,.0f} / {_ms(m.p99_ms)}" if m else "n/a"
+                row += f"{text:>28}"
+            lines.append(row)
+    lines += ["", *_headline(measurements), "", "Targets:"]
+    for t in targets(measurements):
+        verdict, _, why = t.verdict.replace("**", "").partition(":")
+        lines.append(f"- {t.name}: {t.measured} => {verdict.upper()}{':' if why else ''}{why}")
     lines.append(f"Total time: {measurements.elapsed_seconds / 60:.1f} min")
     return "\n".join(lines)

@@ -1,14 +1,20 @@
-"""The project as an ASGI server serves it without our runtime: Django's own handler.
+"""The project as an ASGI server serves it without our runtime's request path.
 
-The same layers around it as ours has (probes, request timeout, observer; see
-``config/asgi.py``), so the ASGI peers serve the same endpoints and differ from
-ours only in the server and in Django's request path: ``ASGIHandler``, as
-``django.core.asgi.get_asgi_application()`` returns it, instead of our one-hop
-``server.handler.DjangoApplication``.
+The same layers around it as ours has (probes, request timeout, observer, body
+limit: ``django_k8s_runtime.asgi.stack``), so the ASGI peers serve the same
+endpoints and differ from ours only in the server and in Django's request path:
+Django's own ``ASGIHandler``, as ``django.core.asgi.get_asgi_application()``
+returns it, instead of the runtime's one-hop ``DjangoApplication``.
+
+It reaches into the runtime's private ``stack`` on purpose: the benchmark compares
+like with like, which no project needs to do.
 """
 
-from django.core.asgi import get_asgi_application
+import os
 
-from config.asgi import stack
+from django.core.asgi import get_asgi_application
+from django_k8s_runtime.asgi import stack
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 application = stack(get_asgi_application())
