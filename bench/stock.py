@@ -6,13 +6,14 @@ endpoints and differ from ours only in the server and in Django's request path:
 Django's own ``ASGIHandler``, as ``django.core.asgi.get_asgi_application()``
 returns it, instead of the runtime's one-hop ``DjangoApplication``.
 
-It reaches into the runtime's private ``stack`` on purpose: the benchmark compares
+It uses the runtime's ``stack`` alone, which no project needs: the benchmark compares
 like with like, which no project needs to do.
 """
 
 import os
 
 from django.core.asgi import get_asgi_application
+
 from django_k8s_runtime.asgi import stack
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
