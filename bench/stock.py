@@ -6,8 +6,8 @@ endpoints and differ from ours only in the server and in Django's request path:
 Django's own ``ASGIHandler``, as ``django.core.asgi.get_asgi_application()``
 returns it, instead of the runtime's one-hop ``DjangoApplication``.
 
-It uses the runtime's ``stack`` alone, which no project needs: the benchmark compares
-like with like, which no project needs to do.
+It uses the runtime's ``stack`` on its own, which no project needs to: the
+benchmark compares like with like.
 """
 
 import os
