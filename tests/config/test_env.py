@@ -263,15 +263,26 @@ def test_debug_needs_no_secret_key_and_metrics_off_need_no_directory() -> None:
     validation.check(env.load({"DJANGO_DEBUG": "true", "METRICS_PORT": "0"}))
 
 
-def test_readme_table_is_generated_from_the_declarations() -> None:
-    readme = (ROOT / "README.md").read_text()
+@pytest.mark.parametrize(
+    ("readme", "variables"),
+    [("README.md", None), ("runtime/README.md", env.RUNTIME_VARIABLES)],
+    ids=["every variable", "the runtime's own"],
+)
+def test_readme_tables_are_generated_from_the_declarations(readme, variables) -> None:
+    text = (ROOT / readme).read_text()
     start, end = "<!-- env-table:start -->\n", "<!-- env-table:end -->"
-    assert start in readme, "README.md lacks the generated variables table"
-    assert end in readme, "README.md lacks the generated variables table's end"
-    table = readme.split(start, 1)[1].split(end, 1)[0]
-    assert table.strip() == env.markdown_table().strip(), (
-        "README's variables table is out of date: run `make docs`"
+    assert start in text, f"{readme} lacks the generated variables table"
+    assert end in text, f"{readme} lacks the generated variables table's end"
+    table = text.split(start, 1)[1].split(end, 1)[0]
+    assert table.strip() == env.markdown_table(variables).strip(), (
+        f"{readme}'s variables table is out of date: run `make docs`"
     )
+
+
+def test_the_runtime_declares_none_of_djangos_own_variables() -> None:
+    names = {variable.name for variable in env.RUNTIME_VARIABLES}
+    assert not {name for name in names if name.startswith(("DJANGO_", "EXAMPLE_"))}
+    assert {"DJANGO_SECRET_KEY", "EXAMPLE_UPSTREAM_URL"} <= set(env.REGISTRY)  # config/env.py
 
 
 def test_more_threads_than_pooled_connections_is_a_warning_not_an_error() -> None:
