@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
         help="per run on /api/upstream",
     )
     parser.add_argument("--seconds", type=int, default=defaults.seconds, help="per round")
+    parser.add_argument(
+        "--upstream-seconds",
+        type=int,
+        default=defaults.upstream_seconds,
+        help="per round on /api/upstream",
+    )
     parser.add_argument("--warmup-seconds", type=int, default=defaults.warmup_seconds)
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
     parser.add_argument("--startup-rounds", type=int, default=defaults.startup_rounds)
@@ -61,6 +67,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
         connections=args.connections,
         upstream_connections=args.upstream_connections,
         seconds=args.seconds,
+        upstream_seconds=args.upstream_seconds,
         warmup_seconds=args.warmup_seconds,
         rounds=args.rounds,
         startup_rounds=args.startup_rounds,

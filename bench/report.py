@@ -367,7 +367,8 @@ def _method(measurements: Measurements) -> list[str]:
         "Gunicorn's timeout); elsewhere `RequestTimeout` passes requests through.",
         f"- **Load:** `wrk` with 1 thread and {options.connections} keep-alive connections "
         f"({options.upstream_connections} on `{UPSTREAM}`, where the work is waiting), "
-        f"{options.seconds} s per run; {options.warmup_seconds} s of warm-up per contender "
+        f"{options.seconds} s per run ({options.upstream_seconds} s on `{UPSTREAM}`: see "
+        f"*Latency*); {options.warmup_seconds} s of warm-up per contender "
         f"and endpoint first; then {_n(options.rounds, 'round')}, interleaved (every contender on "
         "an endpoint in turn, then the next endpoint, then the next round) so drift hits "
         f"all alike. `{UPSTREAM}`'s warm-up and rounds come after the other endpoints', so "
@@ -390,7 +391,12 @@ def _method(measurements: Measurements) -> list[str]:
         "is whether the async view and the probe still answer.",
         "- **Latency:** wrk's p50 and p99 of the requests that completed within the run. "
         "Where a contender serves few requests per second for many connections, requests "
-        "still queued when the run ends are not counted, so its p99 is then a lower bound.",
+        "still queued when the run ends are not counted, so its p99 is then a lower bound. "
+        f"That is why runs on `{UPSTREAM}` are longer: with {options.upstream_connections} "
+        "connections a contender that takes seconds per request completes none in a short "
+        "run, and its req/s read as nearly 0. Even so, a contender whose requests take L "
+        "seconds completes nothing in a run's first L seconds, so its req/s is understated "
+        f"by about L ÷ {options.upstream_seconds} (compare its p50).",
         "- **Errors:** wrk's socket errors (connect, read, write, timeout after 5 s) plus "
         "responses with a status of 400 or more (a 503 from the upstream views counts), "
         "summed over every run including warm-up. Before any load, every endpoint must "

@@ -58,6 +58,10 @@ class Options:
     connections: int = 32
     upstream_connections: int = 256  # on /api/upstream, where waiting is the work
     seconds: int = 2
+    # On /api/upstream a slow contender's 256 requests in flight can take seconds
+    # each (a convoy on one core); wrk counts only requests completed within the
+    # run, so a 2 s run could count none of them. Longer runs measure them.
+    upstream_seconds: int = 8
     warmup_seconds: int = 1
     rounds: int = 4
     startup_rounds: int = 3
@@ -68,6 +72,9 @@ class Options:
 
     def connections_for(self, path: str) -> int:
         return self.upstream_connections if path == UPSTREAM else self.connections
+
+    def seconds_for(self, path: str) -> int:
+        return self.upstream_seconds if path == UPSTREAM else self.seconds
 
 
 @dataclass
@@ -257,7 +264,7 @@ class Session:
         for round_number in range(1, self.options.rounds + 1):
             say(f"Round {round_number}/{self.options.rounds} ({', '.join(paths)})")
             for contender, path in self._pairs(paths):
-                run = self._drive(servers[contender.key], path, self.options.seconds)
+                run = self._drive(servers[contender.key], path, self.options.seconds_for(path))
                 self.measurements.runs.setdefault((contender.key, path), []).append(run)
                 result = run.wrk
                 errors = f", {result.errors} ERRORS" if result.errors else ""
