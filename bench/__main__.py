@@ -21,7 +21,7 @@ from bench.session import Options, Session, say
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
+def parse_args(argv: list[str] | None) -> tuple[Options, Path, bool]:
     defaults = Options()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--workers", type=int, default=defaults.workers)
@@ -60,6 +60,11 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
         help="run only these contenders (repeatable); ours is always included",
     )
     parser.add_argument("--output", type=Path, default=DOCS, help="where the report goes")
+    parser.add_argument(
+        "--analysis-only",
+        action="store_true",
+        help="measure nothing: copy bench/analysis.md into the report already in --output",
+    )
     args = parser.parse_args(argv)
     only = tuple(dict.fromkeys(["ours", *args.only])) if args.only else ()
     options = Options(
@@ -75,7 +80,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path]:
         mixed_rounds=args.mixed_rounds,
         only=only,
     )
-    return options, args.output
+    return options, args.output, args.analysis_only
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -88,7 +93,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def main(argv: list[str] | None = None) -> int:
-    options, output = parse_args(argv)
+    options, output, analysis_only = parse_args(argv)
+    if analysis_only:
+        print(f"Wrote {report.refresh_analysis(output)} (analysis only; figures unchanged).")
+        return 0
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _interrupt)
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))

@@ -1105,6 +1105,20 @@ def write(measurements: Measurements, directory: Path) -> Path:
     return target
 
 
+def refresh_analysis(directory: Path) -> Path:
+    """Copy bench/analysis.md into the report already written, in place of its
+    analysis (everything after the Method section), leaving every measured figure
+    as it was: the prose can be revised after reading a run without measuring
+    again."""
+    target = directory / "benchmarks.md"
+    text = target.read_text()
+    method = text.index("\n## Method\n")
+    after_method = text.find("\n## ", method + 1)
+    head = text[: after_method + 1] if after_method != -1 else text.rstrip("\n") + "\n\n"
+    target.write_text(head + ANALYSIS.read_text().rstrip() + "\n")
+    return target
+
+
 def console_summary(measurements: Measurements) -> str:
     others = [*peers(measurements), *([ceiling(measurements)] if ceiling(measurements) else [])]
     lines = ["", "Ours ÷ each peer: req/s ratio (CPU-efficiency ratio); above 1.00 ours is ahead"]
