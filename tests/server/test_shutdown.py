@@ -181,8 +181,13 @@ def two_pods():
 def _rolling_restart(
     balancer: HAProxy, pods: list[Server], ports: list[int], **environ: str
 ) -> tuple[wrk.Result, int]:
-    """SIGTERM pod 0, replace it on the same address, then SIGTERM pod 1, under load."""
-    load = _load_in_background(balancer.url("/api/hello"), seconds=16)
+    """SIGTERM pod 0, replace it on the same address, then SIGTERM pod 1, under load.
+
+    The load outlasts the whole sequence (about 15 s here, up to about 20 s on a
+    slow, loaded machine: pod 0's delay and drain, the replacement's start, two
+    health checks), so the replacement is under load before pod 1 goes; its share
+    is counted when pod 1 has exited."""
+    load = _load_in_background(balancer.url("/api/hello"), seconds=30)
     time.sleep(3)
     pods[0].signal(signal.SIGTERM)
     assert pods[0].wait(timeout=30) == 0
