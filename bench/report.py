@@ -50,17 +50,15 @@ CEILING_SHARE = 0.50  # /health/live against the raw ASGI ceiling
 # mixed load, whose threads this run's peak includes.
 PREVIOUS_WORKER_RSS_MIB = 74
 PREVIOUS_WORKER_PSS_MIB = 56
+# A probe answering later than this fails: every probe's timeoutSeconds in
+# deploy/kubernetes/deployment.yaml.
+PROBE_TIMEOUT_SECONDS = 2
 
 
 def _above_previous(mib: float, previous: int) -> bool:
     """The previous figures were published in whole MiB, so they are compared at
     that precision: 74.3 against a published 74 is level, not 0.3 above."""
     return round(mib) > previous
-
-
-# A probe answering later than this fails: every probe's timeoutSeconds in
-# deploy/kubernetes/deployment.yaml.
-PROBE_TIMEOUT_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -528,9 +526,12 @@ def markdown(measurements: Measurements) -> str:
         *_method(measurements),
         "",
     ]
-    if ANALYSIS.exists():
-        lines += [ANALYSIS.read_text().rstrip(), ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, _analysis()])
+
+
+def _analysis() -> str:
+    """The hand-written prose that ends the report, after the Method section."""
+    return ANALYSIS.read_text().rstrip() + "\n" if ANALYSIS.exists() else ""
 
 
 def _others_summary(measurements: Measurements) -> str:
@@ -1115,7 +1116,7 @@ def refresh_analysis(directory: Path) -> Path:
     method = text.index("\n## Method\n")
     after_method = text.find("\n## ", method + 1)
     head = text[: after_method + 1] if after_method != -1 else text.rstrip("\n") + "\n\n"
-    target.write_text(head + ANALYSIS.read_text().rstrip() + "\n")
+    target.write_text(head + _analysis())
     return target
 
 
