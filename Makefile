@@ -73,7 +73,7 @@ test: venv ## Lint and run the whole test suite (the image tests included)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-fast
-test-fast: venv ## The quick tests only (in-process ASGI tier, units, a few short servers): under a minute
+test-fast: venv ## The quick tests only (in-process ASGI tier, units, a few short servers): about a minute
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: docs
