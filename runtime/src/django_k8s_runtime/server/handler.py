@@ -271,7 +271,8 @@ class OneHopHandler(ASGIHandler):
     ) -> None:
         try:
             body_file = await self.read_body(receive)
-        except RequestAborted:
+        except RequestAborted:  # the client left, or sent a body the server refused
+            _record_route(scope)
             return
         loop = asyncio.get_running_loop()
         client = _Client(loop, receive, send)

@@ -52,6 +52,9 @@ metrics, as the application only sees the client leave.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from typing import Any
 
 import httptools
@@ -96,6 +99,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._next_when_writable = False  # a pipelined request waits for the client
+        self._running: Any = None  # the cycle whose request runs (not always self.cycle)
 
     # Connection life ------------------------------------------------------------
 
@@ -106,6 +110,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             self._close_idle_connections()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._tell_cycles_the_client_is_gone()
         super().connection_lost(exc)
         # Uvicorn cancels the keep-alive timer only when exc is None.
         self._unset_keepalive_if_required()
@@ -131,7 +136,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             self._served > 0
             and not self.pipeline
             and (self.cycle is None or self.cycle.response_complete)
-            and self._head_bytes == 0
+            and not self._head_begun()
             and not self.transport.is_closing()
         )
 
@@ -144,13 +149,17 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a response is on its way; the next head's clock starts later
         this_worker.connection_dropped("head_timeout")
-        if self._head_bytes == 0:
+        if not self._head_begun():
             self.transport.close()  # nothing arrived: an idle connection, no answer
             return
         self._refuse(408, f"request head not complete within {self.bounds.head_timeout:g}s")
 
+    def _head_begun(self) -> bool:
+        """Whether some of a request head has arrived, but not all of it."""
+        return self._messages_begun > self._cycles_started
+
     def _start_head_clock(self) -> None:
-        if self._reading_head and self._head_timer is None and not self.transport.is_closing():
+        if self._head_timer is None and self._head_begun() and not self.transport.is_closing():
             self._head_timer = self.loop.call_later(self.bounds.head_timeout, self._head_timed_out)
 
     # A client that does not read ------------------------------------------------
@@ -180,7 +189,8 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         self._send_timer = None
         if not self.flow.write_paused:
             return
-        scope = self.cycle.scope if self.cycle is not None else {}
+        cycle = self._running or self.cycle
+        scope = cycle.scope if cycle is not None else {}
         self.logger.warning(
             'Client took none of the response for %gs, disconnected: %s "%s %s" route=%s, '
             "%d bytes unsent",
@@ -192,7 +202,31 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             self.transport.get_write_buffer_size(),
         )
         this_worker.connection_dropped("send_timeout")
+        self._reset()
+
+    def _reset(self) -> None:
+        """Drop the connection now, and what the kernel still holds for it: a reset
+        (SO_LINGER 0), not a close that waits for a client that does not read."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._tell_cycles_the_client_is_gone()
         self.transport.abort()
+
+    def _tell_cycles_the_client_is_gone(self) -> None:
+        """Uvicorn tells only ``self.cycle``, the newest request parsed; with requests
+        pipelined, the one running is another, and its send, woken when the
+        transport closes, would write to it (uvloop raises). Said now, at the abort,
+        not a loop turn later in ``connection_lost``."""
+        for cycle in (self._running, self.cycle, *(cycle for cycle, _ in self.pipeline)):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
 
     # Request-head limits ------------------------------------------------------
 
