@@ -48,10 +48,10 @@ def clients_that_never_read(port: int, payload: bytes, count: int) -> Iterator[l
             sock.close()
 
 
-def closed_by_server(sock: socket.socket, most: int = 1 << 20) -> bool:
+def closed_by_server(sock: socket.socket, most: int = 1 << 20, wait: float = 5) -> bool:
     """Whether the server has closed ``sock``: at most ``most`` bytes (what the small
     window let through) before the end. A server still sending would send more."""
-    sock.settimeout(5)
+    sock.settimeout(wait)
     received = 0
     while received <= most:
         try:
@@ -365,3 +365,40 @@ def test_thousands_of_reset_connections_leave_the_workers_memory_flat() -> None:
         grown = rss_mib(worker) - before
     # Held until the 75 s keep-alive timer fired, 4000 of them took tens of MiB.
     assert grown < 8, f"the worker grew by {grown:.1f} MiB"
+
+
+# Gunicorn's worker_connections: requests in flight and connections --------------------------
+
+
+def test_requests_in_flight_past_worker_connections_are_refused_but_not_the_probes() -> None:
+    environ = {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "4", "METRICS_PORT": "0"}
+    with Server(environ) as server, concurrent.futures.ThreadPoolExecutor(10) as pool:
+        # Async views hold no thread: only the cap stops them piling up.
+        slow = [pool.submit(timed_get, server, "/_test/async-sleep?s=3", 30) for _ in range(4)]
+        time.sleep(1)
+        status, seconds = timed_get(server, "/_test/async-sleep?s=0")
+        assert status == 503
+        assert seconds < 1
+        assert httpx.get(server.url("/health/live"), timeout=5).status_code == 200
+        assert httpx.get(server.url("/health"), timeout=5).status_code == 200
+        assert [future.result()[0] for future in slow] == [200] * 4
+        assert timed_get(server, "/_test/async-sleep?s=0")[0] == 200
+
+
+def test_idle_connections_past_worker_connections_are_closed_to_make_room() -> None:
+    environ = {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CONNECTIONS": "5", "METRICS_PORT": "0"}
+    with Server(environ) as server:
+        idle = []
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(request("/api/hello"))
+            assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+            idle.append(sock)
+        newcomer = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        newcomer.sendall(request("/api/hello"))
+        assert read_response(newcomer).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.5)
+        closed = sum(closed_by_server(sock, wait=0.5) for sock in idle)
+        for sock in [*idle, newcomer]:
+            sock.close()
+    assert closed >= 1
