@@ -2,13 +2,16 @@
 from ``django-admin startproject``, README's adoption diff applied, served.
 
 Nothing of this repository is on the path of the processes started here: only the
-wheel, its dependencies (at the versions uv.lock pins) and the new project.
+wheel, its dependencies (at the versions uv.lock pins for the Django series this
+test runs under: `make test-series` runs it once per series and Python) and the
+new project, made by that series' own ``django-admin``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +19,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import django
 import httpx
 import pytest
 from packaging.requirements import Requirement
@@ -23,13 +27,16 @@ from packaging.requirements import Requirement
 from harness.processes import free_port
 from tests.support.requirements import require
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.series, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = ROOT / ".tools" / "bin" / "uv"
 RUNTIME = ROOT / "runtime"
 POD_IP = {"host": "10.0.0.7:8000"}  # the kubelet's probes come with the pod IP as Host
 MAX_CHANGED_LINES = 10
+# The series this environment runs, and its group in the root pyproject (uv.lock).
+SERIES_GROUP = "django-{}.{}".format(*django.VERSION[:2])
+ADMIN = {"username": "admin", "password": "an-adoption-test-password"}
 
 SLOW_VIEW = """
 
@@ -81,7 +88,9 @@ def adopted(tmp_path_factory) -> dict:
             str(UV),
             "export",
             "--frozen",
-            "--no-dev",
+            "--no-default-groups",
+            "--group",
+            SERIES_GROUP,
             "--no-emit-project",
             "--no-emit-workspace",
             "--no-hashes",
@@ -117,6 +126,14 @@ def adopted(tmp_path_factory) -> dict:
     run(["git", "apply", "-p1", str(work / "adoption.diff")], project)
     with (project / "mysite" / "urls.py").open("a") as urls:
         urls.write(SLOW_VIEW)
+    manage = [python, "manage.py"]
+    run([*manage, "migrate", "--noinput"], project, clean_environment())
+    superuser = clean_environment(
+        DJANGO_SUPERUSER_USERNAME=ADMIN["username"],
+        DJANGO_SUPERUSER_PASSWORD=ADMIN["password"],
+        DJANGO_SUPERUSER_EMAIL="admin@example.com",
+    )
+    run([*manage, "createsuperuser", "--noinput"], project, superuser)
     return {
         "venv": venv,
         "python": python,
@@ -189,6 +206,15 @@ def test_the_wheel_brings_exactly_the_runtimes_dependencies(adopted: dict) -> No
     assert adopted["sdist"].stat().st_size > 0
 
 
+def test_the_project_is_this_series_own(adopted: dict) -> None:
+    """Made by the series' own django-admin, run on its locked release and this Python."""
+    probe = "import django, sys; print(django.get_version(), '%d.%d' % sys.version_info[:2])"
+    found = run([adopted["python"], "-c", probe], adopted["project"], clean_environment())
+    assert found.stdout.split() == [django.get_version(), "{}.{}".format(*sys.version_info[:2])]
+    settings = (adopted["project"] / "mysite" / "settings.py").read_text()
+    assert f"'django-admin startproject' using Django {django.get_version()}." in settings
+
+
 def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
     adopted: dict,
 ) -> None:
@@ -219,6 +245,7 @@ def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
         assert httpx.get(f"{base}/health/live", headers=POD_IP).status_code == 200
         ready = httpx.get(f"{base}/health", headers=POD_IP)
         assert ready.status_code == 200, ready.text
+        assert log_in_to_the_admin(base) == 200
         timed_out = httpx.get(f"{base}/slow", timeout=10)
         assert timed_out.status_code == 504
         request_id = timed_out.headers["x-request-id"]
@@ -240,6 +267,29 @@ def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
     assert len(lines) == len(log.read_text().splitlines()), "every log line is JSON"
     access = [line for line in lines if line["logger"] == "access" and line["path"] == "/slow"]
     assert [(line["status"], line["request_id"]) for line in access] == [(504, request_id)]
+    admin = [line for line in lines if line["logger"] == "access" and line["path"] == "/admin/"]
+    assert [line["status"] for line in admin] == [200]
+    assert admin[0]["request_id"]
+
+
+def log_in_to_the_admin(base: str) -> int:
+    """The admin's login form, as a browser posts it (CSRF token and cookies, the
+    session cookie set by the response), then the admin's index; its status."""
+    with httpx.Client(base_url=base, timeout=10) as browser:
+        form = browser.get("/admin/login/?next=/admin/")
+        assert form.status_code == 200, form.text
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+        assert token is not None, form.text
+        logged_in = browser.post(
+            "/admin/login/?next=/admin/",
+            data={**ADMIN, "csrfmiddlewaretoken": token[1], "next": "/admin/"},
+        )
+        assert logged_in.status_code == 302, logged_in.text
+        assert logged_in.headers["location"] == "/admin/"
+        assert "sessionid" in browser.cookies
+        index = browser.get("/admin/")
+        assert "Site administration" in index.text, index.text
+        return index.status_code
 
 
 def test_a_bad_variable_is_refused_in_one_line(adopted: dict) -> None:

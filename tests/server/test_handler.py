@@ -29,6 +29,8 @@ from django_k8s_runtime.server.handler import BUFFER_BYTES, OneHopHandler, is_fo
 from django_k8s_runtime.server.threads import ThreadPool
 from tests.support.server import Server
 
+pytestmark = pytest.mark.series  # on every Django series and Python (make test-series)
+
 THREADS = 3
 
 
