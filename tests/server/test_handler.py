@@ -131,8 +131,9 @@ def test_many_async_views_wait_at_once_in_one_worker(server: Server) -> None:
         )
     elapsed = time.monotonic() - started
     assert statuses == [200] * count
-    # Capped by the thread pool it would take count / THREADS = 20 seconds.
-    assert elapsed < 6, f"{count} one-second async views took {elapsed:.1f}s"
+    # Capped by the thread pool it would take count / THREADS = 20 seconds; 60 clients
+    # on a busy 2-core machine (make test-series runs this once per cell) take over 6.
+    assert elapsed < 12, f"{count} one-second async views took {elapsed:.1f}s"
 
 
 @pytest.mark.slow
