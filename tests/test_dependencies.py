@@ -24,7 +24,8 @@ from gunicorn.workers.base import Worker
 from packaging.requirements import Requirement
 from packaging.version import Version
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
@@ -130,21 +131,33 @@ def shutdown(self) -> None:
 
 def test_the_uvicorn_internals_the_protocol_and_worker_use() -> None:
     # server/protocol.py: GracefulHttpToolsProtocol._feed is data_received with one
-    # more except clause, and _close_if_idle what shutdown does for an idle connection.
+    # more except clause, _close_if_idle what shutdown does for an idle connection,
+    # and the bounds (head and send deadlines, connections) hook into the rest.
     assert source(HttpToolsProtocol.data_received) == UVICORN_DATA_RECEIVED
     assert source(HttpToolsProtocol.shutdown) == UVICORN_SHUTDOWN
     hooks = (
-        "on_message_begin",
-        "on_url",
-        "on_header",
-        "on_headers_complete",
-        "on_message_complete",
+        *("on_message_begin", "on_url", "on_header", "on_headers_complete"),
+        *("on_message_complete", "on_response_complete", "_start_asgi_task"),
+        *("connection_made", "connection_lost", "pause_writing", "resume_writing"),
     )
     for hook in hooks:
         assert hook in HttpToolsProtocol.__dict__, hook
-    assert "on_message_complete" in HttpToolsProtocol.__dict__
     assert 'self.url = b""' in source(HttpToolsProtocol.on_message_begin)
     assert "self.cycle = RequestResponseCycle(" in source(HttpToolsProtocol.on_headers_complete)
+    state = source(HttpToolsProtocol.__init__)
+    for name in ("connections", "pipeline", "flow", "cycle", "timeout_keep_alive_task"):
+        assert f"self.{name}" in state, name
+    # What the protocol makes up for: the keep-alive timer kept on a reset connection,
+    # and a pipelined request started as soon as the response before it completes.
+    lost = source(HttpToolsProtocol.connection_lost)
+    assert "if exc is None:\n        self.transport.close()\n        self._unset" in lost
+    completed = source(HttpToolsProtocol.on_response_complete)
+    assert "cycle, app = self.pipeline.pop()\n        self._start_asgi_task(" in completed
+    cycle = source(RequestResponseCycle.__init__)
+    for flag in ("disconnected = False", "keep_alive = keep_alive", "response_complete = False"):
+        assert f"self.{flag}" in cycle, flag
+    assert "self.message_event = message_event" in cycle
+    assert "self.write_paused = False" in source(FlowControl.__init__)
     # server/worker.py: the Server it runs and the Config it changes.
     assert list(inspect.signature(Server.serve).parameters) == ["self", "sockets"]
     init = source(Server.__init__)
@@ -199,5 +212,6 @@ def test_the_gunicorn_internals_the_drain_and_worker_use() -> None:
     # server/worker.py
     assert Arbiter.WORKER_BOOT_ERROR == 3
     assert callable(Worker.notify)
-    for setting in ("timeout", "graceful_timeout", "threads", "limit_request_line"):
-        assert any(known.name == setting for known in KNOWN_SETTINGS), setting
+    used = ("timeout", "graceful_timeout", "threads", "workers", "worker_connections")
+    limits = ("limit_request_line", "limit_request_fields", "limit_request_field_size")
+    assert set(used + limits) - {setting.name for setting in KNOWN_SETTINGS} == set()

@@ -23,7 +23,7 @@ import pytest
 from asgiref.sync import SyncToAsync, async_to_sync
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
-from django.http import HttpResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponse, HttpResponseBase
 
 from django_k8s_runtime.server.handler import BUFFER_BYTES, OneHopHandler, is_for_async_view
 from django_k8s_runtime.server.threads import ThreadPool
@@ -356,7 +356,12 @@ def test_the_django_internals_the_handler_uses_are_still_there() -> None:
     assert parameters(BaseHandler.get_response) == ["self", "request"]
     closing = inspect.getsource(HttpResponseBase.close)
     assert "self._handler_class" in closing
+    # The body file is closed with the response; FileParts detaches a file's close
+    # from its response (server/handler.py).
     assert "for closer in self._resource_closers:" in closing
+    assert "self._resource_closers.append(filelike.close)" in inspect.getsource(
+        FileResponse._set_streaming_content
+    )
 
 
 def test_asgiref_runs_async_to_sync_on_the_loop_its_threadlocal_names() -> None:
