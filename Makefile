@@ -66,11 +66,21 @@ format: venv ## Format and fix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# .venv is this cell of the Django series × Python matrix (pyproject.toml's default
+# group, on $(PYTHON)); `make test` runs the whole suite there and the series tests
+# in every other cell.
+VENV_CELL := 5.2/3.12
+
 .PHONY: test
-test: venv ## Lint and run the whole test suite (the image tests included)
+test: venv ## Lint, the whole test suite (the image tests included), then every other Django series × Python
 	@scripts/install-system-packages || echo "(tests that need these packages will skip)"
 	$(MAKE) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) scripts/test-series --except $(VENV_CELL) -- $(PYTEST_ARGS)
+
+.PHONY: test-series
+test-series: venv ## The quick tier, the handler's and the adoption tests on each Django series × Python, in .venvs/
+	$(PY) scripts/test-series -- $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: venv ## The quick tests only (in-process ASGI tier, units, a few short servers): about a minute
@@ -97,4 +107,4 @@ image-test: venv ## Only the image tests: build the real Dockerfile, run it, che
 
 .PHONY: clean
 clean: ## Remove the environments and generated files
-	rm -rf $(VENV) $(TOOLS) staticfiles build .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venvs $(TOOLS) staticfiles build .pytest_cache .ruff_cache

@@ -26,4 +26,5 @@ urlpatterns = [
     path("_test/stream/progress", views.stream_progress),
     path("_test/file", views.file),
     path("_test/echo", views.echo),
+    path("_test/gzip-body", views.gzip_body),
 ]

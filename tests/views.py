@@ -2,6 +2,8 @@
 
 import asyncio
 import contextvars
+import gzip
+import io
 import os
 import tempfile
 import threading
@@ -178,3 +180,27 @@ def file(request: HttpRequest) -> FileResponse:
 def echo(request: HttpRequest) -> JsonResponse:
     """Reads the form, so Django's upload limits apply."""
     return JsonResponse({"fields": len(request.POST), "bytes": len(request.body)})
+
+
+# The request's body file (server/handler.py closes it when the request is done) ------
+
+_body_files: dict[str, Any] = {}  # by request id, in this worker process
+
+
+@csrf_exempt
+def gzip_body(request: HttpRequest) -> JsonResponse | StreamingHttpResponse:
+    """POST a gzip-encoded body: it is decompressed into a new stream, as a middleware
+    decompressing request bodies does, so closing the request no longer closes the file
+    Django read the body into. GET ``?id=``: whether that file is closed."""
+    if request.method == "GET":
+        return JsonResponse({"closed": _body_files[request.GET["id"]].closed})
+    _body_files[current_request_id() or "-"] = request._stream  # the body file
+    request._stream = io.BytesIO(gzip.decompress(request._stream.read()))
+    size = len(request.body)
+    if request.GET.get("respond") == "async-stream":
+
+        async def parts() -> AsyncIterator[bytes]:
+            yield str(size).encode()
+
+        return StreamingHttpResponse(parts(), content_type="text/plain")
+    return JsonResponse({"bytes": size})

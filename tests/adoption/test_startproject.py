@@ -2,20 +2,26 @@
 from ``django-admin startproject``, README's adoption diff applied, served.
 
 Nothing of this repository is on the path of the processes started here: only the
-wheel, its dependencies (at the versions uv.lock pins) and the new project.
+wheel, its dependencies (at the versions uv.lock pins for the Django series this
+test runs under: `make test-series` runs it once per series and Python) and the
+new project, made by that series' own ``django-admin``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
+import django
 import httpx
 import pytest
 from packaging.requirements import Requirement
@@ -23,13 +29,16 @@ from packaging.requirements import Requirement
 from harness.processes import free_port
 from tests.support.requirements import require
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.series, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 UV = ROOT / ".tools" / "bin" / "uv"
 RUNTIME = ROOT / "runtime"
 POD_IP = {"host": "10.0.0.7:8000"}  # the kubelet's probes come with the pod IP as Host
 MAX_CHANGED_LINES = 10
+# The series this environment runs, and its group in the root pyproject (uv.lock).
+SERIES_GROUP = "django-{}.{}".format(*django.VERSION[:2])
+ADMIN = {"username": "admin", "password": "an-adoption-test-password"}
 
 SLOW_VIEW = """
 
@@ -81,7 +90,9 @@ def adopted(tmp_path_factory) -> dict:
             str(UV),
             "export",
             "--frozen",
-            "--no-dev",
+            "--no-default-groups",
+            "--group",
+            SERIES_GROUP,
             "--no-emit-project",
             "--no-emit-workspace",
             "--no-hashes",
@@ -117,6 +128,14 @@ def adopted(tmp_path_factory) -> dict:
     run(["git", "apply", "-p1", str(work / "adoption.diff")], project)
     with (project / "mysite" / "urls.py").open("a") as urls:
         urls.write(SLOW_VIEW)
+    manage = [python, "manage.py"]
+    run([*manage, "migrate", "--noinput"], project, clean_environment())
+    superuser = clean_environment(
+        DJANGO_SUPERUSER_USERNAME=ADMIN["username"],
+        DJANGO_SUPERUSER_PASSWORD=ADMIN["password"],
+        DJANGO_SUPERUSER_EMAIL="admin@example.com",
+    )
+    run([*manage, "createsuperuser", "--noinput"], project, superuser)
     return {
         "venv": venv,
         "python": python,
@@ -189,21 +208,29 @@ def test_the_wheel_brings_exactly_the_runtimes_dependencies(adopted: dict) -> No
     assert adopted["sdist"].stat().st_size > 0
 
 
-def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
-    adopted: dict,
-) -> None:
-    port, metrics_port = free_port(), free_port()
+def test_the_project_is_this_series_own(adopted: dict) -> None:
+    """Made by the series' own django-admin, run on its locked release and this Python."""
+    probe = "import django, sys; print(django.get_version(), '%d.%d' % sys.version_info[:2])"
+    found = run([adopted["python"], "-c", probe], adopted["project"], clean_environment())
+    assert found.stdout.split() == [django.get_version(), "{}.{}".format(*sys.version_info[:2])]
+    settings = (adopted["project"] / "mysite" / "settings.py").read_text()
+    assert f"'django-admin startproject' using Django {django.get_version()}." in settings
+
+
+@contextlib.contextmanager
+def serving(adopted: dict, **variables: str) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """The adopted project under Gunicorn, JSON logs to a file: its base URL, the
+    master and the log. Killed on the way out if it is still running."""
+    port = free_port()
     command, environ = gunicorn(
         adopted,
         GUNICORN_HOST="127.0.0.1",
         GUNICORN_PORT=str(port),
-        METRICS_PORT=str(metrics_port),
         GUNICORN_WORKERS="1",
-        GUNICORN_TIMEOUT="1",
-        GUNICORN_SHUTDOWN_DELAY="3",
         LOG_FORMAT="json",
+        **variables,
     )
-    log = adopted["project"] / "server.log"
+    log = adopted["project"] / f"server-{port}.log"
     with log.open("w") as output:
         server = subprocess.Popen(
             command,
@@ -216,6 +243,29 @@ def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: httpx.get(f"{base}/health/live", timeout=1).status_code == 200, log)
+        yield base, server, log
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def json_lines(log: Path) -> list[dict]:
+    text = log.read_text().splitlines()
+    lines = [json.loads(line) for line in text if line.startswith("{")]
+    assert len(lines) == len(text), "every log line is JSON"
+    return lines
+
+
+def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
+    adopted: dict,
+) -> None:
+    metrics_port = free_port()
+    with serving(
+        adopted,
+        METRICS_PORT=str(metrics_port),
+        GUNICORN_TIMEOUT="1",
+        GUNICORN_SHUTDOWN_DELAY="3",
+    ) as (base, server, log):
         assert httpx.get(f"{base}/health/live", headers=POD_IP).status_code == 200
         ready = httpx.get(f"{base}/health", headers=POD_IP)
         assert ready.status_code == 200, ready.text
@@ -233,13 +283,49 @@ def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
         assert httpx.get(f"{base}/health", headers=POD_IP).status_code == 503  # draining
         assert httpx.get(f"{base}/health/live", headers=POD_IP).status_code == 200
         assert server.wait(timeout=60) == 0
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    assert len(lines) == len(log.read_text().splitlines()), "every log line is JSON"
-    access = [line for line in lines if line["logger"] == "access" and line["path"] == "/slow"]
+    access = [
+        line for line in json_lines(log) if line["logger"] == "access" and line["path"] == "/slow"
+    ]
     assert [(line["status"], line["request_id"]) for line in access] == [(504, request_id)]
+
+
+def test_the_admin_is_served_and_a_user_logs_in(adopted: dict) -> None:
+    """With the default request timeout: logging in hashes the password, which can
+    take over a second on a busy machine."""
+    with serving(adopted, GUNICORN_SHUTDOWN_DELAY="0") as (base, server, log):
+        assert log_in_to_the_admin(base) == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    access = [
+        (line["method"], line["path"], line["status"])
+        for line in json_lines(log)
+        if line["logger"] == "access" and line["path"].startswith("/admin/") and line["request_id"]
+    ]
+    assert access == [
+        ("GET", "/admin/login/?next=/admin/", 200),
+        ("POST", "/admin/login/?next=/admin/", 302),
+        ("GET", "/admin/", 200),
+    ]
+
+
+def log_in_to_the_admin(base: str) -> int:
+    """The admin's login form, as a browser posts it (CSRF token and cookies, the
+    session cookie set by the response), then the admin's index; its status."""
+    with httpx.Client(base_url=base, timeout=10) as browser:
+        form = browser.get("/admin/login/?next=/admin/")
+        assert form.status_code == 200, form.text
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+        assert token is not None, form.text
+        logged_in = browser.post(
+            "/admin/login/?next=/admin/",
+            data={**ADMIN, "csrfmiddlewaretoken": token[1], "next": "/admin/"},
+        )
+        assert logged_in.status_code == 302, logged_in.text
+        assert logged_in.headers["location"] == "/admin/"
+        assert "sessionid" in browser.cookies
+        index = browser.get("/admin/")
+        assert "Site administration" in index.text, index.text
+        return index.status_code
 
 
 def test_a_bad_variable_is_refused_in_one_line(adopted: dict) -> None:

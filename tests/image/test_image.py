@@ -23,9 +23,9 @@ GUNICORN = ["gunicorn", "-c", "python:django_k8s_runtime.gunicorn", "config.asgi
 LOOK_INSIDE = """
 import json, os, shutil
 unwanted = [
-    "/app/tests", "/app/harness", "/app/.git", "/app/.venv", "/app/.tools", "/app/build",
-    "/app/bench", "/app/scripts", "/app/db.sqlite3", "/app/.secret_key", "/app/uv.lock",
-    "/app/Makefile", "/root/.cache", "/tmp/wheelhouse", "/tmp/requirements.txt",
+    "/app/tests", "/app/harness", "/app/.git", "/app/.venv", "/app/.venvs", "/app/.tools",
+    "/app/build", "/app/bench", "/app/scripts", "/app/db.sqlite3", "/app/.secret_key",
+    "/app/uv.lock", "/app/Makefile", "/root/.cache", "/tmp/wheelhouse", "/tmp/requirements.txt",
     "/opt/venv/bin/pip", "/app/runtime",
 ]
 import django_k8s_runtime

@@ -33,11 +33,16 @@ part to be sent (as a WSGI server's thread would) and stopping early when the
 client goes away. A streaming response over an async iterator is sent from the
 event loop and then closed in a thread.
 
+Where Django's series differ, this does what the newest does, on every series: the
+script prefix is stripped at a "/" boundary (6.1), ``Set-Cookie`` is
+``Morsel.OutputString()`` (6.0), and the body file is closed with the response.
+
 This reaches into Django and asgiref beyond their documented APIs (``BaseHandler``,
-``ASGIHandler.read_body``/``create_request``, a response's ``_handler_class``,
-asgiref's ``SyncToAsync.threadlocal.task_context``), so Django is pinned to one
-series in ``pyproject.toml`` and tests/server/test_handler.py checks those
-internals are still what this module uses.
+``ASGIHandler.read_body``/``create_request``, a response's ``_handler_class`` and
+``_resource_closers``, asgiref's ``SyncToAsync.threadlocal.task_context``), so
+``pyproject.toml`` admits only the Django series and the asgiref series the tests
+have run on, and tests/server/test_handler.py checks those internals are still what
+this module uses.
 """
 
 from __future__ import annotations
@@ -221,8 +226,14 @@ def _record_route(scope: Scope) -> None:
 
 
 def _path_info(scope: Scope) -> str:
-    prefix = get_script_prefix(scope)
-    return scope["path"].removeprefix(prefix) if prefix else scope["path"]
+    """The path Django resolves, as Django 6.1's ``ASGIRequest`` takes it: the prefix
+    is stripped only at a "/" boundary. 5.2 and 6.0 strip any leading match (``x/``
+    of ``/app/x/`` under ``/app/``); where the two rules differ, theirs leaves a path
+    that resolves to nothing, so the newest rule is right on every series."""
+    path, prefix = scope["path"], get_script_prefix(scope).rstrip("/")
+    if prefix and (path.startswith(prefix + "/") or path == prefix):
+        return path[len(prefix) :]
+    return path
 
 
 @functools.lru_cache(maxsize=4096)
@@ -343,6 +354,9 @@ class OneHopHandler(ASGIHandler):
                 body_file.close()
             else:
                 response = self.get_response(request)
+                # Closed with the response, after the request, as Django's own handler
+                # closes it: closing the request closes only the stream it reads now.
+                response._resource_closers.append(body_file.close)
         except asyncio.CancelledError:
             # The async view was cancelled (the client left, or the request timed
             # out): Django's ASGIHandler then ends the request the same way.
@@ -410,7 +424,7 @@ class OneHopHandler(ASGIHandler):
             for header, value in response.items()
         ]
         headers += [
-            (b"Set-Cookie", cookie.output(header="").encode("ascii").strip())
+            (b"Set-Cookie", cookie.OutputString().encode("ascii"))  # as Django 6.0+
             for cookie in response.cookies.values()
         ]
         return {"type": "http.response.start", "status": response.status_code, "headers": headers}
