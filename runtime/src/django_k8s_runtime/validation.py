@@ -16,17 +16,118 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
-from django_k8s_runtime import database
-from django_k8s_runtime.env import ConfigError, Snapshot
+from django_k8s_runtime import command_line, database
+from django_k8s_runtime.env import REGISTRY, ConfigError, Snapshot
+from django_k8s_runtime.observability import metrics
+
+# The Gunicorn settings the runtime's variables set (gunicorn.py), by Gunicorn's
+# name: GUNICORN_CMD_ARGS may set them again, and is held to the same rules.
+GUNICORN_SETTINGS = {
+    "workers": "GUNICORN_WORKERS",
+    "timeout": "GUNICORN_TIMEOUT",
+    "graceful_timeout": "GUNICORN_GRACEFUL_TIMEOUT",
+    "keepalive": "GUNICORN_KEEPALIVE",
+    "max_requests": "GUNICORN_MAX_REQUESTS",
+    "max_requests_jitter": "GUNICORN_MAX_REQUESTS_JITTER",
+    "threads": "GUNICORN_THREADS",
+    "limit_request_line": "GUNICORN_LIMIT_REQUEST_LINE",
+    "limit_request_fields": "GUNICORN_LIMIT_REQUEST_FIELDS",
+    "limit_request_field_size": "GUNICORN_LIMIT_REQUEST_FIELD_SIZE",
+    "preload_app": "GUNICORN_PRELOAD",
+    "loglevel": "GUNICORN_LOG_LEVEL",
+    "forwarded_allow_ips": "GUNICORN_FORWARDED_ALLOW_IPS",
+    "control_socket": "GUNICORN_CONTROL_SOCKET",
+}
+
+
+def gunicorn_value(env: Snapshot, name: str) -> Any:
+    """A variable's value as Gunicorn will use it: GUNICORN_CMD_ARGS's, parsed as the
+    variable's, where it sets one; ConfigError if that is not valid."""
+    setting = next((key for key, variable in GUNICORN_SETTINGS.items() if variable == name), None)
+    overrides = env.GUNICORN_CMD_ARGS
+    if setting is None or setting not in overrides:
+        return env[name]
+    try:
+        return REGISTRY[name].parser.parse(_as_text(overrides[setting]))
+    except (ValueError, TypeError):
+        raise ConfigError(_override_problem(setting, overrides[setting])) from None
+
+
+def named(env: Snapshot, name: str, value: Any) -> str:
+    """``NAME=value`` for a message, saying so where GUNICORN_CMD_ARGS set the value."""
+    setting = next((key for key, variable in GUNICORN_SETTINGS.items() if variable == name), None)
+    if setting in env.GUNICORN_CMD_ARGS:
+        return f"{name}={value} (GUNICORN_CMD_ARGS's {command_line.flag(setting)})"
+    return f"{name}={value}"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _override_problem(setting: str, value: Any) -> str:
+    name = GUNICORN_SETTINGS[setting]
+    return (
+        f"GUNICORN_CMD_ARGS sets {command_line.flag(setting)} {_as_text(value)}, which "
+        f"{name} would refuse: expected {REGISTRY[name].parser.allowed}."
+    )
+
+
+def command_line_problems(env: Snapshot) -> list[str]:
+    """GUNICORN_CMD_ARGS, as Gunicorn will apply it, held to the variables' rules."""
+    overrides = env.GUNICORN_CMD_ARGS
+    found = []
+    for setting in overrides:
+        if setting in GUNICORN_SETTINGS:
+            try:
+                gunicorn_value(env, GUNICORN_SETTINGS[setting])
+            except ConfigError as error:
+                found.append(error.message)
+    if "bind" in overrides and env.METRICS_PORT:
+        found += _bind_problems(overrides["bind"], env.METRICS_PORT)
+    return found
+
+
+def _bind_problems(binds: list[str], metrics_port: int) -> list[str]:
+    """``--bind`` replaces every listener the config module sets, the metrics one too."""
+    from gunicorn.util import parse_address
+
+    ports = []
+    for bind in binds:
+        try:
+            address = parse_address(bind)
+        except RuntimeError as error:
+            return [f"GUNICORN_CMD_ARGS binds {bind!r}, which Gunicorn refuses: {error}"]
+        ports.append(address[1] if isinstance(address, tuple) else None)
+    shown = " ".join(f"--bind {bind}" for bind in binds)
+    if metrics_port not in ports:
+        return [
+            f"GUNICORN_CMD_ARGS's {shown} replaces every listener, the metrics port's too: "
+            f"METRICS_PORT={metrics_port} would serve nothing; bind it as well "
+            f"(--bind <host>:{metrics_port}), or set METRICS_PORT=0."
+        ]
+    if all(port == metrics_port for port in ports):
+        return [
+            f"GUNICORN_CMD_ARGS's {shown} leaves only the metrics port (METRICS_PORT="
+            f"{metrics_port}), which answers nothing but /metrics: the application would "
+            "not be served; bind the application's port too."
+        ]
+    return []
 
 
 def recycling_problems(env: Snapshot) -> list[str]:
-    if env.GUNICORN_MAX_REQUESTS_JITTER and not env.GUNICORN_MAX_REQUESTS:
+    jitter = gunicorn_value(env, "GUNICORN_MAX_REQUESTS_JITTER")
+    if jitter and not gunicorn_value(env, "GUNICORN_MAX_REQUESTS"):
         return [
-            f"GUNICORN_MAX_REQUESTS_JITTER={env.GUNICORN_MAX_REQUESTS_JITTER} has no effect "
-            "because GUNICORN_MAX_REQUESTS=0 (never recycle); set GUNICORN_MAX_REQUESTS or "
-            "remove the jitter."
+            f"{named(env, 'GUNICORN_MAX_REQUESTS_JITTER', jitter)} has no effect because "
+            f"{named(env, 'GUNICORN_MAX_REQUESTS', 0)} (never recycle); set "
+            "GUNICORN_MAX_REQUESTS or remove the jitter."
         ]
     return []
 
@@ -40,22 +141,8 @@ def metrics_problems(env: Snapshot) -> list[str]:
             "metrics must not be served on the public port."
         )
     directory = env.PROMETHEUS_MULTIPROC_DIR
-    if directory and os.path.exists(directory) and not os.path.isdir(directory):
-        found.append(
-            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: it exists and is not a "
-            "directory; name a directory (on a tmpfs), or leave it empty for a fresh one."
-        )
-    elif directory and os.path.isdir(directory) and _foreign_files(directory):
-        found.append(
-            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: it holds files other than "
-            f"metrics ({', '.join(_foreign_files(directory)[:3])}), and it is emptied at "
-            "start; name an empty directory of its own."
-        )
-    elif directory and not os.access(_nearest_existing(directory), os.W_OK | os.X_OK):
-        found.append(
-            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: this user cannot write "
-            "to it; name a writable directory, or leave it empty for a fresh one."
-        )
+    if directory:
+        found += _directory_problems(directory)
     if not env.METRICS_PORT and env.PROMETHEUS_MULTIPROC_DIR:
         found.append(
             f"PROMETHEUS_MULTIPROC_DIR={env.PROMETHEUS_MULTIPROC_DIR!r} has no effect because "
@@ -64,12 +151,65 @@ def metrics_problems(env: Snapshot) -> list[str]:
     return found
 
 
-def _foreign_files(directory: str) -> list[str]:
-    """Entries that prometheus_client did not write (it writes ``*.db`` files)."""
+def _directory_problems(directory: str) -> list[str]:
+    """What start-up would meet making or emptying the directory, found without touching it."""
+    named = f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid"
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return [
+            f"{named}: it exists and is not a directory; name a directory (on a tmpfs), or "
+            "leave it empty for a fresh one."
+        ]
+    if os.path.isdir(directory) and metrics.foreign_entries(directory):
+        foreign = metrics.foreign_entries(directory)
+        return [
+            f"{named}: it holds entries other than metrics files ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}), and only those are removed at start; "
+            "name a directory of its own."
+        ]
+    nearest = _nearest_existing(directory)
+    kind = _file_system(nearest)
+    if kind in PSEUDO_FILE_SYSTEMS:
+        return [
+            f"{named}: it is on the kernel's {kind} file system, where no metrics files can "
+            "be made; name a directory on a tmpfs such as /dev/shm/metrics."
+        ]
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return [
+            f"{named}: this user cannot write to it; name a writable directory, or leave it "
+            "empty for a fresh one."
+        ]
+    return []
+
+
+# File systems the kernel presents, where files cannot be made (or making a
+# directory means something else: a cgroup). Root passes every permission check
+# there, so it is asked by name.
+PSEUDO_FILE_SYSTEMS = frozenset(
+    {
+        "proc", "sysfs", "cgroup", "cgroup2", "devpts", "securityfs", "debugfs", "tracefs",
+        "configfs", "bpf", "pstore", "efivarfs", "fusectl", "mqueue", "binfmt_misc",
+        "selinuxfs", "nsfs", "autofs", "rpc_pipefs",
+    }
+)  # fmt: skip
+
+
+def _file_system(path: str) -> str | None:
+    """The type of the file system ``path`` is on, from /proc/self/mountinfo (the
+    mount point that is the longest prefix of its real path)."""
+    real = os.path.realpath(path)
+    best, kind = "", None
     try:
-        return sorted(name for name in os.listdir(directory) if not name.endswith(".db"))
-    except OSError as error:
-        return [f"<unreadable: {error.strerror}>"]
+        with open("/proc/self/mountinfo") as mounts:
+            for line in mounts:
+                fields = line.split()
+                point = fields[4].replace("\\040", " ")
+                fs_type = fields[fields.index("-") + 1]
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fs_type
+    except (OSError, ValueError, IndexError):
+        return None
+    return kind
 
 
 def _nearest_existing(path: str) -> str:
@@ -94,7 +234,9 @@ RULES: list[Rule] = [
     database.problems,
     health_problems,
     metrics_problems,
+    command_line_problems,
 ]
+WARNINGS: list[Rule] = []  # a project's own (@warning); the runtime's are in warnings()
 
 
 def rule(function: Rule) -> Rule:
@@ -102,6 +244,15 @@ def rule(function: Rule) -> Rule:
     with the runtime's by :func:`check`; usable as a decorator."""
     if function not in RULES:
         RULES.append(function)
+    return function
+
+
+def warning(function: Rule) -> Rule:
+    """Add a project's own warning (a function from the snapshot to lines about
+    values that are legal but unwise), given with the runtime's by :func:`warnings`
+    at start-up and by ``check-env``; usable as a decorator."""
+    if function not in WARNINGS:
+        WARNINGS.append(function)
     return function
 
 
@@ -123,10 +274,27 @@ def check(env: Snapshot) -> None:
         raise ConfigError(*found)
 
 
-def warnings(env: Snapshot, *, timeout: int, graceful_timeout: int, threads: int) -> list[str]:
-    """Legal but unwise: one line each, logged at start-up. Gunicorn's effective
-    values are passed in, as ``GUNICORN_CMD_ARGS`` may have changed them."""
+# The header fields a kubelet's HTTP probe sends: Host, User-Agent, Accept and
+# Connection (it never keeps a connection alive), before any httpHeaders of its own.
+KUBELET_PROBE_FIELDS = 4
+
+
+def warnings(env: Snapshot, **gunicorn: Any) -> list[str]:
+    """Legal but unwise: one line each, logged at start-up and shown by ``check-env``.
+
+    ``gunicorn`` holds the values Gunicorn really uses, by its setting's name
+    (``timeout=``, ``graceful_timeout=``, ``threads=``, ``limit_request_fields=``,
+    ``forwarded_allow_ips=``), where they are known (at start-up, from Gunicorn's
+    own configuration, which command-line flags may have changed too); any not
+    given is the snapshot's, GUNICORN_CMD_ARGS over the variable."""
+
+    def value(setting: str) -> Any:
+        if setting in gunicorn:
+            return gunicorn[setting]
+        return gunicorn_value(env, GUNICORN_SETTINGS[setting])
+
     found = []
+    timeout, graceful_timeout = value("timeout"), value("graceful_timeout")
     if graceful_timeout < timeout:
         found.append(
             f"GUNICORN_GRACEFUL_TIMEOUT={graceful_timeout} is shorter than GUNICORN_TIMEOUT="
@@ -134,6 +302,7 @@ def warnings(env: Snapshot, *, timeout: int, graceful_timeout: int, threads: int
             "when its worker stops (deploys, recycling); make the graceful timeout at least "
             "the timeout."
         )
+    threads = value("threads")
     pooled = env.DB_POOL and env.DATABASE_URL.startswith(("postgres://", "postgresql://"))
     if pooled and threads > env.DB_POOL_MAX_SIZE:
         found.append(
@@ -141,4 +310,22 @@ def warnings(env: Snapshot, *, timeout: int, graceful_timeout: int, threads: int
             "synchronous views that need the database can wait up to DB_POOL_TIMEOUT for a "
             "connection; fine if many views never touch it."
         )
+    fields = value("limit_request_fields")
+    if fields < KUBELET_PROBE_FIELDS:
+        found.append(
+            f"GUNICORN_LIMIT_REQUEST_FIELDS={fields} is fewer than the {KUBELET_PROBE_FIELDS} "
+            "header fields a kubelet's HTTP probe sends: every probe is answered 431 and the "
+            "pod never becomes ready; keep Gunicorn's default of 100."
+        )
+    if _as_text(value("forwarded_allow_ips")) == "*":
+        found.append(
+            "GUNICORN_FORWARDED_ALLOW_IPS=* trusts X-Forwarded-For and X-Forwarded-Proto from "
+            "every client: any client can claim another address (the access log, Django's "
+            "REMOTE_ADDR) and https; name your ingress's network instead, e.g. 10.0.0.0/8."
+        )
+    for each in WARNINGS:
+        try:
+            found += each(env)
+        except ConfigError:
+            continue
     return found

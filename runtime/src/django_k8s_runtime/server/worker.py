@@ -29,6 +29,14 @@ What it changes, and why:
   ``limit_request_field_size``): uvicorn-worker does not pass them on and httptools
   has none; :mod:`server.protocol` enforces them.
 * **Access log** is written by the application's observer, not by Uvicorn.
+* **An application that refuses to load stops the server.** Without preloading,
+  each worker imports the application; a project that stops on its configuration
+  (a ``SystemExit``, which Gunicorn lets through) made the worker exit 1, and
+  Gunicorn booted a replacement twice a second for ever. It exits with Gunicorn's
+  boot-error code instead, so the master stops, once, non-zero.
+* **A worker whose master is gone stops.** Killed with SIGKILL, the master cannot
+  stop its workers, and they went on serving and holding the port. The heartbeat
+  notices the new parent, as Gunicorn's own workers do, and stops gracefully.
 * **No waiting on stuck threads at exit.** A synchronous view still running when
   the worker has finished shutting down (its response already abandoned) would
   keep the process alive; the worker exits without it.
@@ -57,6 +65,8 @@ from django_k8s_runtime.server.worker_state import this_worker
 
 # Uvicorn cancels what is still running this long before Gunicorn would SIGKILL.
 GRACEFUL_MARGIN_SECONDS = 1.0
+# A worker whose master is gone notices within this long.
+MASTER_CHECK_SECONDS = 1.0
 
 
 def uvicorn_graceful_timeout(gunicorn_graceful_timeout: float) -> float:
@@ -92,10 +102,26 @@ class UvicornWorker(BaseUvicornWorker):
             self.server.should_exit = True
             self.server.force_exit = True
 
+    def load_wsgi(self) -> None:
+        try:
+            super().load_wsgi()
+        except SystemExit as refused:
+            if not refused.code:
+                raise
+            if isinstance(refused.code, str):
+                print(refused.code, file=sys.stderr, flush=True)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
     async def _heartbeat(self) -> None:
-        interval = heartbeat_interval(self.cfg.timeout)
+        interval = min(heartbeat_interval(self.cfg.timeout), MASTER_CHECK_SECONDS)
         while True:
             self.notify()
+            if os.getppid() != self.ppid and self.server is not None:
+                self.log.warning(
+                    "Master (pid: %s) is gone: worker stopping (pid: %s)", self.ppid, self.pid
+                )
+                self.server.should_exit = True
+                return
             await asyncio.sleep(interval)
 
     async def _serve(self) -> None:
