@@ -22,12 +22,21 @@ class Invalid(Reason):
     """What Gunicorn would say about the arguments, in its own words."""
 
 
+def _gunicorn_config() -> Any:
+    try:
+        from gunicorn import config
+    except ValueError:  # its settings read WEB_CONCURRENCY with int() on import
+        raise Invalid(
+            "it cannot be checked while WEB_CONCURRENCY is not a whole number "
+            "(Gunicorn stops on that first)"
+        ) from None
+    return config
+
+
 def parse(words: Sequence[str]) -> argparse.Namespace:
     """Gunicorn's argument parser over ``words``; :class:`Invalid` instead of
     printing the usage and exiting."""
-    from gunicorn.config import Config
-
-    parser = Config().parser()
+    parser = _gunicorn_config().Config().parser()
 
     def refuse(message: str = "", *args: Any) -> None:
         raise Invalid(message.strip() or "it makes Gunicorn exit")
@@ -69,8 +78,6 @@ def settings(text: str) -> Settings:
     Gunicorn's validators leave them (``{"timeout": 0, "bind": ("0.0.0.0:9000",)}``)."""
     if not text.strip():
         return Settings({})
-    from gunicorn.config import Config
-
     try:
         words = shlex.split(text)
     except ValueError as error:  # an unclosed quote
@@ -79,7 +86,7 @@ def settings(text: str) -> Settings:
     if arguments.args:
         # Gunicorn ignores an application named here (it takes the command line's).
         raise Invalid(f"Gunicorn ignores the application {arguments.args[0]!r} named here")
-    config = Config()
+    config = _gunicorn_config().Config()
     found = {}
     for name, value in vars(arguments).items():
         if value is None or name == "args":
@@ -94,9 +101,7 @@ def settings(text: str) -> Settings:
 
 def flag(setting: str) -> str:
     """The long option of a Gunicorn setting (``graceful_timeout`` -> ``--graceful-timeout``)."""
-    from gunicorn.config import KNOWN_SETTINGS
-
-    for known in KNOWN_SETTINGS:
+    for known in _gunicorn_config().KNOWN_SETTINGS:
         if known.name == setting and known.cli:
             return known.cli[-1]
     return "--" + setting.replace("_", "-")
