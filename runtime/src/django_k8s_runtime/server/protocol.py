@@ -23,6 +23,16 @@ sees the request. httptools gathers a header field whole before it reports it,
 so the bytes of a request head are also counted as they arrive: no head larger
 than the limits allow (``HeadLimits.head_bytes``, about 0.8 MB with Gunicorn's
 defaults) is ever buffered.
+
+**A client that half-closes** after sending its request (``shutdown(SHUT_WR)``, as
+``nc -N`` and some HTTP/1.0 clients do) is answered. Uvicorn closed the connection
+on the end of input: the view still ran and the access log said 200, but the
+client got nothing. HTTP lets a client end its side once the request is sent; the
+connection stays open for the answer and is closed after it.
+
+**Upgrade requests** (WebSocket, h2c) this server does not take are answered as
+the plain HTTP/1.1 requests they also are, with one warning line; Uvicorn logged
+two, the second advising to install a WebSocket library.
 """
 
 from __future__ import annotations
@@ -150,6 +160,27 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             self.loop.call_later(self.first_request_grace, self._close_if_idle)
             return
         super().shutdown()
+
+    # Half-close, and upgrades not taken ------------------------------------------
+
+    def eof_received(self) -> bool:
+        """Keep the connection open to answer the requests that arrived whole (the
+        last one then closes it); close at once when a request is cut short or none
+        is waiting. Uvicorn's returns None: asyncio closes the transport."""
+        cycle = self.cycle
+        whole = self._messages_begun == self._cycles_started and not (cycle and cycle.more_body)
+        if cycle is not None and not cycle.response_complete and whole:
+            cycle.keep_alive = False
+            return True
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        upgrade = self._get_upgrade()
+        wanted = repr(upgrade.decode("latin-1")) if upgrade else "another protocol"
+        client = self.client[0] if self.client else "-"
+        self.logger.warning(
+            "Upgrade to %s not supported: answered over HTTP/1.1 (from %s)", wanted, client
+        )
 
     def _close_if_idle(self) -> None:
         if self.transport.is_closing():
