@@ -50,11 +50,14 @@ import functools
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
+from gunicorn.errors import AppImportError
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
@@ -67,6 +70,9 @@ from django_k8s_runtime.server.worker_state import this_worker
 GRACEFUL_MARGIN_SECONDS = 1.0
 # A worker whose master is gone notices within this long.
 MASTER_CHECK_SECONDS = 1.0
+# A worker that failed to boot after another did waits this long for the master to stop it.
+BOOT_ERROR_WAIT_SECONDS = 10.0
+_boot_error_claim: socket.socket | None = None
 
 
 def uvicorn_graceful_timeout(gunicorn_graceful_timeout: float) -> float:
@@ -105,12 +111,33 @@ class UvicornWorker(BaseUvicornWorker):
     def load_wsgi(self) -> None:
         try:
             super().load_wsgi()
-        except SystemExit as refused:
+        except SystemExit as refused:  # a project's configuration error, say
             if not refused.code:
                 raise
             if isinstance(refused.code, str):
                 print(refused.code, file=sys.stderr, flush=True)
-            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+            self._exit_boot_error()
+        except AppImportError:
+            raise  # Gunicorn's own answer: the application is not there (exit 4)
+        except Exception:
+            self.log.exception("Exception in worker process")
+            self._exit_boot_error()
+
+    def _exit_boot_error(self) -> None:
+        """Exit with Gunicorn's boot-error code, once per server: when every worker
+        fails at the same moment, Gunicorn's master, halting on the first, meets the
+        second's code while stopping and dies of it with a traceback. The first to
+        claim the server's name exits; the others wait for the master's SIGTERM."""
+        global _boot_error_claim
+        _boot_error_claim = socket.socket(socket.AF_UNIX)  # held until the process is gone
+        # Abstract, so it vanishes with the process; named by the listening socket's
+        # inode, which all workers of this master share and no other server has.
+        inode = os.fstat(self.sockets[0].fileno()).st_ino if self.sockets else self.ppid
+        try:
+            _boot_error_claim.bind(f"\0django-k8s-runtime-boot-error-{inode}")
+        except OSError:
+            time.sleep(BOOT_ERROR_WAIT_SECONDS)  # the master's SIGTERM ends it first
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     async def _heartbeat(self) -> None:
         interval = min(heartbeat_interval(self.cfg.timeout), MASTER_CHECK_SECONDS)
