@@ -290,13 +290,14 @@ def test_more_threads_than_pooled_connections_is_a_warning_not_an_error() -> Non
         "DATABASE_URL": "postgres://app:pw@db:5432/app",
         "DB_POOL_MAX_SIZE": "5",
         "DJANGO_SECRET_KEY": "x" * 40 + "abcdefghij",
+        "DJANGO_ALLOWED_HOSTS": "shop.example.com",
     }
     snapshot = env.load(postgres)
     assert validation.problems(snapshot) == []
     (line,) = validation.warnings(snapshot, timeout=30, graceful_timeout=30, threads=8)
     assert line.startswith("GUNICORN_THREADS=8 is more than DB_POOL_MAX_SIZE=5")
     assert validation.warnings(snapshot, timeout=30, graceful_timeout=30, threads=5) == []
-    sqlite = env.load({"DATABASE_URL": "sqlite:///db.sqlite3"})
+    sqlite = env.load({"DATABASE_URL": "sqlite:///db.sqlite3", "DJANGO_ALLOWED_HOSTS": "a.b"})
     assert validation.warnings(sqlite, timeout=30, graceful_timeout=30, threads=8) == []
 
 
