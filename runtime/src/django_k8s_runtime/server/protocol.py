@@ -24,11 +24,11 @@ so the bytes of a request head are also counted as they arrive: no head larger
 than the limits allow (``HeadLimits.head_bytes``, about 0.8 MB with Gunicorn's
 defaults) is ever buffered.
 
-**A client that half-closes** after sending its request (``shutdown(SHUT_WR)``, as
-``nc -N`` and some HTTP/1.0 clients do) is answered. Uvicorn closed the connection
-on the end of input: the view still ran and the access log said 200, but the
-client got nothing. HTTP lets a client end its side once the request is sent; the
-connection stays open for the answer and is closed after it.
+**A client that leaves before its response** (closes, or half-closes after its
+request: TCP tells the two apart only once a write fails, and this server, like
+nginx, reads the end of input as the client gone) gets nothing: Uvicorn drops
+what the application sends then. The request's scope is marked ``client_gone``,
+so the access log says so (499) instead of the status nobody received.
 
 **Upgrade requests** (WebSocket, h2c) this server does not take are answered as
 the plain HTTP/1.1 requests they also are, with one warning line; Uvicorn logged
@@ -161,18 +161,12 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             return
         super().shutdown()
 
-    # Half-close, and upgrades not taken ------------------------------------------
+    # A client gone, and upgrades not taken ---------------------------------------
 
-    def eof_received(self) -> bool:
-        """Keep the connection open to answer the requests that arrived whole (the
-        last one then closes it); close at once when a request is cut short or none
-        is waiting. Uvicorn's returns None: asyncio closes the transport."""
-        cycle = self.cycle
-        whole = self._messages_begun == self._cycles_started and not (cycle and cycle.more_body)
-        if cycle is not None and not cycle.response_complete and whole:
-            cycle.keep_alive = False
-            return True
-        return False
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.scope["client_gone"] = True  # what is sent now is dropped
+        super().connection_lost(exc)
 
     def _unsupported_upgrade_warning(self) -> None:
         upgrade = self._get_upgrade()
