@@ -147,7 +147,7 @@ def test_a_client_cannot_write_lines_into_the_text_log() -> None:
                 "Connection: close\r\n\r\n".encode()
             )
             assert client.recv(65536).startswith(b"HTTP/1.1 404")
-        log = eventually(server.log, until=lambda text: "INFO access:" in text)
+        log = eventually(server.log, until=lambda text: "INFO access: 127.0.0.1" in text)
     assert not any(line.startswith(forged) for line in log.splitlines()), log
     assert "\x1b" not in log
     assert "\x00" not in log
