@@ -32,6 +32,7 @@ GUNICORN_SETTINGS = {
     "max_requests": "GUNICORN_MAX_REQUESTS",
     "max_requests_jitter": "GUNICORN_MAX_REQUESTS_JITTER",
     "threads": "GUNICORN_THREADS",
+    "worker_connections": "GUNICORN_WORKER_CONNECTIONS",
     "limit_request_line": "GUNICORN_LIMIT_REQUEST_LINE",
     "limit_request_fields": "GUNICORN_LIMIT_REQUEST_FIELDS",
     "limit_request_field_size": "GUNICORN_LIMIT_REQUEST_FIELD_SIZE",

@@ -10,10 +10,14 @@ probes, or Django's ``record_route``); the observer reads it when the response i
 done, to label the metrics and to leave ``quiet_routes`` (the probes, unless
 LOG_PROBES) out of the access log. It knows nothing of either layer.
 
-A client that left before its response was complete (the HTTP protocol marks the
-scope ``client_gone``) received nothing, whatever the application answered: it
-is logged and counted as 499, nginx's "client closed request", with the
-application's status beside it in the log.
+A request whose response never completed is recorded by who was at fault, so a
+client cannot drive the 5xx rate: 499 when the client left or stopped reading
+(nginx's code for it), the client's own 400 when the server refused its body
+(``scope["client_error"]``), 504 when the request's deadline cut it
+(``scope["deadline"]``), and 500 only when the application failed. A response
+the application completed after its client had gone (the HTTP protocol marks the
+scope ``client_gone``; Uvicorn drops what is sent then) reached no one: 499 too,
+with the application's status beside it in the log (``answered``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from django_k8s_runtime.observability import request_id
 from django_k8s_runtime.observability.metrics import Metrics
 
 access_logger = logging.getLogger("access")
-CLIENT_GONE = 499  # nginx's code for a client that closed the connection first
 
 
 class RequestObserver:
@@ -53,41 +56,45 @@ class RequestObserver:
         )
         rid = request_id.accept_or_make(incoming)
         token = request_id.bind(rid)
-        status = 500
+        status = 0
+        complete = False
         if self.metrics is not None:
             self.metrics.request_started()
         started = time.perf_counter()
 
-        responded = False
-
         async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status, responded
+            nonlocal status, complete
             if message["type"] == "http.response.start":
-                status, responded = message["status"], True
+                status = message["status"]
                 message = {
                     **message,
                     "headers": [*message.get("headers", ()), (request_id.HEADER, rid.encode())],
                 }
+            elif not message.get("more_body"):
+                complete = True
             await send(message)
 
+        failed = True
+        answered = None  # the status of a complete response the client never got
         try:
             await self.app(scope, receive, send_with_id)
+            failed = False
         finally:
+            if failed:
+                status = 500
+            elif not complete:
+                status = _unfinished(scope, status)
+            elif scope.get("client_gone"):
+                answered, status = status, CLIENT_CLOSED
             elapsed = time.perf_counter() - started
-            gone = bool(scope.get("client_gone"))
-            answered = status if gone and responded else None
-            if gone:
-                status = CLIENT_GONE
             if self.metrics is not None:
                 self.metrics.request_finished(scope, status, elapsed)
             if self.access_log and scope.get("route") not in self.quiet_routes:
-                self._log(scope, status, elapsed, gone, answered)
+                self._log(scope, status, elapsed, answered)
             request_id.unbind(token)
 
     @staticmethod
-    def _log(
-        scope: dict[str, Any], status: int, elapsed: float, gone: bool, answered: int | None
-    ) -> None:
+    def _log(scope: dict[str, Any], status: int, elapsed: float, answered: int | None) -> None:
         client = scope.get("client")
         address = client[0] if client else "-"
         query = scope.get("query_string", b"")
@@ -100,11 +107,9 @@ class RequestObserver:
             "client": address,
         }
         note = ""
-        if gone:
+        if answered is not None:
             fields["answered"] = answered
-            note = " (client gone before its response" + (
-                f"; the application answered {answered})" if answered else ")"
-            )
+            note = f" (client gone before its response; the application answered {answered})"
         access_logger.info(
             '%s "%s %s" %d %.1fms%s',
             address,
@@ -115,3 +120,16 @@ class RequestObserver:
             note,
             extra=fields,
         )
+
+
+CLIENT_CLOSED = 499  # nginx's status for a client that went away
+
+
+def _unfinished(scope: dict[str, Any], status: int) -> int:
+    """The status to record for a response the application ended without completing."""
+    deadline = scope.get("deadline")
+    if deadline is not None and deadline.expired:
+        return 504
+    if not status:
+        return scope.get("client_error", CLIENT_CLOSED)
+    return CLIENT_CLOSED
