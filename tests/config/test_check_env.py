@@ -158,6 +158,7 @@ WARNED = [
 ]
 
 
+@pytest.mark.slow  # a server per case
 @pytest.mark.parametrize(("environ", "expected"), WARNED)
 def test_start_up_and_check_env_warn_alike_in_one_line(environ: dict, expected: str) -> None:
     checked = check_env(environ)

@@ -19,107 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django_k8s_runtime import command_line, database
-from django_k8s_runtime.env import REGISTRY, ConfigError, Snapshot
+from django_k8s_runtime.command_line import gunicorn_value, named
+from django_k8s_runtime.env import ConfigError, Snapshot
 from django_k8s_runtime.observability import metrics
-
-# The Gunicorn settings the runtime's variables set (gunicorn.py), by Gunicorn's
-# name: GUNICORN_CMD_ARGS may set them again, and is held to the same rules.
-GUNICORN_SETTINGS = {
-    "workers": "GUNICORN_WORKERS",
-    "timeout": "GUNICORN_TIMEOUT",
-    "graceful_timeout": "GUNICORN_GRACEFUL_TIMEOUT",
-    "keepalive": "GUNICORN_KEEPALIVE",
-    "max_requests": "GUNICORN_MAX_REQUESTS",
-    "max_requests_jitter": "GUNICORN_MAX_REQUESTS_JITTER",
-    "threads": "GUNICORN_THREADS",
-    "worker_connections": "GUNICORN_WORKER_CONNECTIONS",
-    "limit_request_line": "GUNICORN_LIMIT_REQUEST_LINE",
-    "limit_request_fields": "GUNICORN_LIMIT_REQUEST_FIELDS",
-    "limit_request_field_size": "GUNICORN_LIMIT_REQUEST_FIELD_SIZE",
-    "preload_app": "GUNICORN_PRELOAD",
-    "loglevel": "GUNICORN_LOG_LEVEL",
-    "forwarded_allow_ips": "GUNICORN_FORWARDED_ALLOW_IPS",
-    "control_socket": "GUNICORN_CONTROL_SOCKET",
-}
-
-
-def gunicorn_value(env: Snapshot, name: str) -> Any:
-    """A variable's value as Gunicorn will use it: GUNICORN_CMD_ARGS's, parsed as the
-    variable's, where it sets one; ConfigError if that is not valid."""
-    setting = next((key for key, variable in GUNICORN_SETTINGS.items() if variable == name), None)
-    overrides = env.GUNICORN_CMD_ARGS
-    if setting is None or setting not in overrides:
-        return env[name]
-    try:
-        return REGISTRY[name].parser.parse(_as_text(overrides[setting]))
-    except (ValueError, TypeError):
-        raise ConfigError(_override_problem(setting, overrides[setting])) from None
-
-
-def named(env: Snapshot, name: str, value: Any) -> str:
-    """``NAME=value`` for a message, saying so where GUNICORN_CMD_ARGS set the value."""
-    setting = next((key for key, variable in GUNICORN_SETTINGS.items() if variable == name), None)
-    if setting in env.GUNICORN_CMD_ARGS:
-        return f"{name}={value} (GUNICORN_CMD_ARGS's {command_line.flag(setting)})"
-    return f"{name}={value}"
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list | tuple):
-        return ",".join(str(item) for item in value)
-    return str(value)
-
-
-def _override_problem(setting: str, value: Any) -> str:
-    name = GUNICORN_SETTINGS[setting]
-    return (
-        f"GUNICORN_CMD_ARGS sets {command_line.flag(setting)} {_as_text(value)}, which "
-        f"{name} would refuse: expected {REGISTRY[name].parser.allowed}."
-    )
-
-
-def command_line_problems(env: Snapshot) -> list[str]:
-    """GUNICORN_CMD_ARGS, as Gunicorn will apply it, held to the variables' rules."""
-    overrides = env.GUNICORN_CMD_ARGS
-    found = []
-    for setting in overrides:
-        if setting in GUNICORN_SETTINGS:
-            try:
-                gunicorn_value(env, GUNICORN_SETTINGS[setting])
-            except ConfigError as error:
-                found.append(error.message)
-    if "bind" in overrides and env.METRICS_PORT:
-        found += _bind_problems(overrides["bind"], env.METRICS_PORT)
-    return found
-
-
-def _bind_problems(binds: list[str], metrics_port: int) -> list[str]:
-    """``--bind`` replaces every listener the config module sets, the metrics one too."""
-    from gunicorn.util import parse_address
-
-    ports = []
-    for bind in binds:
-        try:
-            address = parse_address(bind)
-        except RuntimeError as error:
-            return [f"GUNICORN_CMD_ARGS binds {bind!r}, which Gunicorn refuses: {error}"]
-        ports.append(address[1] if isinstance(address, tuple) else None)
-    shown = " ".join(f"--bind {bind}" for bind in binds)
-    if metrics_port not in ports:
-        return [
-            f"GUNICORN_CMD_ARGS's {shown} replaces every listener, the metrics port's too: "
-            f"METRICS_PORT={metrics_port} would serve nothing; bind it as well "
-            f"(--bind <host>:{metrics_port}), or set METRICS_PORT=0."
-        ]
-    if all(port == metrics_port for port in ports):
-        return [
-            f"GUNICORN_CMD_ARGS's {shown} leaves only the metrics port (METRICS_PORT="
-            f"{metrics_port}), which answers nothing but /metrics: the application would "
-            "not be served; bind the application's port too."
-        ]
-    return []
 
 
 def recycling_problems(env: Snapshot) -> list[str]:
@@ -235,7 +137,7 @@ RULES: list[Rule] = [
     database.problems,
     health_problems,
     metrics_problems,
-    command_line_problems,
+    command_line.problems,
 ]
 WARNINGS: list[Rule] = []  # a project's own (@warning); the runtime's are in warnings()
 
@@ -292,7 +194,7 @@ def warnings(env: Snapshot, **gunicorn: Any) -> list[str]:
     def value(setting: str) -> Any:
         if setting in gunicorn:
             return gunicorn[setting]
-        return gunicorn_value(env, GUNICORN_SETTINGS[setting])
+        return gunicorn_value(env, command_line.GUNICORN_SETTINGS[setting])
 
     found = []
     timeout, graceful_timeout = value("timeout"), value("graceful_timeout")
@@ -318,7 +220,7 @@ def warnings(env: Snapshot, **gunicorn: Any) -> list[str]:
             "header fields a kubelet's HTTP probe sends: every probe is answered 431 and the "
             "pod never becomes ready; keep Gunicorn's default of 100."
         )
-    if _as_text(value("forwarded_allow_ips")) == "*":
+    if command_line.as_text(value("forwarded_allow_ips")) == "*":
         found.append(
             "GUNICORN_FORWARDED_ALLOW_IPS=* trusts X-Forwarded-For and X-Forwarded-Proto from "
             "every client: any client can claim another address (the access log, Django's "
