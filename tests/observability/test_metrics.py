@@ -297,3 +297,14 @@ def test_connections_the_server_drops_are_counted_by_reason() -> None:
         text = scrape(server, port)
     assert sample(text, "http_connections_dropped_total", reason="head_timeout") == 1
     assert sample(text, "http_connections_dropped_total", reason="head_too_large") == 1
+
+
+def test_metrics_with_the_documented_command() -> None:
+    """No DJANGO_SETTINGS_MODULE (the ASGI module names it): the project's settings are
+    imported, and the environment checked again, after the directory is made."""
+    port = free_port()
+    server = Server({"METRICS_PORT": str(port), "HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"})
+    server.environ.pop("DJANGO_SETTINGS_MODULE")
+    with server:
+        assert server.get("/api/hello").status_code == 200
+        assert "http_requests_total" in scrape(server, port)

@@ -50,11 +50,18 @@ _maker_pid = 0
 
 
 def foreign_entries(directory: str) -> list[str]:
-    """Entries of ``directory`` that prometheus_client did not write (a start-up
-    problem: the runtime removes nothing else)."""
+    """Entries of ``directory`` that neither prometheus_client nor the runtime wrote
+    (a start-up problem: the runtime removes nothing else). The runtime's lock is
+    its own: a directory made here is in the environment once prepared, and is
+    checked again when a preloaded project declares its variables."""
+    ours = (LOCK_NAME, f".{LOCK_NAME}.new")
     try:
         with os.scandir(directory) as entries:
-            return sorted(entry.name for entry in entries if not _is_metrics_file(entry))
+            return sorted(
+                entry.name
+                for entry in entries
+                if not _is_metrics_file(entry) and entry.name not in ours
+            )
     except OSError as error:
         return [f"<unreadable: {error.strerror}>"]
 
@@ -103,7 +110,7 @@ def _hold(directory: Path) -> int:
     """Lock the directory for this process tree (forked workers share the lock). The
     lock is taken before its file gets the name others look for, so no other start
     ever sees it unheld."""
-    path = directory / f".{LOCK_NAME}.new"
+    path = directory / f".{LOCK_NAME}.new"  # foreign_entries() knows this name too
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(descriptor, fcntl.LOCK_SH)
     path.rename(directory / LOCK_NAME)
