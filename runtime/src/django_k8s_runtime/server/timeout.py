@@ -73,7 +73,9 @@ class Deadline:
     """One request's deadline: what the application sees, and what happens at expiry."""
 
     def __init__(self, scope: Scope, seconds: float, grace: float, receive: Any, send: Any) -> None:
-        self._scope = scope
+        # The method and path, not the scope: the scope holds this object, and a
+        # cycle would leave every request's objects to the garbage collector.
+        self._what = (scope.get("method", ""), scope.get("path", ""))
         self._seconds = seconds
         self.at = asyncio.get_running_loop().time() + seconds
         self._on_expiry: list[Callable[[], None]] | None = None
@@ -152,10 +154,14 @@ class Deadline:
             self._hard_cancel.cancel()
         if self._answer is not None:
             await self._answer
+        # The request is over: let go of what it held (inner layers' callbacks hold
+        # the request's objects, and the scope still holds this deadline).
+        self._on_expiry = None
+        self._receive = self._send = self._request_task = None  # type: ignore[assignment]
 
     async def _answer_504(self) -> None:
         seconds = self._seconds
-        method, path = self._scope.get("method", ""), self._scope.get("path", "")
+        method, path = self._what
         if self.response_started:
             # Headers are out: the status cannot change. The server closes the
             # connection, as the response never completed.
