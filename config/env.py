@@ -7,8 +7,11 @@ lists them all. Importing this module declares them; config/settings.py reads
 them from the runtime's snapshot.
 """
 
+from urllib.parse import urlsplit
+
 from django_k8s_runtime import env, validation
 from django_k8s_runtime.env import (
+    Parser,
     boolean,
     comma_list,
     declare,
@@ -20,6 +23,24 @@ from django_k8s_runtime.env import (
 
 DJANGO = "Django"
 EXAMPLE = "Example app"
+
+
+def _parse_origins(value: str) -> tuple[str, ...]:
+    # Django compares the request's origin, scheme included: an origin without one
+    # never matches (Django's check 4_0.E001, which only `manage.py check` runs).
+    origins = comma_list().parse(value)
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError
+    return origins
+
+
+origin_list = Parser(
+    _parse_origins,
+    "a comma-separated list of origins with their scheme, such as https://shop.example.com "
+    "or https://*.example.com (or empty)",
+)
 
 DJANGO_SECRET_KEY = declare(
     "DJANGO_SECRET_KEY",
@@ -42,7 +63,7 @@ DJANGO_ALLOWED_HOSTS = declare(
 DJANGO_CSRF_TRUSTED_ORIGINS = declare(
     "DJANGO_CSRF_TRUSTED_ORIGINS",
     "",
-    comma_list(),
+    origin_list,
     "Comma-separated origins (`https://example.com`) trusted for unsafe requests.",
     DJANGO,
 )
@@ -87,3 +108,21 @@ def secret_key_problems(env: env.Snapshot) -> list[str]:
             "characters), e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
         ]
     return []
+
+
+@validation.warning
+def django_warnings(env: env.Snapshot) -> list[str]:
+    found = []
+    if env.DJANGO_DEBUG:
+        found.append(
+            "DJANGO_DEBUG=true: Django's debug page shows code, settings and the request to "
+            "anyone whose request fails, and every SQL query is kept in memory; never in "
+            "production (URL passwords are hidden from the page, nothing else is)."
+        )
+    elif not env.DJANGO_ALLOWED_HOSTS:
+        found.append(
+            "DJANGO_ALLOWED_HOSTS is empty: every request but the health probes is answered "
+            "400 while the pod reports ready; set the site's host names, e.g. "
+            "DJANGO_ALLOWED_HOSTS=shop.example.com."
+        )
+    return found

@@ -290,11 +290,31 @@ def test_more_threads_than_pooled_connections_is_a_warning_not_an_error() -> Non
         "DATABASE_URL": "postgres://app:pw@db:5432/app",
         "DB_POOL_MAX_SIZE": "5",
         "DJANGO_SECRET_KEY": "x" * 40 + "abcdefghij",
+        "DJANGO_ALLOWED_HOSTS": "shop.example.com",
     }
     snapshot = env.load(postgres)
     assert validation.problems(snapshot) == []
     (line,) = validation.warnings(snapshot, timeout=30, graceful_timeout=30, threads=8)
     assert line.startswith("GUNICORN_THREADS=8 is more than DB_POOL_MAX_SIZE=5")
     assert validation.warnings(snapshot, timeout=30, graceful_timeout=30, threads=5) == []
-    sqlite = env.load({"DATABASE_URL": "sqlite:///db.sqlite3"})
+    sqlite = env.load({"DATABASE_URL": "sqlite:///db.sqlite3", "DJANGO_ALLOWED_HOSTS": "a.b"})
     assert validation.warnings(sqlite, timeout=30, graceful_timeout=30, threads=8) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgres://app:pw@db:5432/app", "postgres://app:***@db:5432/app"),
+        (
+            "postgres://app@db/app?sslmode=require&password=pw&sslpassword=pw",
+            "postgres://app@db/app?sslmode=require&password=***&sslpassword=***",
+        ),
+        ("redis://:pw@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("http://api/?token=pw&api_key=pw&page=2", "http://api/?token=***&api_key=***&page=2"),
+        ("postgres://app:p/w?d@db/app", "postgres://app:***@db/app"),  # unescaped, still hidden
+        ("postgres://app@db/app", "postgres://app@db/app"),
+        ("sqlite:///db.sqlite3", "sqlite:///db.sqlite3"),
+    ],
+)
+def test_one_rule_stars_every_password_of_a_url(url: str, shown: str) -> None:
+    assert env.redact_url(url) == shown

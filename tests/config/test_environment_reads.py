@@ -40,6 +40,14 @@ JUSTIFIED = {
         "Gunicorn's own variable, which Gunicorn reads before any config module runs: "
         "checked only so that its mistake gets one line instead of a traceback"
     ),
+    ("runtime/src/_django_k8s_runtime_preflight.py", "GUNICORN_CMD_ARGS", "reads"): (
+        "Gunicorn parses it before any config module runs: checked (by the registry's "
+        "declaration) only so that a mistake gets one line instead of Gunicorn's usage text"
+    ),
+    (f"{RUNTIME}/__main__.py", "WEB_CONCURRENCY", "reads"): (
+        "Gunicorn's own variable, read by Gunicorn even when GUNICORN_WORKERS is set: "
+        "check-env says what start-up would"
+    ),
 }
 
 

@@ -38,8 +38,8 @@ def run_gunicorn(**environ: str | None) -> subprocess.CompletedProcess[str]:
         ),
         (
             {"PROMETHEUS_MULTIPROC_DIR": "/etc", "METRICS_PORT": "9000"},
-            "configuration error: PROMETHEUS_MULTIPROC_DIR='/etc' is not valid: it holds files "
-            "other than metrics",
+            "configuration error: PROMETHEUS_MULTIPROC_DIR='/etc' is not valid: it holds entries "
+            "other than metrics files",
         ),
         (
             {"DJANGO_ALLOWED_HOSTS": " , "},

@@ -132,3 +132,72 @@ def test_the_504_of_the_request_timeout_is_logged_and_carries_the_id() -> None:
     assert (access["status"], access["request_id"]) == (504, "slow-req-0001")
     (timeout,) = [r for r in lines if r["logger"] == "server.timeout"]
     assert timeout["request_id"] == "slow-req-0001"
+
+
+def test_a_client_cannot_write_lines_into_the_text_log() -> None:
+    """A path with %0d%0a wrote a second, made-up line; ESC and NUL passed through raw."""
+    import socket
+
+    forged = '2026-01-01 00:00:00+0000 [1] INFO access: 10.0.0.1 "GET /admin" 200 1.0ms'
+    path = "/no-such-page%0d%0a" + forged.replace(" ", "%20") + "%1b%5b31m%00"
+    with Server({"LOG_FORMAT": "text", "HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"}) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            assert client.recv(65536).startswith(b"HTTP/1.1 404")
+        log = eventually(server.log, until=lambda text: "INFO access: 127.0.0.1" in text)
+    assert not any(line.startswith(forged) for line in log.splitlines()), log
+    assert "\x1b" not in log
+    assert "\x00" not in log
+    # The access line and Django's "Not Found" warning, each on one line, escaped.
+    escaped = "/no-such-page\\r\\n" + forged + "\\x1b[31m\\x00"
+    assert f'INFO access: 127.0.0.1 "GET {escaped}" 404 ' in log, log
+    assert f"WARNING django.request: Not Found: {escaped}" in log, log
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "refusal"),
+    [
+        (
+            "&".join(f"f{n}=1" for n in range(1001)).encode(),
+            "application/x-www-form-urlencoded",
+            "TooManyFieldsSent",
+        ),
+        (
+            b"".join(
+                b'--b\r\nContent-Disposition: form-data; name="f%d"; filename="f"\r\n\r\nx\r\n' % n
+                for n in range(101)
+            )
+            + b"--b--\r\n",
+            "multipart/form-data; boundary=b",
+            "TooManyFilesSent",
+        ),
+    ],
+    ids=["fields", "files"],
+)
+def test_too_many_fields_or_files_is_one_warning_line(
+    body: bytes, content_type: str, refusal: str
+) -> None:
+    """Django logged each at ERROR with a full traceback: any client could flood the
+    error log. Now it is one warning line, like a bad Host; the access log keeps the 400."""
+    import httpx
+
+    with Server({"HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"}) as server:
+        response = httpx.post(
+            server.url("/_test/echo"),
+            content=body,
+            headers={**HTTPS, "content-type": content_type},
+            timeout=30,
+        )
+        assert response.status_code == 400
+        lines = eventually(
+            lambda: records(server),
+            until=lambda found: any(r["logger"] == "access" and r["status"] == 400 for r in found),
+        )
+    refused = [r for r in lines if r["logger"] == f"django.security.{refusal}"]
+    assert len(refused) == 1, lines
+    assert refused[0]["level"] == "WARNING"
+    assert "exc_info" not in refused[0]
+    assert not [r for r in lines if r["level"] == "ERROR"], lines

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.server import Server, free_port
+from tests.support.server import GUNICORN_COMMAND, Server, free_port, run
 
 pytestmark = pytest.mark.slow
 HTTPS = {"x-forwarded-proto": "https"}
@@ -143,18 +143,113 @@ def test_sighup_keeps_the_counts(tmp_path) -> None:
     assert directory.is_dir()  # the operator's directory stays (emptied at the next start)
 
 
-def test_the_directory_made_at_start_is_removed_at_exit() -> None:
+def test_the_directory_made_at_start_is_removed_at_exit(tmp_path) -> None:
     import signal
-    from pathlib import Path
 
-    shm = Path("/dev/shm")
-    before = set(shm.glob("prometheus-*"))
-    with Server({"METRICS_PORT": str(free_port()), "HEALTH_CHECKS": ""}) as server:
-        made = set(shm.glob("prometheus-*")) - before
-        assert len(made) == 1
+    shm = tmp_path / "shm"
+    with Server({"METRICS_PORT": str(free_port()), "HEALTH_CHECKS": ""}, shm=shm) as server:
+        (made,) = shm.glob("prometheus-*")
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
-    assert not made.pop().exists()
+    assert not made.exists()
+
+
+def test_a_directory_holding_anything_but_metrics_files_is_refused_and_left_alone(
+    tmp_path,
+) -> None:
+    """Start-up used to remove everything named *.db in it, an SQLite file and a
+    directory alike, while check-env said the configuration was fine."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "app.db").write_bytes(b"SQLite format 3\x00")
+    (directory / "cache.db").mkdir()
+    (directory / "cache.db" / "entry").write_text("kept")
+    (directory / "counter_123.db").write_bytes(b"")
+    environ = {"METRICS_PORT": str(free_port()), "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    expected = (
+        f"configuration error: PROMETHEUS_MULTIPROC_DIR='{directory}' is not valid: it holds "
+        "entries other than metrics files (app.db, cache.db), and only those are removed at "
+        "start; name a directory of its own."
+    )
+    started = run(GUNICORN_COMMAND, environ)
+    checked = run(["python", "-m", "django_k8s_runtime", "check-env"], environ)
+    assert started.returncode != 0
+    assert (started.stdout + started.stderr).strip() == expected
+    assert checked.returncode == 1
+    assert expected in checked.stdout.splitlines(), checked.stdout
+    assert sorted(entry.name for entry in directory.iterdir()) == [
+        "app.db",
+        "cache.db",
+        "counter_123.db",
+    ]
+    assert (directory / "cache.db" / "entry").read_text() == "kept"
+
+
+def test_metrics_files_of_an_earlier_server_are_removed_at_start(tmp_path) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    earlier = ["counter_1.db", "gauge_livesum_1.db", "gauge_mostrecent_1.db", "histogram_1.db"]
+    for name in earlier:
+        (directory / name).write_bytes(b"")
+    environ = {
+        "METRICS_PORT": str(free_port()),
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "HEALTH_CHECKS": "",
+    }
+    with Server(environ):
+        assert not {entry.name for entry in directory.iterdir()} & set(earlier)
+
+
+@pytest.mark.parametrize("failure", ["bind", "project variable", "GUNICORN_CMD_ARGS"])
+def test_a_failed_start_leaves_no_metrics_directory(tmp_path, failure: str) -> None:
+    import socket
+
+    shm = tmp_path / "shm"
+    environ = {"METRICS_PORT": str(free_port()), "HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"}
+    taken = socket.socket()
+    if failure == "bind":
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        environ["GUNICORN_PORT"] = str(taken.getsockname()[1])
+    elif failure == "project variable":
+        environ["DJANGO_DEBUG"] = "maybe"  # found when the preloaded application is imported
+    else:
+        environ["GUNICORN_CMD_ARGS"] = "--timeout -5"  # refused by Gunicorn's validator
+    server = Server(environ, shm=shm)
+    if failure == "project variable":
+        server.environ.pop("DJANGO_SETTINGS_MODULE")  # the documented production command
+    with taken:
+        server.start(wait=False)
+        try:
+            assert server.wait(timeout=60) != 0
+        finally:
+            server.stop()
+    assert list(shm.glob("prometheus-*")) == [], server.log()
+
+
+def test_a_directory_left_by_a_server_killed_whole_is_removed_by_the_next_start(
+    tmp_path,
+) -> None:
+    """Killed with every worker (SIGKILL to the process group), a server removes
+    nothing; the next start on the machine sees that no process holds the
+    directory's lock and removes it."""
+    import os
+    import signal
+
+    shm = tmp_path / "shm"
+    environ = {"HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"}
+    first = Server({**environ, "METRICS_PORT": str(free_port())}, shm=shm).start()
+    try:
+        (left,) = shm.glob("prometheus-*")
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        time.sleep(0.5)  # the worker dies with the group
+        assert left.is_dir()
+    finally:
+        first.stop()
+    with Server({**environ, "METRICS_PORT": str(free_port())}, shm=shm):
+        assert not left.exists()
+        assert len(list(shm.glob("prometheus-*"))) == 1  # the new server's own
 
 
 def test_a_clients_faults_are_client_statuses_under_their_route() -> None:
@@ -202,3 +297,14 @@ def test_connections_the_server_drops_are_counted_by_reason() -> None:
         text = scrape(server, port)
     assert sample(text, "http_connections_dropped_total", reason="head_timeout") == 1
     assert sample(text, "http_connections_dropped_total", reason="head_too_large") == 1
+
+
+def test_metrics_with_the_documented_command() -> None:
+    """No DJANGO_SETTINGS_MODULE (the ASGI module names it): the project's settings are
+    imported, and the environment checked again, after the directory is made."""
+    port = free_port()
+    server = Server({"METRICS_PORT": str(port), "HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"})
+    server.environ.pop("DJANGO_SETTINGS_MODULE")
+    with server:
+        assert server.get("/api/hello").status_code == 200
+        assert "http_requests_total" in scrape(server, port)

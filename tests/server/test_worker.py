@@ -7,6 +7,7 @@ import json
 import signal
 import time
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -114,3 +115,59 @@ def test_quick_shutdown_is_quick_even_with_a_request_in_flight(sig: int) -> None
         assert elapsed < 5, f"quick shutdown took {elapsed:.1f}s"
         with pytest.raises(httpx.HTTPError):
             slow.result()
+
+
+def test_an_application_that_cannot_load_in_a_worker_stops_the_server_once() -> None:
+    """Without preloading, a project's configuration error used to make each worker
+    exit 1, and Gunicorn booted replacements twice a second for ever (then exited 0
+    on SIGTERM). Now the worker exits with Gunicorn's boot-error code."""
+    server = Server({"GUNICORN_PRELOAD": "false", "DJANGO_DEBUG": "maybe"})
+    server.environ.pop("DJANGO_SETTINGS_MODULE")  # the master cannot see the project's variables
+    server.start(wait=False)
+    try:
+        assert server.wait(timeout=60) == 3  # Gunicorn's Arbiter.WORKER_BOOT_ERROR
+    finally:
+        server.stop()
+    log = server.log()
+    assert "Reason: Worker failed to boot." in log
+    assert log.count("Booting worker") <= 2, log  # the two first workers, no replacement
+    error = "configuration error: DJANGO_DEBUG='maybe' is not valid"
+    assert 1 <= log.count(error) <= 2, log
+    assert "Traceback" not in log
+
+
+def test_workers_stop_when_their_master_is_killed(tmp_path) -> None:
+    """Upstream, workers of a master killed with SIGKILL kept serving and held the
+    port (a restart outside a container could not bind); the last one out removes
+    the metrics directory."""
+    import os
+    import socket
+
+    from tests.support.server import free_port
+
+    shm = tmp_path / "shm"
+    environ = {"GUNICORN_WORKERS": "2", "METRICS_PORT": str(free_port()), "HEALTH_CHECKS": ""}
+    with Server(environ, shm=shm) as server:
+        workers = server.wait_for_workers(2)
+        assert len(list(shm.glob("prometheus-*"))) == 1
+        os.kill(server.master_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(map(_running, workers)):
+            time.sleep(0.1)
+        assert not any(map(_running, workers)), server.log()
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", server.port), timeout=5),
+        ):
+            pass
+        assert server.log().count("is gone: worker stopping") == 2
+        assert list(shm.glob("prometheus-*")) == []
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for init to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"

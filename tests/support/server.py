@@ -85,6 +85,7 @@ class Server:
         args: tuple[str, ...] = (),
         pid_namespace: bool = False,
         command: list[str] | None = None,
+        shm: Path | None = None,
     ) -> None:
         environ = dict(environ or {})
         self.port = int(environ.get("GUNICORN_PORT") or free_port())
@@ -96,6 +97,13 @@ class Server:
             "config.asgi:application",
             *args,
         ]
+        if shm is not None:
+            # A /dev/shm of its own (this directory, in a mount namespace of its own):
+            # what the server leaves there is its own, whatever runs beside it.
+            require_tool("unshare")
+            shm.mkdir(parents=True, exist_ok=True)
+            mount = 'mount --bind "$0" /dev/shm && exec "$@"'
+            self.command = ["unshare", "--mount", "sh", "-c", mount, str(shm), *self.command]
         if pid_namespace:
             require_tool("unshare")
             self.command = ["unshare", "--pid", "--fork", "--kill-child", *self.command]

@@ -2,11 +2,12 @@
 without starting the server, for a CI pipeline or an operator at 3 a.m.
 
 It validates every variable exactly as start-up does (the project's too, when
-``DJANGO_SETTINGS_MODULE`` or ``--settings`` names its settings module), then
+``DJANGO_SETTINGS_MODULE`` or ``--settings`` names its settings module), with
+what Gunicorn itself reads (``WEB_CONCURRENCY``, ``GUNICORN_CMD_ARGS``), then
 prints each effective value with where it came from (the variable, a fallback
 such as ``WEB_CONCURRENCY``, or the default), secrets masked and passwords in
-URLs starred, followed by every problem and warning. Exit status 1 if there is
-a problem, else 0.
+URLs starred, followed by every problem and warning start-up would give. Exit
+status 1 if there is a problem, else 0.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 
+import _django_k8s_runtime_preflight as preflight
 from django_k8s_runtime import env, validation
 
 MASKED = "<hidden>"
@@ -48,16 +51,14 @@ def check_env(snapshot: env.Snapshot, out: object = None) -> int:
         except env.ConfigError:
             shown, source = "(not valid, see below)", ""
         print(f"{name:<{width}}  {shown:<40}  {source}", file=out)
-    problems = validation.problems(snapshot)
+    # Gunicorn reads WEB_CONCURRENCY itself, even when GUNICORN_WORKERS is set.
+    before_gunicorn = preflight.web_concurrency_problem(os.environ.get("WEB_CONCURRENCY"))
+    problems = [before_gunicorn] if before_gunicorn else []
+    problems += validation.problems(snapshot)
     for line in problems:
         print(f"configuration error: {line}", file=out)
     if not problems:
-        for line in validation.warnings(
-            snapshot,
-            timeout=snapshot.GUNICORN_TIMEOUT,
-            graceful_timeout=snapshot.GUNICORN_GRACEFUL_TIMEOUT,
-            threads=snapshot.GUNICORN_THREADS,
-        ):
+        for line in validation.warnings(snapshot):
             print(f"configuration warning: {line}", file=out)
         print("configuration ok", file=out)
     return 1 if problems else 0
@@ -70,6 +71,8 @@ def shown_value(name: str, value: object) -> str:
         return MASKED
     if isinstance(value, tuple):
         return ",".join(value) or "(empty)"
+    if isinstance(value, Mapping):  # GUNICORN_CMD_ARGS: the settings it sets
+        return str(value) or "(empty)"
     text = str(value)
     return env.redact_url(text) if text else "(empty)"
 

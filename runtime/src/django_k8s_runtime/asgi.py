@@ -37,8 +37,17 @@ def get_asgi_application() -> Any:
     import django
 
     django.setup(set_prefix=False)
-    from django.conf import settings
+    from django.conf import global_settings, settings
     from django.urls import get_resolver
+
+    from django_k8s_runtime import reporting
+
+    if (
+        settings.DEFAULT_EXCEPTION_REPORTER_FILTER
+        == global_settings.DEFAULT_EXCEPTION_REPORTER_FILTER
+    ):
+        # Django's own filter shows a URL setting's password (reporting.py).
+        settings.DEFAULT_EXCEPTION_REPORTER_FILTER = reporting.FILTER
 
     # Import the URLconf (and with it every view module) now: with GUNICORN_PRELOAD
     # that happens once in the master, so no worker pays for it on its first request.

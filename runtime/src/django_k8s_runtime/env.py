@@ -26,10 +26,12 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote
 
 
 class ConfigError(SystemExit):
@@ -55,6 +57,11 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 class Parser:
     parse: Callable[[str], Any]
     allowed: str
+
+
+class Reason(ValueError):
+    """Raised by a parser that can say why a value is wrong, not only what is allowed
+    (Gunicorn's parser, for ``GUNICORN_CMD_ARGS``)."""
 
 
 def integer(minimum: int, maximum: int | None = None, unit: str = "") -> Parser:
@@ -244,6 +251,17 @@ def _parse_http_url_or_empty(value: str) -> str:
 http_url_or_empty = Parser(_parse_http_url_or_empty, "an http:// or https:// URL, or empty")
 
 
+def _parse_gunicorn_args(value: str) -> Mapping[str, Any]:
+    from django_k8s_runtime import command_line
+
+    return command_line.settings(value)
+
+
+gunicorn_args = Parser(
+    _parse_gunicorn_args, "Gunicorn's own command-line options (`gunicorn --help`), or empty"
+)
+
+
 # Declarations ---------------------------------------------------------------
 
 
@@ -268,13 +286,14 @@ class Variable:
             return Setting(None, source)
         try:
             return Setting(self.parser.parse(raw), source)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError) as error:
             shown = "<hidden>" if "SECRET" in self.name else repr(redact_url(raw))
             named = self.name
             if source == self.fallback:
                 named = f"{self.fallback} (read because {self.name} is unset)"
+            why = f"{error}; " if isinstance(error, Reason) else ""
             raise ConfigError(
-                f"{named}={shown} is not valid: expected {self.parser.allowed}."
+                f"{named}={shown} is not valid: {why}expected {self.parser.allowed}."
             ) from None
 
     def value(self, environ: Mapping[str, str] | None = None) -> Any:
@@ -284,14 +303,41 @@ class Variable:
         return (snapshot() if environ is None else load(environ))[self.name]
 
 
+# Query parameters whose value is a secret: libpq's password and sslpassword, and the
+# like in other services' URLs (token, secret, api_key...).
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|credential|api_?key|^auth|^key$", re.I)
+MASK = "***"
+
+
 def redact_url(text: str) -> str:
-    """``text`` without the password of a URL in it, for messages."""
+    """``text`` with the secrets of a URL in it starred: the userinfo's password
+    (``postgres://app:***@db/app``) and the value of every query parameter that
+    names a secret (``?password=***&sslpassword=***``). The one rule for every
+    message, ``check-env`` line and error page that shows a URL."""
     scheme, sep, rest = text.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return text
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else text
+    # The userinfo ends at the last "@" before the query; a password may hold
+    # "/", "?" or "#" unescaped, so look before the first "?" and, failing that,
+    # anywhere: starring too much beats showing a password.
+    before_query = rest.split("?", 1)[0]
+    at = before_query.rfind("@") if "@" in before_query else rest.rfind("@")
+    if at >= 0:
+        credentials, rest = rest[:at], rest[at:]
+        if ":" in credentials:
+            credentials = credentials.split(":", 1)[0] + ":" + MASK
+        rest = credentials + rest
+    path, question, query = rest.partition("?")
+    if not question:
+        return f"{scheme}://{path}"
+    return f"{scheme}://{path}?" + "&".join(_redact_parameter(part) for part in query.split("&"))
+
+
+def _redact_parameter(part: str) -> str:
+    name, equals, _ = part.partition("=")
+    if equals and _SECRET_PARAMETER.search(unquote(name)):
+        return f"{name}={MASK}"
+    return part
 
 
 DEFAULT = "default"  # Setting.source when neither the variable nor its fallback is set
@@ -498,6 +544,16 @@ GUNICORN_CONTROL_SOCKET = declare(
     absolute_path_or_empty,
     "Path of Gunicorn's control socket for `gunicornc` (put it on a tmpfs such as "
     "`/dev/shm/gunicorn.ctl`); empty turns it off.",
+    SERVER,
+)
+GUNICORN_CMD_ARGS = declare(
+    "GUNICORN_CMD_ARGS",
+    "",
+    gunicorn_args,
+    "Gunicorn's own options, which Gunicorn reads over the variables above (e.g. "
+    "`--timeout 60`). Read with Gunicorn's parser and checked with the rest: an option for "
+    "a setting one of these variables sets must be a value that variable allows "
+    "(`--timeout 0` is refused), and `--bind` must leave the metrics port to the metrics.",
     SERVER,
 )
 

@@ -9,8 +9,11 @@ whole environment is validated (:mod:`.validation`): mistakes stop the server
 here, one line per problem and all of them at once, before any worker boots. The
 project's settings module (``DJANGO_SETTINGS_MODULE``, when set) is imported
 first, so that the project's own variables and rules are checked with the
-runtime's. ``GUNICORN_CMD_ARGS`` and command-line flags still override what is
-set here, as Gunicorn users expect.
+runtime's; when it is not set (the documented command: the project's ASGI module
+names its settings) and the runtime's variables have problems, the application
+is imported to find the project's, so that every mistake is still listed at
+once. ``GUNICORN_CMD_ARGS`` and command-line flags still override what is set
+here, as Gunicorn users expect; ``GUNICORN_CMD_ARGS`` is checked with the rest.
 """
 
 from __future__ import annotations
@@ -18,18 +21,43 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 
-from django_k8s_runtime import env, validation
+from django_k8s_runtime import command_line, env, validation
 from django_k8s_runtime.observability import logconfig as _logconfig
 from django_k8s_runtime.observability import metrics
 from django_k8s_runtime.server import cpu, drain, limits
+
+
+def _check_with_the_project() -> None:
+    """Stop with the runtime's problems and the project's together.
+
+    Without DJANGO_SETTINGS_MODULE the project's variables are declared only when
+    its application is imported (its ASGI module names the settings): import it
+    now, as preloading would. Its settings stop with every problem, the runtime's
+    included, or Django is set up and the checked snapshot has them all. Only on
+    the way out: a server that starts imports its application where
+    GUNICORN_PRELOAD says."""
+    from gunicorn.util import import_app
+
+    application = command_line.application(sys.argv[1:])
+    if application and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        try:
+            import_app(application)
+        except env.ConfigError:
+            raise
+        except Exception:  # noqa: S110 - the runtime's problems are reported below
+            pass
+    validation.check(env.snapshot())
+
 
 # The project's settings first: it declares its own variables and rules (and may
 # check them all itself). Plain Python; Django is not set up here.
 if os.environ.get("DJANGO_SETTINGS_MODULE"):
     importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
 ENV = env.snapshot()
-validation.check(ENV)
+if validation.problems(ENV):
+    _check_with_the_project()
 if ENV.METRICS_PORT:
     # Before the app (and prometheus_client) is imported: multiprocess mode.
     try:
@@ -97,11 +125,6 @@ def child_exit(arbiter, worker):
         metrics.worker_exited(worker.pid)
 
 
-def on_exit(arbiter):
-    if ENV.METRICS_PORT:
-        metrics.remove_directory()
-
-
 def when_ready(arbiter):
     drain.install_shutdown_delay(arbiter, _shutdown_delay)
     log = logging.getLogger("gunicorn.error")
@@ -122,10 +145,13 @@ def when_ready(arbiter):
         budget,
         int(budget) + 5,
     )
+    # The snapshot again: a preloaded application has declared the project's variables.
     for line in validation.warnings(
-        ENV,
+        env.snapshot(),
         timeout=arbiter.cfg.timeout,
         graceful_timeout=arbiter.cfg.graceful_timeout,
         threads=arbiter.cfg.threads,
+        limit_request_fields=arbiter.cfg.limit_request_fields,
+        forwarded_allow_ips=arbiter.cfg.forwarded_allow_ips,
     ):
         log.warning("configuration warning: %s", line)

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
-from django_k8s_runtime import database
+from django_k8s_runtime import command_line, database
+from django_k8s_runtime.command_line import gunicorn_value, named
 from django_k8s_runtime.env import ConfigError, Snapshot
+from django_k8s_runtime.observability import metrics
 
 
 def recycling_problems(env: Snapshot) -> list[str]:
-    if env.GUNICORN_MAX_REQUESTS_JITTER and not env.GUNICORN_MAX_REQUESTS:
+    jitter = gunicorn_value(env, "GUNICORN_MAX_REQUESTS_JITTER")
+    if jitter and not gunicorn_value(env, "GUNICORN_MAX_REQUESTS"):
         return [
-            f"GUNICORN_MAX_REQUESTS_JITTER={env.GUNICORN_MAX_REQUESTS_JITTER} has no effect "
-            "because GUNICORN_MAX_REQUESTS=0 (never recycle); set GUNICORN_MAX_REQUESTS or "
-            "remove the jitter."
+            f"{named(env, 'GUNICORN_MAX_REQUESTS_JITTER', jitter)} has no effect because "
+            f"{named(env, 'GUNICORN_MAX_REQUESTS', 0)} (never recycle); set "
+            "GUNICORN_MAX_REQUESTS or remove the jitter."
         ]
     return []
 
@@ -40,22 +44,8 @@ def metrics_problems(env: Snapshot) -> list[str]:
             "metrics must not be served on the public port."
         )
     directory = env.PROMETHEUS_MULTIPROC_DIR
-    if directory and os.path.exists(directory) and not os.path.isdir(directory):
-        found.append(
-            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: it exists and is not a "
-            "directory; name a directory (on a tmpfs), or leave it empty for a fresh one."
-        )
-    elif directory and os.path.isdir(directory) and _foreign_files(directory):
-        found.append(
-            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: it holds files other than "
-            f"metrics ({', '.join(_foreign_files(directory)[:3])}), and it is emptied at "
-            "start; name an empty directory of its own."
-        )
-    elif directory and not os.access(_nearest_existing(directory), os.W_OK | os.X_OK):
-        found.append(
-            f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid: this user cannot write "
-            "to it; name a writable directory, or leave it empty for a fresh one."
-        )
+    if directory:
+        found += _directory_problems(directory)
     if not env.METRICS_PORT and env.PROMETHEUS_MULTIPROC_DIR:
         found.append(
             f"PROMETHEUS_MULTIPROC_DIR={env.PROMETHEUS_MULTIPROC_DIR!r} has no effect because "
@@ -64,12 +54,65 @@ def metrics_problems(env: Snapshot) -> list[str]:
     return found
 
 
-def _foreign_files(directory: str) -> list[str]:
-    """Entries that prometheus_client did not write (it writes ``*.db`` files)."""
+def _directory_problems(directory: str) -> list[str]:
+    """What start-up would meet making or emptying the directory, found without touching it."""
+    named = f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not valid"
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        return [
+            f"{named}: it exists and is not a directory; name a directory (on a tmpfs), or "
+            "leave it empty for a fresh one."
+        ]
+    if os.path.isdir(directory) and metrics.foreign_entries(directory):
+        foreign = metrics.foreign_entries(directory)
+        return [
+            f"{named}: it holds entries other than metrics files ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}), and only those are removed at start; "
+            "name a directory of its own."
+        ]
+    nearest = _nearest_existing(directory)
+    kind = _file_system(nearest)
+    if kind in PSEUDO_FILE_SYSTEMS:
+        return [
+            f"{named}: it is on the kernel's {kind} file system, where no metrics files can "
+            "be made; name a directory on a tmpfs such as /dev/shm/metrics."
+        ]
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return [
+            f"{named}: this user cannot write to it; name a writable directory, or leave it "
+            "empty for a fresh one."
+        ]
+    return []
+
+
+# File systems the kernel presents, where files cannot be made (or making a
+# directory means something else: a cgroup). Root passes every permission check
+# there, so it is asked by name.
+PSEUDO_FILE_SYSTEMS = frozenset(
+    {
+        "proc", "sysfs", "cgroup", "cgroup2", "devpts", "securityfs", "debugfs", "tracefs",
+        "configfs", "bpf", "pstore", "efivarfs", "fusectl", "mqueue", "binfmt_misc",
+        "selinuxfs", "nsfs", "autofs", "rpc_pipefs",
+    }
+)  # fmt: skip
+
+
+def _file_system(path: str) -> str | None:
+    """The type of the file system ``path`` is on, from /proc/self/mountinfo (the
+    mount point that is the longest prefix of its real path)."""
+    real = os.path.realpath(path)
+    best, kind = "", None
     try:
-        return sorted(name for name in os.listdir(directory) if not name.endswith(".db"))
-    except OSError as error:
-        return [f"<unreadable: {error.strerror}>"]
+        with open("/proc/self/mountinfo") as mounts:
+            for line in mounts:
+                fields = line.split()
+                point = fields[4].replace("\\040", " ")
+                fs_type = fields[fields.index("-") + 1]
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fs_type
+    except (OSError, ValueError, IndexError):
+        return None
+    return kind
 
 
 def _nearest_existing(path: str) -> str:
@@ -94,7 +137,9 @@ RULES: list[Rule] = [
     database.problems,
     health_problems,
     metrics_problems,
+    command_line.problems,
 ]
+WARNINGS: list[Rule] = []  # a project's own (@warning); the runtime's are in warnings()
 
 
 def rule(function: Rule) -> Rule:
@@ -102,6 +147,15 @@ def rule(function: Rule) -> Rule:
     with the runtime's by :func:`check`; usable as a decorator."""
     if function not in RULES:
         RULES.append(function)
+    return function
+
+
+def warning(function: Rule) -> Rule:
+    """Add a project's own warning (a function from the snapshot to lines about
+    values that are legal but unwise), given with the runtime's by :func:`warnings`
+    at start-up and by ``check-env``; usable as a decorator."""
+    if function not in WARNINGS:
+        WARNINGS.append(function)
     return function
 
 
@@ -123,10 +177,27 @@ def check(env: Snapshot) -> None:
         raise ConfigError(*found)
 
 
-def warnings(env: Snapshot, *, timeout: int, graceful_timeout: int, threads: int) -> list[str]:
-    """Legal but unwise: one line each, logged at start-up. Gunicorn's effective
-    values are passed in, as ``GUNICORN_CMD_ARGS`` may have changed them."""
+# The header fields a kubelet's HTTP probe sends: Host, User-Agent, Accept and
+# Connection (it never keeps a connection alive), before any httpHeaders of its own.
+KUBELET_PROBE_FIELDS = 4
+
+
+def warnings(env: Snapshot, **gunicorn: Any) -> list[str]:
+    """Legal but unwise: one line each, logged at start-up and shown by ``check-env``.
+
+    ``gunicorn`` holds the values Gunicorn really uses, by its setting's name
+    (``timeout=``, ``graceful_timeout=``, ``threads=``, ``limit_request_fields=``,
+    ``forwarded_allow_ips=``), where they are known (at start-up, from Gunicorn's
+    own configuration, which command-line flags may have changed too); any not
+    given is the snapshot's, GUNICORN_CMD_ARGS over the variable."""
+
+    def value(setting: str) -> Any:
+        if setting in gunicorn:
+            return gunicorn[setting]
+        return gunicorn_value(env, command_line.GUNICORN_SETTINGS[setting])
+
     found = []
+    timeout, graceful_timeout = value("timeout"), value("graceful_timeout")
     if graceful_timeout < timeout:
         found.append(
             f"GUNICORN_GRACEFUL_TIMEOUT={graceful_timeout} is shorter than GUNICORN_TIMEOUT="
@@ -134,6 +205,7 @@ def warnings(env: Snapshot, *, timeout: int, graceful_timeout: int, threads: int
             "when its worker stops (deploys, recycling); make the graceful timeout at least "
             "the timeout."
         )
+    threads = value("threads")
     pooled = env.DB_POOL and env.DATABASE_URL.startswith(("postgres://", "postgresql://"))
     if pooled and threads > env.DB_POOL_MAX_SIZE:
         found.append(
@@ -141,4 +213,22 @@ def warnings(env: Snapshot, *, timeout: int, graceful_timeout: int, threads: int
             "synchronous views that need the database can wait up to DB_POOL_TIMEOUT for a "
             "connection; fine if many views never touch it."
         )
+    fields = value("limit_request_fields")
+    if fields < KUBELET_PROBE_FIELDS:
+        found.append(
+            f"GUNICORN_LIMIT_REQUEST_FIELDS={fields} is fewer than the {KUBELET_PROBE_FIELDS} "
+            "header fields a kubelet's HTTP probe sends: every probe is answered 431 and the "
+            "pod never becomes ready; keep Gunicorn's default of 100."
+        )
+    if command_line.as_text(value("forwarded_allow_ips")) == "*":
+        found.append(
+            "GUNICORN_FORWARDED_ALLOW_IPS=* trusts X-Forwarded-For and X-Forwarded-Proto from "
+            "every client: any client can claim another address (the access log, Django's "
+            "REMOTE_ADDR) and https; name your ingress's network instead, e.g. 10.0.0.0/8."
+        )
+    for each in WARNINGS:
+        try:
+            found += each(env)
+        except ConfigError:
+            continue
     return found

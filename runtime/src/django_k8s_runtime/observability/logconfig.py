@@ -4,8 +4,10 @@ workers, Django and the probes.
 The same dictionary is handed to Gunicorn (``logconfig_dict``, applied in the
 master before it forks) and to Django (``LOGGING``, re-applied in each worker),
 so a line looks the same whoever wrote it. ``json`` emits one object per line
-for log collectors; ``text`` is for people at a terminal. (Named ``logconfig``
-so that it never shadows the standard library's ``logging``.)
+for log collectors; ``text`` is for people at a terminal, with the control
+characters of a message escaped, so that a client cannot write a line of its
+own (a path with ``%0d%0a``) or terminal escapes into it. (Named ``logconfig`` so
+that it never shadows the standard library's ``logging``.)
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ class RequestContextFilter(logging.Filter):
 class OneLine(logging.Filter):
     """Log a rejected request as one warning line, not an ERROR with a traceback.
 
-    Scanners send junk Host headers all day; Django logs each DisallowedHost with
-    a full traceback at ERROR, which buries real errors. The access log still
-    records the 400.
+    Scanners send junk Host headers, thousands of query parameters or form fields
+    all day; Django logs each such refusal (a ``SuspiciousOperation``, answered
+    400) with a full traceback at ERROR, which buries real errors. The access log
+    still records the 400.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -47,6 +50,29 @@ class OneLine(logging.Filter):
         record.exc_text = None
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+# C0 and C1 control characters and DEL, and the Unicode line and paragraph
+# separators, as Python writes them in a string's repr: \r, \n, \x1b, \x00...
+_ESCAPES = {
+    code: repr(chr(code))[1:-1]
+    for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+    if code != 0x09  # a tab stays a tab
+}
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, with each message on one line of its own: control
+    characters in it (from a request's path, a header) are escaped, not written.
+    A traceback after the message keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_ESCAPES)
+        return super().formatMessage(record)
+
+
+def text_formatter() -> logging.Formatter:
+    return TextFormatter(TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S%z")
 
 
 def json_formatter() -> logging.Formatter:
@@ -84,12 +110,25 @@ _RESERVED = [
 ]
 
 
+# The SuspiciousOperations Django raises for what a client sent, each logged on
+# the logger django.security.<name>: a bad Host, too many query parameters or
+# form fields, too many files, a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a
+# malformed multipart body.
+CLIENT_REFUSALS = (
+    "DisallowedHost",
+    "TooManyFieldsSent",
+    "TooManyFilesSent",
+    "RequestDataTooBig",
+    "SuspiciousMultipartForm",
+)
+
+
 def logging_config(*, log_format: str, level: str, server_level: str) -> dict[str, Any]:
     formatter: dict[str, Any]
     if log_format == "json":
         formatter = {"()": "django_k8s_runtime.observability.logconfig.json_formatter"}
     else:
-        formatter = {"format": TEXT_FORMAT, "datefmt": "%Y-%m-%d %H:%M:%S%z"}
+        formatter = {"()": "django_k8s_runtime.observability.logconfig.text_formatter"}
     console = ["console"]
     server = {"level": server_level.upper(), "handlers": console, "propagate": False}
     return {
@@ -118,7 +157,11 @@ def logging_config(*, log_format: str, level: str, server_level: str) -> dict[st
             "uvicorn.access": {"handlers": [], "propagate": False},
             "access": {"level": "INFO", "handlers": console, "propagate": False},
             "django": {"level": level.upper(), "handlers": [], "propagate": True},
-            "django.security.DisallowedHost": {"filters": ["one_line"], "propagate": True},
+            # Requests Django refuses with 400 (a SuspiciousOperation): one line each.
+            **{
+                f"django.security.{refusal}": {"filters": ["one_line"], "propagate": True}
+                for refusal in CLIENT_REFUSALS
+            },
             # Python warnings go through logging, so JSON mode stays JSON.
             "py.warnings": {"level": "WARNING", "handlers": console, "propagate": False},
         },

@@ -16,9 +16,13 @@ OpenMetrics format as the scraper asks, gzip if it accepts it).
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,42 +34,119 @@ ENVIRONMENT_KEY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads this
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-_directory: str | None = None  # prepared by this process
-_made_here = False
+# The files prometheus_client's multiprocess mode writes, and nothing else: its
+# values.py names each ``<type>_<pid>.db``, a gauge's type with its mode
+# (``counter_12.db``, ``gauge_livesum_12.db``, ``histogram_12.db``).
+METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_[0-9]+\.db")
+# Held (shared) by every process of the server that made the directory: a directory
+# whose lock nobody holds was left by a server that is gone.
+LOCK_NAME = "server.lock"
+FRESH_PREFIX = "prometheus-"
+LOCK_WAIT_SECONDS = 1.0
+
+_directory: str | None = None  # prepared by this process (tree)
+_lock: int | None = None  # this tree's hold on a directory made here
+_maker_pid = 0
+
+
+def foreign_entries(directory: str) -> list[str]:
+    """Entries of ``directory`` that neither prometheus_client nor the runtime wrote
+    (a start-up problem: the runtime removes nothing else). The runtime's lock is
+    its own: a directory made here is in the environment once prepared, and is
+    checked again when a preloaded project declares its variables."""
+    ours = (LOCK_NAME, f".{LOCK_NAME}.new")
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(
+                entry.name
+                for entry in entries
+                if not _is_metrics_file(entry) and entry.name not in ours
+            )
+    except OSError as error:
+        return [f"<unreadable: {error.strerror}>"]
+
+
+def _is_metrics_file(entry: os.DirEntry[str]) -> bool:
+    return bool(METRICS_FILE.fullmatch(entry.name)) and entry.is_file(follow_symlinks=False)
 
 
 def prepare_directory(configured: str) -> str:
     """Create (or empty) the shared directory and tell prometheus_client about it.
 
-    Once per process tree: ``config/gunicorn.py`` calls it in the master, and
-    ``config/asgi.py`` again (for a server without our Gunicorn config), which then
-    gets the same directory; emptying it a second time would reset every counter.
-    An operator's directory is emptied, not removed; one made here (under /dev/shm)
-    is removed again by :func:`remove_directory` when the master exits."""
-    global _directory, _made_here
+    Once per process tree: the Gunicorn config module calls it in the master, and
+    ``asgi.py`` again (for a server without the runtime's Gunicorn config), which
+    then gets the same directory; emptying it a second time would reset every
+    counter.
+
+    An operator's directory is emptied of metrics files only (start-up refuses one
+    that holds anything else). A directory made here, under /dev/shm, is removed
+    by the last process of this server to exit, whatever ends it (a normal stop, a
+    failed start, a killed master whose workers then stop); one left by a server
+    killed whole (SIGKILL to every process) is removed by the next start on the
+    machine, which sees that no process holds its lock."""
+    global _directory, _lock, _maker_pid
     if _directory is not None:
         return _directory
     if configured:
         directory = Path(configured)
         directory.mkdir(parents=True, exist_ok=True)
-        for entry in directory.iterdir():
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _is_metrics_file(entry):
+                    os.unlink(entry.path)
     else:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - a tmpfs
-        directory = Path(tempfile.mkdtemp(prefix="prometheus-", dir=base))
-        _made_here = True
+        base = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())  # noqa: S108 - a tmpfs
+        for left in base.glob(FRESH_PREFIX + "*"):
+            _remove_if_abandoned(left)
+        directory = Path(tempfile.mkdtemp(prefix=f"{FRESH_PREFIX}{os.getpid()}-", dir=base))
+        _lock, _maker_pid = _hold(directory), os.getpid()
+        atexit.register(_release)  # also run by forked workers as they exit
     _directory = str(directory)
     os.environ[ENVIRONMENT_KEY] = _directory
     return _directory
 
 
-def remove_directory() -> None:
-    """Gunicorn's on_exit hook: remove the directory prepare_directory() made."""
-    if _made_here and _directory is not None:
-        shutil.rmtree(_directory, ignore_errors=True)
+def _hold(directory: Path) -> int:
+    """Lock the directory for this process tree (forked workers share the lock). The
+    lock is taken before its file gets the name others look for, so no other start
+    ever sees it unheld."""
+    path = directory / f".{LOCK_NAME}.new"  # foreign_entries() knows this name too
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    path.rename(directory / LOCK_NAME)
+    return descriptor
+
+
+def _release() -> None:
+    """At exit of any process of the tree: let go of the lock; the last one out
+    removes the directory. The master waits a moment for workers it has just
+    killed."""
+    global _lock
+    if _lock is None or _directory is None:
+        return
+    os.close(_lock)
+    _lock = None
+    deadline = time.monotonic() + (LOCK_WAIT_SECONDS if os.getpid() == _maker_pid else 0)
+    while not _remove_if_abandoned(Path(_directory)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _remove_if_abandoned(directory: Path) -> bool:
+    """Remove a directory made by :func:`prepare_directory` if no process holds its
+    lock any more; whether it is gone. One without the lock file is not ours to judge."""
+    try:
+        descriptor = os.open(directory / LOCK_NAME, os.O_RDWR)
+    except OSError:
+        return not directory.exists()
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a live server's
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
+        return True
+    finally:
+        os.close(descriptor)
 
 
 class Metrics:

@@ -14,7 +14,10 @@ A request whose response never completed is recorded by who was at fault, so a
 client cannot drive the 5xx rate: 499 when the client left or stopped reading
 (nginx's code for it), the client's own 400 when the server refused its body
 (``scope["client_error"]``), 504 when the request's deadline cut it
-(``scope["deadline"]``), and 500 only when the application failed.
+(``scope["deadline"]``), and 500 only when the application failed. A response
+the application completed after its client had gone (the HTTP protocol marks the
+scope ``client_gone``; Uvicorn drops what is sent then) reached no one: 499 too,
+with the application's status beside it in the log (``answered``).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class RequestObserver:
             await send(message)
 
         failed = True
+        answered = None  # the status of a complete response the client never got
         try:
             await self.app(scope, receive, send_with_id)
             failed = False
@@ -80,33 +84,41 @@ class RequestObserver:
                 status = 500
             elif not complete:
                 status = _unfinished(scope, status)
+            elif scope.get("client_gone"):
+                answered, status = status, CLIENT_CLOSED
             elapsed = time.perf_counter() - started
             if self.metrics is not None:
                 self.metrics.request_finished(scope, status, elapsed)
             if self.access_log and scope.get("route") not in self.quiet_routes:
-                self._log(scope, status, elapsed)
+                self._log(scope, status, elapsed, answered)
             request_id.unbind(token)
 
     @staticmethod
-    def _log(scope: dict[str, Any], status: int, elapsed: float) -> None:
+    def _log(scope: dict[str, Any], status: int, elapsed: float, answered: int | None) -> None:
         client = scope.get("client")
         address = client[0] if client else "-"
         query = scope.get("query_string", b"")
         path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        fields = {
+            "method": scope["method"],
+            "path": path,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "client": address,
+        }
+        note = ""
+        if answered is not None:
+            fields["answered"] = answered
+            note = f" (client gone before its response; the application answered {answered})"
         access_logger.info(
-            '%s "%s %s" %d %.1fms',
+            '%s "%s %s" %d %.1fms%s',
             address,
             scope["method"],
             path,
             status,
             elapsed * 1000,
-            extra={
-                "method": scope["method"],
-                "path": path,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "client": address,
-            },
+            note,
+            extra=fields,
         )
 
 

@@ -47,6 +47,18 @@ fired, ``GUNICORN_KEEPALIVE`` (75 s) later.
 **A malformed body is the client's 400**, not the server's 500: the parser's 400
 is recorded in the scope (``scope["client_error"]``) for the access log and
 metrics, as the application only sees the client leave.
+
+**A client gone before its response** is recorded in the scope
+(``scope["client_gone"]``): Uvicorn drops what the application sends then, and
+the access log said 200 for a response nobody got. That includes a client that
+half-closes after its request (``shutdown(SHUT_WR)``, ``nc -N``): TCP tells that
+from a client that left only once a write fails, and this server, like nginx,
+reads the end of input as the client gone, so an abandoned async view is
+cancelled at once.
+
+**Upgrade requests** (WebSocket, h2c) this server does not take are answered as
+the plain HTTP/1.1 requests they also are, with one warning line; Uvicorn logged
+two, the second advising to install a WebSocket library.
 """
 
 from __future__ import annotations
@@ -222,7 +234,17 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         for cycle in (self._running, self.cycle, *(cycle for cycle, _ in self.pipeline)):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
+                cycle.scope["client_gone"] = True  # for the access log: nothing more is sent
                 cycle.message_event.set()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """One line where Uvicorn wrote two (the second about installing a library)."""
+        upgrade = self._get_upgrade()
+        wanted = repr(upgrade.decode("latin-1")) if upgrade else "another protocol"
+        client = self.client[0] if self.client else "-"
+        self.logger.warning(
+            "Upgrade to %s not supported: answered over HTTP/1.1 (from %s)", wanted, client
+        )
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._running = cycle

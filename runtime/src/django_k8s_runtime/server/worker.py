@@ -31,6 +31,14 @@ What it changes, and why:
   time and number (:attr:`UvicornWorker.bounds`, handed over by the Gunicorn
   config's ``post_fork``; ``worker_connections`` from Gunicorn).
 * **Access log** is written by the application's observer, not by Uvicorn.
+* **An application that refuses to load stops the server.** Without preloading,
+  each worker imports the application; a project that stops on its configuration
+  (a ``SystemExit``, which Gunicorn lets through) made the worker exit 1, and
+  Gunicorn booted a replacement twice a second for ever. It exits with Gunicorn's
+  boot-error code instead, so the master stops, once, non-zero.
+* **A worker whose master is gone stops.** Killed with SIGKILL, the master cannot
+  stop its workers, and they went on serving and holding the port. The heartbeat
+  notices the new parent, as Gunicorn's own workers do, and stops gracefully.
 * **No waiting on stuck threads at exit.** A synchronous view still running when
   the worker has finished shutting down (its response already abandoned) would
   keep the process alive; the worker exits without it.
@@ -44,11 +52,14 @@ import functools
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
+from gunicorn.errors import AppImportError
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
@@ -59,6 +70,11 @@ from django_k8s_runtime.server.worker_state import this_worker
 
 # Uvicorn cancels what is still running this long before Gunicorn would SIGKILL.
 GRACEFUL_MARGIN_SECONDS = 1.0
+# A worker whose master is gone notices within this long.
+MASTER_CHECK_SECONDS = 1.0
+# A worker that failed to boot after another did waits this long for the master to stop it.
+BOOT_ERROR_WAIT_SECONDS = 10.0
+_boot_error_claim: socket.socket | None = None
 
 
 def uvicorn_graceful_timeout(gunicorn_graceful_timeout: float) -> float:
@@ -92,10 +108,47 @@ class UvicornWorker(BaseUvicornWorker):
             self.server.should_exit = True
             self.server.force_exit = True
 
+    def load_wsgi(self) -> None:
+        try:
+            super().load_wsgi()
+        except SystemExit as refused:  # a project's configuration error, say
+            if not refused.code:
+                raise
+            if isinstance(refused.code, str):
+                print(refused.code, file=sys.stderr, flush=True)
+            self._exit_boot_error()
+        except AppImportError:
+            raise  # Gunicorn's own answer: the application is not there (exit 4)
+        except Exception:
+            self.log.exception("Exception in worker process")
+            self._exit_boot_error()
+
+    def _exit_boot_error(self) -> None:
+        """Exit with Gunicorn's boot-error code, once per server: when every worker
+        fails at the same moment, Gunicorn's master, halting on the first, meets the
+        second's code while stopping and dies of it with a traceback. The first to
+        claim the server's name exits; the others wait for the master's SIGTERM."""
+        global _boot_error_claim
+        _boot_error_claim = socket.socket(socket.AF_UNIX)  # held until the process is gone
+        # Abstract, so it vanishes with the process; named by the listening socket's
+        # inode, which all workers of this master share and no other server has.
+        inode = os.fstat(self.sockets[0].fileno()).st_ino if self.sockets else self.ppid
+        try:
+            _boot_error_claim.bind(f"\0django-k8s-runtime-boot-error-{inode}")
+        except OSError:
+            time.sleep(BOOT_ERROR_WAIT_SECONDS)  # the master's SIGTERM ends it first
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
     async def _heartbeat(self) -> None:
-        interval = heartbeat_interval(self.cfg.timeout)
+        interval = min(heartbeat_interval(self.cfg.timeout), MASTER_CHECK_SECONDS)
         while True:
             self.notify()
+            if os.getppid() != self.ppid and self.server is not None:
+                self.log.warning(
+                    "Master (pid: %s) is gone: worker stopping (pid: %s)", self.ppid, self.pid
+                )
+                self.server.should_exit = True
+                return
             await asyncio.sleep(interval)
 
     async def _serve(self) -> None:

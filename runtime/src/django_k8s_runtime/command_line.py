@@ -1,0 +1,223 @@
+"""Gunicorn's command line, read with Gunicorn's own parser and validators.
+
+Gunicorn reads ``GUNICORN_CMD_ARGS`` itself, over the config module and under the
+command line's own flags, so a value there can undo what the environment's
+variables set (``--timeout 0`` turns the request timeout off, ``--bind`` replaces
+the listeners). The runtime reads it the same way, to check it with everything
+else at start-up and in ``check-env`` (:func:`problems`: a value the matching
+variable would refuse is refused here too), and to judge the warnings on the values
+Gunicorn will use (:func:`gunicorn_value`). Never a hand-written parser that could
+disagree with Gunicorn's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from django_k8s_runtime.env import REGISTRY, ConfigError, Reason, Snapshot
+
+
+class Invalid(Reason):
+    """What Gunicorn would say about the arguments, in its own words."""
+
+
+def _gunicorn_config() -> Any:
+    try:
+        from gunicorn import config
+    except ValueError:  # its settings read WEB_CONCURRENCY with int() on import
+        raise Invalid(
+            "it cannot be checked while WEB_CONCURRENCY is not a whole number "
+            "(Gunicorn stops on that first)"
+        ) from None
+    return config
+
+
+def parse(words: Sequence[str]) -> argparse.Namespace:
+    """Gunicorn's argument parser over ``words``; :class:`Invalid` instead of
+    printing the usage and exiting."""
+    parser = _gunicorn_config().Config().parser()
+
+    def refuse(message: str = "", *args: Any) -> None:
+        raise Invalid(message.strip() or "it makes Gunicorn exit")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    parser.exit = refuse  # type: ignore[method-assign] # --help, --version
+    parser._print_message = lambda *args: None  # type: ignore[method-assign] # ...and their text
+    return parser.parse_args(list(words))
+
+
+class Settings(Mapping[str, Any]):
+    """Gunicorn settings by name, frozen (a part of the configuration snapshot)."""
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        self._items = {
+            name: tuple(value) if isinstance(value, list) else value
+            for name, value in items.items()
+        }
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __str__(self) -> str:
+        return " ".join(f"{flag(name)}={_text(value)}" for name, value in self._items.items())
+
+
+def _text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def settings(text: str) -> Settings:
+    """The Gunicorn settings ``GUNICORN_CMD_ARGS`` sets, by Gunicorn's name, as
+    Gunicorn's validators leave them (``{"timeout": 0, "bind": ("0.0.0.0:9000",)}``)."""
+    if not text.strip():
+        return Settings({})
+    try:
+        words = shlex.split(text)
+    except ValueError as error:  # an unclosed quote
+        raise Invalid(str(error).lower()) from None
+    arguments = parse(words)
+    if arguments.args:
+        # Gunicorn ignores an application named here (it takes the command line's).
+        raise Invalid(f"Gunicorn ignores the application {arguments.args[0]!r} named here")
+    config = _gunicorn_config().Config()
+    found = {}
+    for name, value in vars(arguments).items():
+        if value is None or name == "args":
+            continue
+        try:
+            config.set(name, value)
+        except Exception as error:  # Gunicorn's validators raise several types
+            raise Invalid(f"{flag(name)}: {error}") from None
+        found[name] = config.settings[name].get()
+    return Settings(found)
+
+
+def flag(setting: str) -> str:
+    """The long option of a Gunicorn setting (``graceful_timeout`` -> ``--graceful-timeout``)."""
+    for known in _gunicorn_config().KNOWN_SETTINGS:
+        if known.name == setting and known.cli:
+            return known.cli[-1]
+    return "--" + setting.replace("_", "-")
+
+
+def application(argv: Sequence[str]) -> str | None:
+    """The application Gunicorn's command line names (``mysite.asgi:application``), if any."""
+    try:
+        arguments = parse(argv)
+    except Invalid:
+        return None
+    return arguments.args[0] if arguments.args else None
+
+
+# The Gunicorn settings the runtime's variables set (gunicorn.py), by Gunicorn's
+# name: GUNICORN_CMD_ARGS may set them again, and is held to the same rules.
+GUNICORN_SETTINGS = {
+    "workers": "GUNICORN_WORKERS",
+    "timeout": "GUNICORN_TIMEOUT",
+    "graceful_timeout": "GUNICORN_GRACEFUL_TIMEOUT",
+    "keepalive": "GUNICORN_KEEPALIVE",
+    "max_requests": "GUNICORN_MAX_REQUESTS",
+    "max_requests_jitter": "GUNICORN_MAX_REQUESTS_JITTER",
+    "threads": "GUNICORN_THREADS",
+    "worker_connections": "GUNICORN_WORKER_CONNECTIONS",
+    "limit_request_line": "GUNICORN_LIMIT_REQUEST_LINE",
+    "limit_request_fields": "GUNICORN_LIMIT_REQUEST_FIELDS",
+    "limit_request_field_size": "GUNICORN_LIMIT_REQUEST_FIELD_SIZE",
+    "preload_app": "GUNICORN_PRELOAD",
+    "loglevel": "GUNICORN_LOG_LEVEL",
+    "forwarded_allow_ips": "GUNICORN_FORWARDED_ALLOW_IPS",
+    "control_socket": "GUNICORN_CONTROL_SOCKET",
+}
+
+
+_SETTING_OF = {name: setting for setting, name in GUNICORN_SETTINGS.items()}
+
+
+def gunicorn_value(env: Snapshot, name: str) -> Any:
+    """A variable's value as Gunicorn will use it: GUNICORN_CMD_ARGS's, parsed as the
+    variable's, where it sets one; ConfigError if that is not valid."""
+    setting = _SETTING_OF.get(name)
+    overrides = env.GUNICORN_CMD_ARGS
+    if setting is None or setting not in overrides:
+        return env[name]
+    try:
+        return REGISTRY[name].parser.parse(as_text(overrides[setting]))
+    except (ValueError, TypeError):
+        raise ConfigError(_override_problem(setting, overrides[setting])) from None
+
+
+def named(env: Snapshot, name: str, value: Any) -> str:
+    """``NAME=value`` for a message, saying so where GUNICORN_CMD_ARGS set the value."""
+    setting = _SETTING_OF.get(name)
+    if setting in env.GUNICORN_CMD_ARGS:
+        return f"{name}={value} (GUNICORN_CMD_ARGS's {flag(setting)})"
+    return f"{name}={value}"
+
+
+def as_text(value: Any) -> str:
+    """A Gunicorn setting's value as the text of the variable it overrides."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _override_problem(setting: str, value: Any) -> str:
+    name = GUNICORN_SETTINGS[setting]
+    return (
+        f"GUNICORN_CMD_ARGS sets {flag(setting)} {as_text(value)}, which "
+        f"{name} would refuse: expected {REGISTRY[name].parser.allowed}."
+    )
+
+
+def problems(env: Snapshot) -> list[str]:
+    """GUNICORN_CMD_ARGS, as Gunicorn will apply it, held to the variables' rules (a
+    start-up rule, run by :mod:`.validation`)."""
+    overrides = env.GUNICORN_CMD_ARGS
+    found = []
+    for setting in overrides:
+        if setting in GUNICORN_SETTINGS:
+            try:
+                gunicorn_value(env, GUNICORN_SETTINGS[setting])
+            except ConfigError as error:
+                found.append(error.message)
+    if "bind" in overrides and env.METRICS_PORT:
+        found += _bind_problems(overrides["bind"], env.METRICS_PORT)
+    return found
+
+
+def _bind_problems(binds: tuple[str, ...], metrics_port: int) -> list[str]:
+    """``--bind`` replaces every listener the config module sets, the metrics one too."""
+    from gunicorn.util import parse_address
+
+    ports = []
+    for bind in binds:
+        try:
+            address = parse_address(bind)
+        except RuntimeError as error:
+            return [f"GUNICORN_CMD_ARGS binds {bind!r}, which Gunicorn refuses: {error}"]
+        ports.append(address[1] if isinstance(address, tuple) else None)
+    shown = " ".join(f"--bind {bind}" for bind in binds)
+    if metrics_port not in ports:
+        return [
+            f"GUNICORN_CMD_ARGS's {shown} replaces every listener, the metrics port's too: "
+            f"METRICS_PORT={metrics_port} would serve nothing; bind it as well "
+            f"(--bind <host>:{metrics_port}), or set METRICS_PORT=0."
+        ]
+    if all(port == metrics_port for port in ports):
+        return [
+            f"GUNICORN_CMD_ARGS's {shown} leaves only the metrics port (METRICS_PORT="
+            f"{metrics_port}), which answers nothing but /metrics: the application would "
+            "not be served; bind the application's port too."
+        ]
+    return []
