@@ -19,16 +19,23 @@ from collections.abc import Callable
 
 from django_k8s_runtime import database
 from django_k8s_runtime.env import ConfigError, Snapshot
+from django_k8s_runtime.server import memory
 
 
 def recycling_problems(env: Snapshot) -> list[str]:
+    found = []
     if env.GUNICORN_MAX_REQUESTS_JITTER and not env.GUNICORN_MAX_REQUESTS:
-        return [
+        found.append(
             f"GUNICORN_MAX_REQUESTS_JITTER={env.GUNICORN_MAX_REQUESTS_JITTER} has no effect "
             "because GUNICORN_MAX_REQUESTS=0 (never recycle); set GUNICORN_MAX_REQUESTS or "
             "remove the jitter."
-        ]
-    return []
+        )
+    if env.WORKER_MAX_MEMORY_MIB and not memory.measurable():
+        found.append(
+            f"WORKER_MAX_MEMORY_MIB={env.WORKER_MAX_MEMORY_MIB} cannot work here: this system "
+            f"does not tell a process its memory ({memory.STATM}, Linux only); set it to 0."
+        )
+    return found
 
 
 def metrics_problems(env: Snapshot) -> list[str]:
@@ -88,6 +95,8 @@ def health_problems(env: Snapshot) -> list[str]:
     return []
 
 
+FRESH_WORKER_SHARE = 0.75  # of WORKER_MAX_MEMORY_MIB a worker may take before any request
+
 Rule = Callable[[Snapshot], list[str]]
 RULES: list[Rule] = [
     recycling_problems,
@@ -123,10 +132,26 @@ def check(env: Snapshot) -> None:
         raise ConfigError(*found)
 
 
-def warnings(env: Snapshot, *, timeout: int, graceful_timeout: int, threads: int) -> list[str]:
+def warnings(
+    env: Snapshot,
+    *,
+    timeout: int,
+    graceful_timeout: int,
+    threads: int,
+    fresh_worker_bytes: int | None = None,
+) -> list[str]:
     """Legal but unwise: one line each, logged at start-up. Gunicorn's effective
-    values are passed in, as ``GUNICORN_CMD_ARGS`` may have changed them."""
+    values are passed in, as ``GUNICORN_CMD_ARGS`` may have changed them, and what a
+    worker takes before its first request (the master's memory once it has loaded
+    the app), where known."""
     found = []
+    limit = env.WORKER_MAX_MEMORY_MIB * memory.MIB
+    if limit and fresh_worker_bytes and fresh_worker_bytes > limit * FRESH_WORKER_SHARE:
+        found.append(
+            f"WORKER_MAX_MEMORY_MIB={env.WORKER_MAX_MEMORY_MIB} leaves a worker little room: "
+            f"it takes about {fresh_worker_bytes // memory.MIB} MiB before its first request, "
+            "so it would be replaced after a few; raise it."
+        )
     if graceful_timeout < timeout:
         found.append(
             f"GUNICORN_GRACEFUL_TIMEOUT={graceful_timeout} is shorter than GUNICORN_TIMEOUT="

@@ -12,6 +12,12 @@ while their counters keep counting.
 nowhere else: the public port never answers it, and the Service does not expose
 the metrics port. prometheus_client renders it (``make_asgi_app``: the text or
 OpenMetrics format as the scraper asks, gzip if it accepts it).
+
+Saturation (threads busy and waiting, requests to async views, the database pools)
+is published by each worker once a second (:meth:`Metrics.record_saturation`,
+called from a timer the composition root sets), as gauges summed over the live
+workers: no request pays for it. A request's wait for a thread is observed only
+when it found every thread busy.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ if TYPE_CHECKING:
 
 ENVIRONMENT_KEY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads this
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# A wait for a thread is bounded by half the request's time left (admission), so
+# from a few milliseconds to GUNICORN_TIMEOUT / 2.
+THREAD_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 _directory: str | None = None  # prepared by this process
@@ -117,9 +126,93 @@ class Metrics:
         )
         self.worker_restarts = Counter(
             "gunicorn_worker_restarts",
-            "Workers that exited and were replaced (recycled, reloaded, timed out, crashed).",
+            "Workers that exited, by cause: max_requests, memory (WORKER_MAX_MEMORY_MIB), "
+            "stopped (by the master: reload, shutdown, one worker fewer), timeout (killed: "
+            "its event loop was blocked for GUNICORN_TIMEOUT), crash (killed by a signal, the "
+            "OOM killer's included, or exited on an error).",
+            ("cause",),
             registry=registry,
         )
+        self.exceptions = Counter(
+            "http_request_exceptions",
+            "Exceptions a view or middleware raised and Django answered 500 for, by class "
+            "and route.",
+            ("exception", "route"),
+            registry=registry,
+        )
+        # Saturation, per worker and summed over the live ones (record_saturation).
+        self.threads = Gauge(
+            "http_request_threads",
+            "Threads for requests to synchronous views (GUNICORN_THREADS per worker).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.threads_busy = Gauge(
+            "http_request_threads_busy",
+            "Of http_request_threads, those running a request now.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.waiting_for_thread = Gauge(
+            "http_requests_waiting_for_thread",
+            "Requests to synchronous views waiting for a thread now.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.thread_wait = Histogram(
+            "http_request_thread_wait_seconds",
+            "How long a request that found every thread busy waited for one (until a "
+            "thread took it, or it was refused with a 503).",
+            buckets=THREAD_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.async_in_flight = Gauge(
+            "http_async_requests_in_flight",
+            "Requests to async views in flight now (they hold none of the request threads).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_connections = Gauge(
+            "db_pool_connections",
+            "Connections of the database pools, by state: in_use (lent to a request) or idle.",
+            ("database", "state"),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_connections_max = Gauge(
+            "db_pool_connections_max",
+            "The most connections the pools may open (DB_POOL_MAX_SIZE per worker).",
+            ("database",),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_waiting = Gauge(
+            "db_pool_requests_waiting",
+            "Requests waiting for a pooled connection now.",
+            ("database",),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_queued = Counter(
+            "db_pool_requests_queued",
+            "Requests for a pooled connection that had to wait for one.",
+            ("database",),
+            registry=registry,
+        )
+        self.pool_wait = Counter(
+            "db_pool_wait_seconds",
+            "Time requests spent waiting for a pooled connection, in all (divided by "
+            "db_pool_requests_queued_total: the average wait).",
+            ("database",),
+            registry=registry,
+        )
+        self.pool_failed = Counter(
+            "db_pool_requests_failed",
+            "Requests for a pooled connection that failed (none came within DB_POOL_TIMEOUT).",
+            ("database",),
+            registry=registry,
+        )
+        self._pool_totals: dict[tuple[str, str], float] = {}  # this process's, last seen
 
     def request_started(self) -> None:
         self.in_flight.inc()
@@ -137,6 +230,50 @@ class Metrics:
 
     def connection_dropped(self, reason: str) -> None:
         self.connections_dropped.labels(reason).inc()
+
+    def thread_waited(self, seconds: float) -> None:
+        self.thread_wait.observe(seconds)
+
+    def exception_raised(self, exception: str, route: str | None) -> None:
+        self.exceptions.labels(exception, route or "<unmatched>").inc()
+
+    def record_saturation(
+        self, *, threads: int, busy: int, waiting: int, async_in_flight: int
+    ) -> None:
+        """This worker's request threads and async requests now (once a second)."""
+        self.threads.set(threads)
+        self.threads_busy.set(busy)
+        self.waiting_for_thread.set(waiting)
+        self.async_in_flight.set(async_in_flight)
+
+    def record_database_pools(self, stats: dict[str, dict[str, int]]) -> None:
+        """This worker's connection pools now, from psycopg_pool's ``get_stats()`` by
+        database alias: its gauges as they are, its running totals as what was added
+        since the last call."""
+        for database, pool in stats.items():
+            available = pool.get("pool_available", 0)
+            self.pool_connections.labels(database, "in_use").set(
+                pool.get("pool_size", 0) - available
+            )
+            self.pool_connections.labels(database, "idle").set(available)
+            self.pool_connections_max.labels(database).set(pool.get("pool_max", 0))
+            self.pool_waiting.labels(database).set(pool.get("requests_waiting", 0))
+            for counter, key, scale in (
+                (self.pool_queued, "requests_queued", 1),
+                (self.pool_wait, "requests_wait_ms", 1000),
+                (self.pool_failed, "requests_errors", 1),
+            ):
+                total = pool.get(key, 0) / scale
+                added = total - self._pool_totals.get((database, key), 0)
+                if added > 0:
+                    counter.labels(database).inc(added)
+                self._pool_totals[database, key] = total
+
+    def expect_worker_exits(self, causes: tuple[str, ...]) -> None:
+        """Every cause at 0 from the start, so a rate over it is defined before the
+        first exit."""
+        for cause in causes:
+            self.worker_restarts.labels(cause)
 
     def record_readiness(self, ready: bool, checks: dict[str, bool]) -> None:
         self.ready.set(1 if ready else 0)
@@ -156,11 +293,12 @@ def get() -> Metrics:
     return _metrics
 
 
-def worker_exited(pid: int) -> None:
-    """Gunicorn's child_exit hook, in the master: count it, drop its live gauges."""
+def worker_exited(pid: int, cause: str) -> None:
+    """Gunicorn's child_exit hook, in the master: count it by cause, drop its live
+    gauges."""
     from prometheus_client import multiprocess
 
-    get().worker_restarts.inc()
+    get().worker_restarts.labels(cause).inc()
     multiprocess.mark_process_dead(pid)
 
 
