@@ -265,8 +265,9 @@ class Metrics:
             ):
                 total = pool.get(key, 0) / scale
                 added = total - self._pool_totals.get((database, key), 0)
+                child = counter.labels(database)  # shown from the start, at 0
                 if added > 0:
-                    counter.labels(database).inc(added)
+                    child.inc(added)
                 self._pool_totals[database, key] = total
 
     def expect_worker_exits(self, causes: tuple[str, ...]) -> None:
