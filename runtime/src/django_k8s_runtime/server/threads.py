@@ -223,16 +223,17 @@ class ThreadPool:
             self._done()
             return
         try:
-            result = job.context.run(job.function, *job.args)
+            outcome: tuple[Any, Any] = (_succeed, job.context.run(job.function, *job.args))
         except BaseException as error:  # handed to the awaiting task, as run_in_executor does
-            loop.call_soon_threadsafe(_fail, job.future, error)
-        else:
-            loop.call_soon_threadsafe(_succeed, job.future, result)
+            outcome = (_fail, error)
         finally:
             self.job_seconds += (time.perf_counter() - started - self.job_seconds) * _WEIGHT
             with self._lock:
                 self._busy -= 1
-            self._done()
+        # Free before the result is handed back: a job submitted the moment the awaiting
+        # task resumes finds this thread idle, not busy.
+        loop.call_soon_threadsafe(outcome[0], job.future, outcome[1])
+        self._done()
 
     def _done(self) -> None:
         if self.size is None:
