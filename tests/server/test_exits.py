@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
+import pytest
+
 from django_k8s_runtime.server import exits
 
 
+# pytest's own threads make Python warn about fork(); the child here only writes one
+# byte and leaves with os._exit, as Gunicorn's workers are forked from its master.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_cause_written_in_the_forked_worker_is_read_by_the_master() -> None:
     worker = SimpleNamespace(aborted=False)
     exits.give_note(worker)  # pre_fork, in the master
