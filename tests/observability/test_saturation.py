@@ -50,6 +50,31 @@ def test_saturated_threads_show_in_the_gauges_and_the_wait_histogram() -> None:
     assert sample(after, f"{wait}_bucket", le="5.0") == 3
 
 
+def test_a_workers_last_waits_are_published_before_it_exits() -> None:
+    """One thread, two requests at once, and GUNICORN_MAX_REQUESTS=2: the second waits,
+    and the worker leaves right after, often before its next once-a-second publishing:
+    its waits are published when it has finished serving. Three workers in a row."""
+    port = free_port()
+    environ = {
+        "METRICS_PORT": str(port),
+        "HEALTH_CHECKS": "",
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_THREADS": "1",
+        "GUNICORN_MAX_REQUESTS": "2",
+    }
+    with Server(environ) as server, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            (worker,) = server.wait_for_workers(1)
+            pair = [pool.submit(server.get, "/_test/sleep?s=0.3") for _ in range(2)]
+            assert [request.result().status_code for request in pair] == [200, 200]
+            deadline = time.monotonic() + 20
+            while worker in server.workers() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        text = scrape(port)  # the scrape is the fourth worker's first request
+    assert sample(text, "gunicorn_worker_restarts_total", cause="max_requests") == 3
+    assert sample(text, "http_request_thread_wait_seconds_count") == 3
+
+
 def test_async_requests_in_flight_hold_no_request_thread() -> None:
     port = free_port()
     environ = {"METRICS_PORT": str(port), "HEALTH_CHECKS": "", "GUNICORN_WORKERS": "2"}

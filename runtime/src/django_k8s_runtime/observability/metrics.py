@@ -17,14 +17,18 @@ Saturation (threads busy and waiting, requests to async views, the database pool
 is published by each worker once a second (:meth:`Metrics.record_saturation`,
 called from a timer the composition root sets), as gauges summed over the live
 workers: no request pays for it. A request's wait for a thread is observed only
-when it found every thread busy.
+when it found every thread busy, which under load is most requests: it is kept in
+the worker (:class:`BatchedHistogram`, under a microsecond) and added to the shared
+histogram with the gauges, and once more when the worker has finished serving.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +79,42 @@ def remove_directory() -> None:
     """Gunicorn's on_exit hook: remove the directory prepare_directory() made."""
     if _made_here and _directory is not None:
         shutil.rmtree(_directory, ignore_errors=True)
+
+
+class BatchedHistogram:
+    """Observations of a histogram (without labels) kept in this process and added to
+    it by :meth:`publish`, all at once.
+
+    prometheus_client's multiprocess ``observe()`` takes a lock and writes two values
+    to a memory-mapped file (microseconds each); a request's wait for a thread is
+    observed on most requests under load. Here an observation is a bisection and two
+    additions under a lock of its own; :meth:`publish` adds each bucket's count with
+    what ``observe()`` itself uses (``_sum``, ``_buckets``, ``_upper_bounds``: private,
+    pinned with prometheus-client by tests/observability/test_metrics_batched.py)."""
+
+    def __init__(self, histogram: Any) -> None:
+        self._histogram = histogram
+        self._bounds = list(histogram._upper_bounds)  # ends with +Inf
+        self._lock = threading.Lock()
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        index = bisect.bisect_left(self._bounds, amount)  # the first bound >= amount
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += amount
+
+    def publish(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, [0] * len(self._bounds)
+            total, self._sum = self._sum, 0.0
+        if not any(counts):
+            return
+        self._histogram._sum.inc(total)
+        for bucket, count in zip(self._histogram._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
 
 
 class Metrics:
@@ -166,6 +206,7 @@ class Metrics:
             buckets=THREAD_WAIT_BUCKETS,
             registry=registry,
         )
+        self._thread_waits = BatchedHistogram(self.thread_wait)
         self.async_in_flight = Gauge(
             "http_async_requests_in_flight",
             "Requests to async views in flight now (they hold none of the request threads).",
@@ -232,7 +273,9 @@ class Metrics:
         self.connections_dropped.labels(reason).inc()
 
     def thread_waited(self, seconds: float) -> None:
-        self.thread_wait.observe(seconds)
+        """A request waited for a thread (in the thread that took it): kept here until
+        :meth:`record_saturation` publishes it."""
+        self._thread_waits.observe(seconds)
 
     def exception_raised(self, exception: str, route: str | None) -> None:
         self.exceptions.labels(exception, route or "<unmatched>").inc()
@@ -240,7 +283,9 @@ class Metrics:
     def record_saturation(
         self, *, threads: int, busy: int, waiting: int, async_in_flight: int
     ) -> None:
-        """This worker's request threads and async requests now (once a second)."""
+        """This worker's request threads and async requests now, and the waits for a
+        thread since the last call (once a second, and when the worker is done)."""
+        self._thread_waits.publish()
         self.threads.set(threads)
         self.threads_busy.set(busy)
         self.waiting_for_thread.set(waiting)

@@ -76,7 +76,9 @@ def heartbeat_interval(gunicorn_timeout: float) -> float:
 
 
 class _Server(Server):
-    """Uvicorn's server; a stop it is told of by a signal is noted for the master."""
+    """Uvicorn's server; a stop it is told of by a signal is noted for the master, and
+    the worker's periodic work runs a last time once every request is done (a worker
+    stopped by SIGTERM dies of the signal Uvicorn re-raises after this)."""
 
     def __init__(self, config: Any, worker: Any) -> None:
         super().__init__(config=config)
@@ -85,6 +87,10 @@ class _Server(Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         exits.note(self._worker, "stopped")
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets)
+        this_worker.finished()
 
 
 class UvicornWorker(BaseUvicornWorker):

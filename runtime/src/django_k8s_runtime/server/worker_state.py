@@ -77,9 +77,18 @@ class WorkerState:
 
     def every(self, seconds: float, callback: Callable[[], None]) -> None:
         """Call ``callback`` on the worker's event loop as it starts serving and then
-        every ``seconds``, for as long as the loop runs (draining included). It must
-        be quick: the loop serves every request."""
+        every ``seconds``, for as long as the loop runs (draining included), and once
+        more when it has finished serving (:meth:`finished`), so what it publishes is
+        complete. It must be quick: the loop serves every request."""
         self._periodic.append((seconds, callback))
+
+    def finished(self) -> None:
+        """Called by the worker when it has served its last request, before it exits."""
+        for _, callback in self._periodic:
+            try:
+                callback()
+            except Exception:
+                logger.exception("a periodic task of the worker failed at its end")
 
     def request_timeout(self) -> float | None:
         """Seconds a request may take; None where no worker of ours set it."""
