@@ -291,3 +291,38 @@ def test_check_env_imports_the_entries_as_start_up_does() -> None:
     good = run_command(command, {"HEALTH_CHECKS": "database,example.checks:upstream"})
     assert good.returncode == 0, good.stdout
     assert "configuration ok" in good.stdout
+
+
+def test_the_readmes_redis_check_follows_a_real_redis(tmp_path, monkeypatch, settings) -> None:
+    """README's Redis check, as written there, against a Redis server of the test's own:
+    ready while it answers, not ready within the check's bound once it is gone."""
+    import re
+    import sys
+    from pathlib import Path
+
+    from tests.support.redis import RedisServer
+    from tests.support.requirements import require_tool
+
+    require_tool("redis-server")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(
+        r"<!-- redis-check:start -->\n```python\n(.*?)```\n<!-- redis-check:end -->", readme, re.S
+    )
+    assert block, "README's Redis check is between its markers"
+    (tmp_path / "readme_checks.py").write_text(block.group(1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with RedisServer() as redis_server:
+        settings.CELERY_BROKER_URL = redis_server.url
+        sys.modules.pop("readme_checks", None)
+        probe = check(load_callable("readme_checks:broker"), timeout=0.5)
+
+        async def scenario() -> tuple[bool, bool, float]:
+            up = (await probe.run()).ok
+            redis_server.stop()
+            begun = time.perf_counter()
+            down = (await probe.run()).ok
+            return up, down, time.perf_counter() - begun
+
+        up, down, seconds = run(scenario())
+    assert (up, down) == (True, False)
+    assert seconds < 1
