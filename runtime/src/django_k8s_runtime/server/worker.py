@@ -76,9 +76,10 @@ def heartbeat_interval(gunicorn_timeout: float) -> float:
 
 
 class _Server(Server):
-    """Uvicorn's server; a stop it is told of by a signal is noted for the master, and
-    the worker's periodic work runs a last time once every request is done (a worker
-    stopped by SIGTERM dies of the signal Uvicorn re-raises after this)."""
+    """Uvicorn's server, noting for the master why it stops (a signal, or its request
+    limit) when it decides to; and the worker's periodic work runs a last time once
+    every request is done (a worker stopped by SIGTERM dies of the signal Uvicorn
+    re-raises after that)."""
 
     def __init__(self, config: Any, worker: Any) -> None:
         super().__init__(config=config)
@@ -87,6 +88,12 @@ class _Server(Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         exits.note(self._worker, "stopped")
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        leaving = await super().on_tick(counter)
+        if leaving and not self.should_exit:  # only the request limit ends it so
+            exits.note(self._worker, "max_requests")
+        return leaving
 
     async def shutdown(self, sockets: Any = None) -> None:
         await super().shutdown(sockets)
@@ -154,8 +161,6 @@ class UvicornWorker(BaseUvicornWorker):
                 await heartbeat
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
-        if not server.should_exit:  # Uvicorn's main loop ended on its own: max requests
-            exits.note(self, "max_requests")
         unfinished = [
             task
             for task in asyncio.all_tasks()
