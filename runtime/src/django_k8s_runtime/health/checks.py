@@ -12,7 +12,7 @@ is involved: a busy thread pool cannot delay the answer, and a hung connection
 attempt is simply cancelled.
 
 A project adds its own checks to ``HEALTH_CHECKS`` as ``package.module:callable``
-(:func:`project_check`): a function of no arguments that raises, or returns
+(:func:`project_probe`): a function of no arguments that raises, or returns
 ``False``, when its dependency is down. It gets the same time bound, cache, single
 flight and log lines. An ``async def`` one runs on the event loop; a plain one in a
 thread, at most one thread per check at a time: a check that hangs is answered for
