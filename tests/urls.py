@@ -11,6 +11,8 @@ urlpatterns = [
     path("_test/async-sleep", views.async_sleep),
     path("_test/block-loop", views.block_event_loop),
     path("_test/raise", views.raise_error),
+    path("_test/raise/<str:key>", views.raise_lookup_error),
+    path("_test/grow", views.grow),
     path("_test/pid", views.pid),
     path("_test/db-sleep", views.database_sleep),
     path("_test/db-ping", views.database_ping),

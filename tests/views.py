@@ -45,6 +45,19 @@ def raise_error(request: HttpRequest) -> JsonResponse:
     raise RuntimeError("boom: raised on purpose by a test")
 
 
+def raise_lookup_error(request: HttpRequest, key: str) -> JsonResponse:
+    raise KeyError(key)
+
+
+_kept: list[bytes] = []
+
+
+def grow(request: HttpRequest) -> JsonResponse:
+    """Keep ``kib`` KiB more in this worker's memory for good: a leak, on purpose."""
+    _kept.append(b"\x01" * (int(request.GET.get("kib", "100")) * 1024))  # written: resident
+    return JsonResponse({"kept_kib": sum(len(part) for part in _kept) // 1024, "pid": os.getpid()})
+
+
 def pid(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"pid": os.getpid()})
 

@@ -105,3 +105,42 @@ def test_without_a_deadline_a_request_waits_as_long_as_it_takes() -> None:
         return admission(ThreadPool(1, "test"), None)
 
     assert run(scenario()) is None
+
+
+def test_a_wait_for_a_thread_is_reported_only_for_a_job_that_found_none() -> None:
+    waits: list[float] = []
+
+    async def scenario():
+        pool = ThreadPool(1, "test", on_wait=waits.append)
+        await pool.run(time.sleep, 0.01)  # found the thread idle: no wait reported
+        first = pool.submit(time.sleep, 0.2)
+        second = pool.submit(time.sleep, 0)  # behind the first
+        await asyncio.gather(first.future, second.future)
+        release = threading.Event()
+        busy = pool.submit(release.wait, 10)
+        withdrawn = pool.submit(time.sleep, 0)
+        await asyncio.sleep(0.1)
+        assert pool.withdraw(withdrawn)  # refused after waiting: its wait counts too
+        release.set()
+        await busy.future
+        pool.shutdown()
+
+    run(scenario())
+    assert len(waits) == 2
+    assert 0.15 < waits[0] < 2
+    assert 0.05 < waits[1] < 2
+
+
+def test_a_failing_wait_report_never_takes_a_thread_down(caplog) -> None:
+    def broken(seconds: float) -> None:
+        raise RuntimeError("metrics broken")
+
+    async def scenario():
+        pool = ThreadPool(1, "test", on_wait=broken)
+        jobs = [pool.submit(time.sleep, 0.05) for _ in range(3)]
+        results = await asyncio.gather(*(job.future for job in jobs))
+        pool.shutdown()
+        return results
+
+    assert run(scenario()) == [None, None, None]
+    assert "could not record a wait for a thread" in caplog.text

@@ -8,6 +8,7 @@ fill the state in afterwards, as that order requires.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from django_k8s_runtime.health.probes import Probes
 from django_k8s_runtime.server.timeout import RequestTimeout
@@ -71,3 +72,30 @@ def test_this_process_has_no_worker_of_ours() -> None:
     assert this_worker.request_timeout() is None
     assert this_worker.threads() is None
     assert not this_worker.is_draining()
+
+
+def test_periodic_work_runs_on_the_workers_loop_once_it_serves(caplog) -> None:
+    """At once, then every period; a failure is one log line and the timer goes on."""
+    state = WorkerState(pod_draining=lambda: False)
+    calls: list[float] = []
+
+    def tick() -> None:
+        calls.append(time.monotonic())
+        if len(calls) in (2, 3):
+            raise RuntimeError("broken for a while")
+
+    state.every(0.05, tick)
+
+    async def scenario() -> None:
+        await asyncio.sleep(0.1)
+        assert calls == []  # registered before the worker serves: nothing yet
+        state.serving(request_timeout=30, threads=2, stopping=lambda: False)
+        assert len(calls) == 1
+        await asyncio.sleep(0.32)
+
+    run(scenario())
+    assert 5 <= len(calls) <= 9
+    assert caplog.text.count("a periodic task of the worker failed") == 1
+    ran = len(calls)
+    state.finished()  # the worker has served its last request: once more
+    assert len(calls) == ran + 1

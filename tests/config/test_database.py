@@ -249,3 +249,14 @@ def test_the_server_bounds_postgres_sessions_by_the_request_timeout() -> None:
         "-c statement_timeout=5000 -c idle_in_transaction_session_timeout=30000"
     )
     assert "OPTIONS" not in databases["local"] or "options" not in databases["local"]["OPTIONS"]
+
+
+def test_the_pools_django_keeps_are_where_pool_stats_reads_them() -> None:
+    """database.pool_stats() reads Django's private registry of pools (one per alias,
+    class-wide), so as not to open a pool only to read it: pinned with Django."""
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    from django_k8s_runtime import database
+
+    assert isinstance(DatabaseWrapper._connection_pools, dict)
+    assert database.pool_stats() == {}  # SQLite here: no pool to read

@@ -33,6 +33,10 @@ JUSTIFIED = {
     (f"{RUNTIME}/__main__.py", "DJANGO_SETTINGS_MODULE", "reads"): (
         "Django's own variable: check-env imports the project's settings, as start-up does"
     ),
+    (f"{RUNTIME}/__main__.py", "DJANGO_SETTINGS_MODULE", "sets if unset"): (
+        "Django's own variable: check-env sets Django up with --settings to import the "
+        "readiness checks HEALTH_CHECKS names"
+    ),
     (f"{RUNTIME}/observability/metrics.py", "PROMETHEUS_MULTIPROC_DIR", "sets"): (
         "prometheus_client finds its multiprocess directory there"
     ),

@@ -299,6 +299,35 @@ def test_scaling_down_waits_longer_than_a_pod_takes_to_stop(objects, web) -> Non
         assert policy["value"] == 1
 
 
+# A worker before it grows (RSS, shared pages included), and the master, measured:
+# 55-75 MiB for a worker (98 with 256 async requests in flight), about 62 for the master.
+FRESH_WORKER_MIB = 100
+MASTER_MIB = 64
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_workers_are_recycled_before_the_pod_reaches_its_memory_limit(web) -> None:
+    """Every worker at WORKER_MAX_MEMORY_MIB, one fresh worker replacing one of them,
+    the master and the memory-backed /dev/shm fit the container's limit: the runtime
+    recycles a worker that grows before the kernel's OOM killer ends the whole pod."""
+    container = web["containers"][0]
+    values = env_values(container)
+    limit = env.WORKER_MAX_MEMORY_MIB.value(values)
+    assert limit, "the reference Deployment bounds its workers' memory"
+    workers = env.GUNICORN_WORKERS.value(values)
+    if workers == "auto":
+        workers = auto_workers(CpuLimit(cpus(container["resources"]["limits"]["cpu"]), "limit"))
+    shm = next(volume for volume in web["volumes"] if volume["name"] == "shm")["emptyDir"]
+    assert shm["medium"] == "Memory"
+    needed = workers * limit + FRESH_WORKER_MIB + MASTER_MIB + mebibytes(shm["sizeLimit"])
+    assert needed <= mebibytes(container["resources"]["limits"]["memory"])
+    assert limit >= 2 * FRESH_WORKER_MIB, "room to grow, or workers recycle all the time"
+
+
 def test_the_database_connections_fit_postgres_defaults(objects, web, job) -> None:
     """At the most pods, with a rollout's surge pod and the migration Job, the pools
     open no more connections than a default PostgreSQL accepts."""

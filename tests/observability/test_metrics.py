@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-import re
 import time
 
 import httpx
 import pytest
 
+from tests.support import metrics
+from tests.support.metrics import sample, total
 from tests.support.server import GUNICORN_COMMAND, Server, free_port, run
 
 pytestmark = pytest.mark.slow
@@ -16,22 +17,7 @@ HTTPS = {"x-forwarded-proto": "https"}
 
 
 def scrape(server: Server, port: int) -> str:
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=")
-    return response.text
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    pattern = (
-        rf"^{re.escape(name)}{{{re.escape(selector)}}} (\S+)$"
-        if labels
-        else rf"^{re.escape(name)} (\S+)$"
-    )
-    match = re.search(pattern, text, re.MULTILINE)
-    assert match, f"no {name}{{{selector}}} in:\n{text}"
-    return float(match.group(1))
+    return metrics.scrape(port)
 
 
 def test_counters_sum_across_workers_and_survive_recycling() -> None:
@@ -64,7 +50,9 @@ def test_counters_sum_across_workers_and_survive_recycling() -> None:
         )
         == 100
     )
-    assert sample(text, "gunicorn_worker_restarts_total") >= len(set(pids)) - 2
+    restarts = "gunicorn_worker_restarts_total"
+    assert total(text, restarts) >= len(set(pids)) - 2
+    assert sample(text, restarts, cause="max_requests") >= len(set(pids)) - 2
 
 
 def test_routes_are_patterns_and_statuses_are_labels() -> None:
@@ -139,7 +127,8 @@ def test_sighup_keeps_the_counts(tmp_path) -> None:
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
     assert sample(text, "http_requests_total", method="GET", route="/api/hello", status="200") == 8
-    assert sample(text, "gunicorn_worker_restarts_total") == 2
+    assert total(text, "gunicorn_worker_restarts_total") == 2
+    assert sample(text, "gunicorn_worker_restarts_total", cause="stopped") == 2
     assert directory.is_dir()  # the operator's directory stays (emptied at the next start)
 
 
@@ -308,3 +297,74 @@ def test_metrics_with_the_documented_command() -> None:
     with server:
         assert server.get("/api/hello").status_code == 200
         assert "http_requests_total" in scrape(server, port)
+
+
+def test_exceptions_are_counted_by_class_and_route() -> None:
+    port = free_port()
+    with Server({"METRICS_PORT": str(port), "HEALTH_CHECKS": ""}) as server:
+        assert server.get("/_test/raise").status_code == 500
+        assert server.get("/_test/raise/first").status_code == 500
+        assert server.get("/_test/raise/second").status_code == 500
+        assert server.get("/api/hello").status_code == 200
+        assert server.get("/no/such/page").status_code == 404  # not an exception raised
+        text = scrape(server, port)
+    count = "http_request_exceptions_total"
+    assert sample(text, count, exception="RuntimeError", route="/_test/raise") == 1
+    assert sample(text, count, exception="KeyError", route="/_test/raise/<str:key>") == 2
+    assert total(text, count) == 3
+
+
+def test_worker_exits_are_counted_by_cause() -> None:
+    """Each cause the master can tell: its own request limit, a stop the master asked
+    for (SIGHUP), an event loop blocked past GUNICORN_TIMEOUT, and a worker killed
+    from outside (as the OOM killer does)."""
+    import os
+    import re
+    import signal
+
+    port = free_port()
+    environ = {
+        "GUNICORN_WORKERS": "2",
+        "METRICS_PORT": str(port),
+        "HEALTH_CHECKS": "",
+        "GUNICORN_MAX_REQUESTS": "30",
+        "GUNICORN_TIMEOUT": "2",
+        "GUNICORN_GRACEFUL_TIMEOUT": "5",
+    }
+
+    def replaced(gone: set[int]) -> set[int]:
+        """Wait until two workers serve, none of them in ``gone``."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = set(server.workers())
+            if len(now) == 2 and not now & gone:
+                time.sleep(0.5)  # the new ones have started serving
+                return now
+            time.sleep(0.1)
+        raise AssertionError(f"workers not replaced: {server.workers()}\n{server.log()}")
+
+    with Server(environ) as server:
+        first = set(server.wait_for_workers(2))
+        no_keepalive = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(headers=HTTPS, limits=no_keepalive) as client:
+            for _ in range(150):
+                client.get(server.url("/_test/pid"))
+        time.sleep(2)  # the last recycled ones are gone
+        recycled = replaced(first)
+        server.signal(signal.SIGHUP)
+        reloaded = replaced(recycled)
+        with pytest.raises(httpx.HTTPError):  # the worker is killed under the request
+            server.get("/_test/block-loop?s=20", timeout=15)
+        (blocked,) = {int(pid) for pid in re.findall(r"WORKER TIMEOUT \(pid:(\d+)\)", server.log())}
+        killed = min(replaced({blocked}) - {blocked})
+        os.kill(killed, signal.SIGKILL)
+        replaced({killed})
+        text = scrape(server, port)
+        log = server.log()
+    assert blocked in reloaded
+    restarts = "gunicorn_worker_restarts_total"
+    assert sample(text, restarts, cause="max_requests") >= 2, log
+    assert sample(text, restarts, cause="stopped") == 2, log
+    assert sample(text, restarts, cause="timeout") == 1, log
+    assert sample(text, restarts, cause="crash") == 1, log
+    assert sample(text, restarts, cause="memory") == 0

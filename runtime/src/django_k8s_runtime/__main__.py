@@ -7,7 +7,9 @@ what Gunicorn itself reads (``WEB_CONCURRENCY``, ``GUNICORN_CMD_ARGS``), then
 prints each effective value with where it came from (the variable, a fallback
 such as ``WEB_CONCURRENCY``, or the default), secrets masked and passwords in
 URLs starred, followed by every problem and warning start-up would give. Exit
-status 1 if there is a problem, else 0.
+status 1 if there is a problem, else 0. With the project's settings, the
+``package.module:callable`` entries of ``HEALTH_CHECKS`` are imported as start-up
+imports them (Django set up).
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as error:
             print(f"cannot import the settings module {settings_module!r}: {error}")
             return 2
-    return check_env(env.load())
+    return check_env(env.load(), settings_module=settings_module)
 
 
-def check_env(snapshot: env.Snapshot, out: object = None) -> int:
+def check_env(
+    snapshot: env.Snapshot, out: object = None, *, settings_module: str | None = None
+) -> int:
     out = out or sys.stdout
     width = max(len(name) for name in env.REGISTRY)
     for name in env.REGISTRY:
@@ -55,6 +59,8 @@ def check_env(snapshot: env.Snapshot, out: object = None) -> int:
     before_gunicorn = preflight.web_concurrency_problem(os.environ.get("WEB_CONCURRENCY"))
     problems = [before_gunicorn] if before_gunicorn else []
     problems += validation.problems(snapshot)
+    if not problems and settings_module:
+        problems = project_check_problems(snapshot, settings_module)
     for line in problems:
         print(f"configuration error: {line}", file=out)
     if not problems:
@@ -62,6 +68,27 @@ def check_env(snapshot: env.Snapshot, out: object = None) -> int:
             print(f"configuration warning: {line}", file=out)
         print("configuration ok", file=out)
     return 1 if problems else 0
+
+
+def project_check_problems(snapshot: env.Snapshot, settings_module: str) -> list[str]:
+    """One line for each ``package.module:callable`` of HEALTH_CHECKS that does not
+    import, as start-up would find it (after ``django.setup()``)."""
+    references = [name for name in snapshot.HEALTH_CHECKS if ":" in name]
+    if not references:
+        return []
+    import django
+
+    from django_k8s_runtime.health.checks import CannotLoadCheck, load_callable
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
+    django.setup(set_prefix=False)
+    found = []
+    for reference in references:
+        try:
+            load_callable(reference)
+        except CannotLoadCheck as error:
+            found.append(f"HEALTH_CHECKS entry {reference!r} is not valid: {error}.")
+    return found
 
 
 def shown_value(name: str, value: object) -> str:

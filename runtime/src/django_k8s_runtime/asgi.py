@@ -22,7 +22,10 @@ Outermost first:
    worker's threads; a synchronous view runs there, an async view on the event
    loop (server/handler.py).
 
-Each layer gets what it needs as arguments here; none imports another.
+Each layer gets what it needs as arguments here; none imports another. With
+metrics on, each worker also publishes its saturation once a second (threads busy
+and waiting, async requests, the database pools), the thread pool reports a
+request's wait for a thread, and Django's exceptions are counted.
 """
 
 from __future__ import annotations
@@ -53,12 +56,14 @@ def get_asgi_application() -> Any:
     # that happens once in the master, so no worker pays for it on its first request.
     get_resolver().url_patterns  # noqa: B018
 
-    from django_k8s_runtime import database, env
+    from django_k8s_runtime import database
+    from django_k8s_runtime import settings as runtime_settings
     from django_k8s_runtime.server import threads
     from django_k8s_runtime.server.handler import DjangoApplication
+    from django_k8s_runtime.server.threads import ThreadPool
     from django_k8s_runtime.server.worker_state import this_worker
 
-    snapshot = env.snapshot()
+    snapshot = runtime_settings.checked()
     if snapshot.DB_REQUEST_TIMEOUTS:
         # In the worker, before its first connection: bounded by its request timeout.
         this_worker.when_serving(
@@ -66,46 +71,90 @@ def get_asgi_application() -> Any:
                 settings.DATABASES, this_worker.request_timeout() or snapshot.GUNICORN_TIMEOUT
             )
         )
-    return stack(
-        DjangoApplication(
-            # The worker's pools, made after the fork, sized by Gunicorn's effective threads.
-            threads=lambda: threads.requests_pool(
-                this_worker.threads() or snapshot.GUNICORN_THREADS
-            ),
-            waiting_threads=threads.waiting_pool,
-            max_requests=lambda: this_worker.connections() or snapshot.GUNICORN_WORKER_CONNECTIONS,
+    app_metrics = _metrics(snapshot)
+
+    def requests_pool() -> ThreadPool:
+        # The worker's pool, made after the fork, sized by Gunicorn's effective threads.
+        return threads.requests_pool(
+            this_worker.threads() or snapshot.GUNICORN_THREADS,
+            on_wait=app_metrics.thread_waited if app_metrics is not None else None,
         )
+
+    django_application = DjangoApplication(
+        threads=requests_pool,
+        waiting_threads=threads.waiting_pool,
+        max_requests=lambda: this_worker.connections() or snapshot.GUNICORN_WORKER_CONNECTIONS,
     )
+    if app_metrics is not None:
+        this_worker.every(
+            SATURATION_SECONDS,
+            partial(_record_saturation, app_metrics, requests_pool, django_application),
+        )
+    return stack(django_application)
+
+
+SATURATION_SECONDS = 1.0  # how often each worker publishes its saturation gauges
+
+
+def _metrics(snapshot: Any) -> Any:
+    """The metrics, wired to what reports into them; None when METRICS_PORT is 0."""
+    from django_k8s_runtime.observability import metrics
+    from django_k8s_runtime.observability.exceptions import count_exceptions
+    from django_k8s_runtime.server.worker_state import this_worker
+
+    if not snapshot.METRICS_PORT:  # the one decision; the Gunicorn config binds the port on it
+        return None
+    metrics.prepare_directory(snapshot.PROMETHEUS_MULTIPROC_DIR)  # done already in Gunicorn
+    app_metrics = metrics.get()
+    this_worker.count_dropped_connections(app_metrics.connection_dropped)
+    count_exceptions(app_metrics.exception_raised)
+    return app_metrics
+
+
+def _record_saturation(app_metrics: Any, requests_pool: Any, django_application: Any) -> None:
+    """Once a second in each worker: its threads, its async requests, its pools."""
+    from django_k8s_runtime import database
+
+    pool = requests_pool()
+    app_metrics.record_saturation(
+        threads=pool.size,
+        busy=pool.busy,
+        waiting=pool.waiting,
+        async_in_flight=django_application.async_in_flight,
+    )
+    app_metrics.record_database_pools(database.pool_stats())
 
 
 def stack(django_application: Any) -> Any:
     """Layers 1-5 around a Django ASGI application (``make bench`` also puts them
     around Django's own ``ASGIHandler``, to compare like with like). Django must be
     set up."""
-    from django_k8s_runtime import settings
-    from django_k8s_runtime.health.checks import configured_checks
+    from django_k8s_runtime import env, settings
+    from django_k8s_runtime.health.checks import CannotLoadChecks, configured_checks
     from django_k8s_runtime.health.probes import ROUTES as PROBE_ROUTES
     from django_k8s_runtime.health.probes import Probes
     from django_k8s_runtime.observability import metrics
     from django_k8s_runtime.observability.observer import RequestObserver
+    from django_k8s_runtime.server import threads
     from django_k8s_runtime.server.limits import BodyLimit
     from django_k8s_runtime.server.timeout import RequestTimeout
     from django_k8s_runtime.server.worker_state import this_worker
 
     snapshot = settings.checked()
-    app_metrics = None
-    if snapshot.METRICS_PORT:  # the one decision; the Gunicorn config binds the port on it too
-        metrics.prepare_directory(snapshot.PROMETHEUS_MULTIPROC_DIR)  # done already in Gunicorn
-        app_metrics = metrics.get()
-        this_worker.count_dropped_connections(app_metrics.connection_dropped)
-
-    probes = Probes(
-        BodyLimit(django_application, max_bytes=snapshot.REQUEST_MAX_BODY_SIZE),
-        configured_checks(
+    app_metrics = _metrics(snapshot)
+    try:
+        checks = configured_checks(
             snapshot.HEALTH_CHECKS,
             timeout=snapshot.HEALTH_CHECK_TIMEOUT,
             cache_seconds=snapshot.HEALTH_CACHE_SECONDS,
-        ),
+            # A project's synchronous checks run in the worker's background pool.
+            run_in_thread=lambda function: threads.waiting_pool().run(function),
+        )
+    except CannotLoadChecks as error:  # at start-up, before any worker serves
+        raise env.ConfigError(*error.lines) from None
+    probes = Probes(
+        BodyLimit(django_application, max_bytes=snapshot.REQUEST_MAX_BODY_SIZE),
+        checks,
         draining=this_worker.is_draining,
     )
     application: Any = RequestTimeout(probes, seconds=this_worker.request_timeout)

@@ -82,6 +82,23 @@ def bound_by_request(databases: dict[str, Any], seconds: float) -> None:
         options["options"] = " ".join([given, *added]).strip()
 
 
+def pool_stats() -> dict[str, dict[str, int]]:
+    """psycopg_pool's statistics (``get_stats()``) of each connection pool this
+    process has opened, by database alias; none before the first request opens one.
+
+    Django keeps its pools in ``DatabaseWrapper._connection_pools`` (private; pinned
+    with Django, tests/config/test_database.py checks it); its public ``pool``
+    property would open a pool only to read it."""
+    from django.conf import settings
+
+    if not any(c.get("ENGINE") == POSTGRES_ENGINE for c in settings.DATABASES.values()):
+        return {}
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    pools = list(DatabaseWrapper._connection_pools.items())
+    return {alias: pool.get_stats() for alias, pool in pools}
+
+
 def problems(env: Snapshot) -> list[str]:
     """Every problem with DATABASE_URL and the DB_* variables, one line each."""
     found = []

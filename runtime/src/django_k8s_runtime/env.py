@@ -130,6 +130,36 @@ def subset(*options: str) -> Parser:
     return Parser(parse, "a comma-separated list of " + ", ".join(options) + " (or empty)")
 
 
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+CALLABLE_REFERENCE = re.compile(rf"{_DOTTED}:{_DOTTED}")
+
+
+def checks(*builtin: str) -> Parser:
+    """A comma-separated selection from ``builtin``, and ``package.module:callable``
+    references (whether each imports is checked once Django is set up)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = []
+        for item in (item.strip() for item in text.split(",")):
+            if not item:
+                continue
+            if item.lower() in builtin:
+                items.append(item.lower())
+            elif CALLABLE_REFERENCE.fullmatch(item):
+                items.append(item)
+            else:
+                raise ValueError
+        if len(set(items)) != len(items):
+            raise ValueError
+        return tuple(items)
+
+    return Parser(
+        parse,
+        "a comma-separated list of " + ", ".join(builtin) + " and package.module:callable "
+        "entries (or empty)",
+    )
+
+
 def text(*, empty_ok: bool = False) -> Parser:
     def parse(value: str) -> str:
         if not value.strip() and not empty_ok:
@@ -195,6 +225,22 @@ def _parse_workers(value: str) -> int | str:
 
 
 workers = Parser(_parse_workers, "a whole number from 1 to 1024, or auto")
+
+
+MIN_WORKER_MEMORY_MIB = 64  # a worker with the app loaded takes about that already
+
+
+def _parse_worker_memory(text: str) -> int:
+    number = integer(0, 1_048_576).parse(text)
+    if 0 < number < MIN_WORKER_MEMORY_MIB:
+        raise ValueError
+    return number
+
+
+worker_memory = Parser(
+    _parse_worker_memory,
+    f"0 (off), or a whole number of MiB from {MIN_WORKER_MEMORY_MIB} to 1048576",
+)
 
 
 def _parse_secret_key(value: str) -> str:
@@ -407,6 +453,17 @@ GUNICORN_MAX_REQUESTS_JITTER = declare(
     integer(0, 10_000_000),
     "Random extra requests (0 to this) added per worker to `GUNICORN_MAX_REQUESTS`, so "
     "workers do not all restart at once. Needs `GUNICORN_MAX_REQUESTS` > 0.",
+    SERVER,
+)
+WORKER_MAX_MEMORY_MIB = declare(
+    "WORKER_MAX_MEMORY_MIB",
+    "0",
+    worker_memory,
+    "Resident memory (RSS, in MiB) past which a worker is replaced as "
+    "`GUNICORN_MAX_REQUESTS` replaces it: it stops accepting, finishes its requests and "
+    "exits, and a fresh one starts. Checked once a second. Keep workers × this under the "
+    "container's memory limit with room for the master and a fresh worker: the reference "
+    "Deployment (1 GiB, 2 workers) sets 384. 0 means never.",
     SERVER,
 )
 GUNICORN_THREADS = declare(
@@ -652,8 +709,11 @@ DB_POOL_TIMEOUT = declare(
 HEALTH_CHECKS = declare(
     "HEALTH_CHECKS",
     "database",
-    subset("database", "cache"),
-    "Dependencies `/health` (readiness) checks. `/health/live` never checks any.",
+    checks("database", "cache"),
+    "Dependencies `/health` (readiness) checks: `database` (each configured database), "
+    "`cache` (`CACHE_URL`'s server), and a project's own as `package.module:callable` (a "
+    "function of no arguments, plain or `async def`, that raises or returns `False` when its "
+    'dependency is down; README, "Health probes"). `/health/live` never checks any.',
     HEALTH,
 )
 HEALTH_CHECK_TIMEOUT = declare(

@@ -26,7 +26,7 @@ import sys
 from django_k8s_runtime import command_line, env, validation
 from django_k8s_runtime.observability import logconfig as _logconfig
 from django_k8s_runtime.observability import metrics
-from django_k8s_runtime.server import cpu, drain, limits
+from django_k8s_runtime.server import cpu, drain, exits, limits, memory
 
 
 def _check_with_the_project() -> None:
@@ -111,22 +111,31 @@ else:
 _shutdown_delay = ENV.GUNICORN_SHUTDOWN_DELAY
 
 
+def pre_fork(arbiter, worker):
+    exits.give_note(worker)  # where the worker says why it left (server/exits.py)
+
+
 def post_fork(arbiter, worker):
-    # The connection's bounds, which Gunicorn's settings have no place for.
+    # The connection's bounds and the memory limit, which Gunicorn's settings have
+    # no place for.
     worker.bounds = limits.ConnectionLimits(
         head_timeout=ENV.REQUEST_HEAD_TIMEOUT,
         send_timeout=ENV.RESPONSE_SEND_TIMEOUT,
         connections=worker.cfg.worker_connections,
     )
+    worker.max_memory = ENV.WORKER_MAX_MEMORY_MIB * memory.MIB or None
 
 
 def child_exit(arbiter, worker):
+    cause = exits.cause_of_exit(worker)
     if ENV.METRICS_PORT:
-        metrics.worker_exited(worker.pid)
+        metrics.worker_exited(worker.pid, cause)
 
 
 def when_ready(arbiter):
     drain.install_shutdown_delay(arbiter, _shutdown_delay)
+    if ENV.METRICS_PORT:
+        metrics.get().expect_worker_exits(exits.CAUSES)
     log = logging.getLogger("gunicorn.error")
     if _cpu_limit is not None:
         log.info(
@@ -153,5 +162,6 @@ def when_ready(arbiter):
         threads=arbiter.cfg.threads,
         limit_request_fields=arbiter.cfg.limit_request_fields,
         forwarded_allow_ips=arbiter.cfg.forwarded_allow_ips,
+        fresh_worker_bytes=memory.resident_bytes() if memory.measurable() else None,
     ):
         log.warning("configuration warning: %s", line)

@@ -22,17 +22,24 @@ from django_k8s_runtime import command_line, database
 from django_k8s_runtime.command_line import gunicorn_value, named
 from django_k8s_runtime.env import ConfigError, Snapshot
 from django_k8s_runtime.observability import metrics
+from django_k8s_runtime.server import memory
 
 
 def recycling_problems(env: Snapshot) -> list[str]:
+    found = []
     jitter = gunicorn_value(env, "GUNICORN_MAX_REQUESTS_JITTER")
     if jitter and not gunicorn_value(env, "GUNICORN_MAX_REQUESTS"):
-        return [
+        found.append(
             f"{named(env, 'GUNICORN_MAX_REQUESTS_JITTER', jitter)} has no effect because "
             f"{named(env, 'GUNICORN_MAX_REQUESTS', 0)} (never recycle); set "
             "GUNICORN_MAX_REQUESTS or remove the jitter."
-        ]
-    return []
+        )
+    if env.WORKER_MAX_MEMORY_MIB and not memory.measurable():
+        found.append(
+            f"WORKER_MAX_MEMORY_MIB={env.WORKER_MAX_MEMORY_MIB} cannot work here: this system "
+            f"does not tell a process its memory ({memory.STATM}, Linux only); set it to 0."
+        )
+    return found
 
 
 def metrics_problems(env: Snapshot) -> list[str]:
@@ -131,6 +138,8 @@ def health_problems(env: Snapshot) -> list[str]:
     return []
 
 
+FRESH_WORKER_SHARE = 0.75  # of WORKER_MAX_MEMORY_MIB a worker may take before any request
+
 Rule = Callable[[Snapshot], list[str]]
 RULES: list[Rule] = [
     recycling_problems,
@@ -182,14 +191,16 @@ def check(env: Snapshot) -> None:
 KUBELET_PROBE_FIELDS = 4
 
 
-def warnings(env: Snapshot, **gunicorn: Any) -> list[str]:
+def warnings(env: Snapshot, *, fresh_worker_bytes: int | None = None, **gunicorn: Any) -> list[str]:
     """Legal but unwise: one line each, logged at start-up and shown by ``check-env``.
 
     ``gunicorn`` holds the values Gunicorn really uses, by its setting's name
     (``timeout=``, ``graceful_timeout=``, ``threads=``, ``limit_request_fields=``,
     ``forwarded_allow_ips=``), where they are known (at start-up, from Gunicorn's
     own configuration, which command-line flags may have changed too); any not
-    given is the snapshot's, GUNICORN_CMD_ARGS over the variable."""
+    given is the snapshot's, GUNICORN_CMD_ARGS over the variable.
+    ``fresh_worker_bytes`` is what a worker takes before its first request (the
+    master's memory once it has loaded the app), where known."""
 
     def value(setting: str) -> Any:
         if setting in gunicorn:
@@ -197,6 +208,13 @@ def warnings(env: Snapshot, **gunicorn: Any) -> list[str]:
         return gunicorn_value(env, command_line.GUNICORN_SETTINGS[setting])
 
     found = []
+    limit = env.WORKER_MAX_MEMORY_MIB * memory.MIB
+    if limit and fresh_worker_bytes and fresh_worker_bytes > limit * FRESH_WORKER_SHARE:
+        found.append(
+            f"WORKER_MAX_MEMORY_MIB={env.WORKER_MAX_MEMORY_MIB} leaves a worker little room: "
+            f"it takes about {fresh_worker_bytes // memory.MIB} MiB before its first request, "
+            "so it would be replaced after a few; raise it."
+        )
     timeout, graceful_timeout = value("timeout"), value("graceful_timeout")
     if graceful_timeout < timeout:
         found.append(

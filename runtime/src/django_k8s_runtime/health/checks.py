@@ -11,6 +11,14 @@ TLS or authentication problem shows up here as it would for a request. No thread
 is involved: a busy thread pool cannot delay the answer, and a hung connection
 attempt is simply cancelled.
 
+A project adds its own checks to ``HEALTH_CHECKS`` as ``package.module:callable``
+(:func:`project_probe`): a function of no arguments that raises, or returns
+``False``, when its dependency is down. It gets the same time bound, cache, single
+flight and log lines. An ``async def`` one runs on the event loop; a plain one in a
+thread, at most one thread per check at a time: a check that hangs is answered for
+at ``HEALTH_CHECK_TIMEOUT`` and not started again until its thread returns, so a
+hung dependency cannot pile threads up.
+
 Failure details never leave the process: the response says only which check
 failed; the log says why, once when a check starts failing and once when it
 recovers.
@@ -19,10 +27,14 @@ recovers.
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 logger = logging.getLogger("health")
 
@@ -147,23 +159,137 @@ def cache_probe() -> Callable[[], Awaitable[None]]:
     return probe
 
 
+# A project's own checks ------------------------------------------------------------
+
+RunInThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+class CheckFailed(Exception):
+    """A project's check returned False."""
+
+
+class CannotLoadCheck(Exception):
+    """A ``package.module:callable`` entry that does not name a callable."""
+
+
+class CannotLoadChecks(Exception):
+    """Every such entry of HEALTH_CHECKS, one line each (the composition root turns
+    them into configuration errors)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load_callable(reference: str) -> Callable[[], Any]:
+    """The callable ``package.module:name`` names (``name`` may be dotted)."""
+    module_name, _, attributes = reference.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except Exception as error:  # an import error, or anything the module raised
+        raise CannotLoadCheck(f"its module cannot be imported: {_describe(error)}") from None
+    for attribute in attributes.split("."):
+        try:
+            found = getattr(found, attribute)
+        except AttributeError:
+            raise CannotLoadCheck(f"{module_name} has no {attributes}") from None
+    if not callable(found):
+        raise CannotLoadCheck(f"{attributes} is a {type(found).__name__}, not a callable")
+    return found
+
+
+def project_probe(
+    function: Callable[[], Any], run_in_thread: RunInThread | None = None
+) -> Callable[[], Awaitable[None]]:
+    """A probe around a project's check: awaited on the loop if it is ``async def``,
+    else run by ``run_in_thread`` (the worker's background pool; Python's default
+    executor without one), one thread at a time."""
+    if _is_async(function):
+
+        async def probe_async() -> None:
+            if await function() is False:
+                raise CheckFailed("returned False")
+
+        return probe_async
+
+    run = run_in_thread or _default_executor
+    running: asyncio.Future[Any] | None = None
+
+    async def probe() -> None:
+        nonlocal running
+        if running is None or running.done():
+            running = asyncio.ensure_future(run(functools.partial(_call_then_close, function)))
+            running.add_done_callback(_retrieve)
+        if await asyncio.shield(running) is False:
+            raise CheckFailed("returned False")
+
+    return probe
+
+
+def _is_async(function: Callable[[], Any]) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+def _call_then_close(function: Callable[[], Any]) -> Any:
+    """In the check's thread: the check, then the Django connections it may have
+    opened in this thread go back (as at the end of a request)."""
+    from django.db import close_old_connections
+
+    try:
+        return function()
+    finally:
+        close_old_connections()
+
+
+async def _default_executor(function: Callable[[], Any]) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, function)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """A thread that outlived every probe waiting for it still has its outcome read."""
+    if not future.cancelled():
+        future.exception()
+
+
 def configured_checks(
-    names: tuple[str, ...], *, timeout: float, cache_seconds: float
+    names: tuple[str, ...],
+    *,
+    timeout: float,
+    cache_seconds: float,
+    run_in_thread: RunInThread | None = None,
 ) -> list[Check]:
-    """The checks HEALTH_CHECKS asks for: ``database`` is every configured database."""
+    """The checks HEALTH_CHECKS asks for: ``database`` is every configured database,
+    ``package.module:callable`` a project's own; CannotLoadChecks names every entry
+    that does not name a callable."""
     from django.conf import settings
 
     checks = []
-    if "database" in names:
-        checks += [
-            Check(
-                f"database:{alias}",
-                database_probe(alias),
-                timeout=timeout,
-                cache_seconds=cache_seconds,
+    problems = []
+    for name in names:
+        if name == "database":
+            checks += [
+                Check(
+                    f"database:{alias}",
+                    database_probe(alias),
+                    timeout=timeout,
+                    cache_seconds=cache_seconds,
+                )
+                for alias in settings.DATABASES
+            ]
+        elif name == "cache":
+            checks.append(
+                Check("cache", cache_probe(), timeout=timeout, cache_seconds=cache_seconds)
             )
-            for alias in settings.DATABASES
-        ]
-    if "cache" in names:
-        checks.append(Check("cache", cache_probe(), timeout=timeout, cache_seconds=cache_seconds))
+        else:
+            try:
+                function = load_callable(name)
+            except CannotLoadCheck as error:
+                problems.append(f"HEALTH_CHECKS entry {name!r} is not valid: {error}.")
+                continue
+            probe = project_probe(function, run_in_thread)
+            checks.append(Check(name, probe, timeout=timeout, cache_seconds=cache_seconds))
+    if problems:
+        raise CannotLoadChecks(problems)
     return checks

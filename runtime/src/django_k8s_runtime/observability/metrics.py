@@ -12,16 +12,26 @@ while their counters keep counting.
 nowhere else: the public port never answers it, and the Service does not expose
 the metrics port. prometheus_client renders it (``make_asgi_app``: the text or
 OpenMetrics format as the scraper asks, gzip if it accepts it).
+
+Saturation (threads busy and waiting, requests to async views, the database pools)
+is published by each worker once a second (:meth:`Metrics.record_saturation`,
+called from a timer the composition root sets), as gauges summed over the live
+workers: no request pays for it. A request's wait for a thread is observed only
+when it found every thread busy, which under load is most requests: it is kept in
+the worker (:class:`BatchedHistogram`, under a microsecond) and added to the shared
+histogram with the gauges, and once more when the worker has finished serving.
 """
 
 from __future__ import annotations
 
 import atexit
+import bisect
 import fcntl
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,6 +42,9 @@ if TYPE_CHECKING:
 
 ENVIRONMENT_KEY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads this
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# A wait for a thread is bounded by half the request's time left (admission), so
+# from a few milliseconds to GUNICORN_TIMEOUT / 2.
+THREAD_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 # The files prometheus_client's multiprocess mode writes, and nothing else: its
@@ -149,6 +162,42 @@ def _remove_if_abandoned(directory: Path) -> bool:
         os.close(descriptor)
 
 
+class BatchedHistogram:
+    """Observations of a histogram (without labels) kept in this process and added to
+    it by :meth:`publish`, all at once.
+
+    prometheus_client's multiprocess ``observe()`` takes a lock and writes two values
+    to a memory-mapped file (microseconds each); a request's wait for a thread is
+    observed on most requests under load. Here an observation is a bisection and two
+    additions under a lock of its own; :meth:`publish` adds each bucket's count with
+    what ``observe()`` itself uses (``_sum``, ``_buckets``, ``_upper_bounds``: private,
+    pinned with prometheus-client by tests/observability/test_metrics_batched.py)."""
+
+    def __init__(self, histogram: Any) -> None:
+        self._histogram = histogram
+        self._bounds = list(histogram._upper_bounds)  # ends with +Inf
+        self._lock = threading.Lock()
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        index = bisect.bisect_left(self._bounds, amount)  # the first bound >= amount
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += amount
+
+    def publish(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, [0] * len(self._bounds)
+            total, self._sum = self._sum, 0.0
+        if not any(counts):
+            return
+        self._histogram._sum.inc(total)
+        for bucket, count in zip(self._histogram._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+
+
 class Metrics:
     """The application's metrics. Created once per process tree (before forking).
 
@@ -198,9 +247,94 @@ class Metrics:
         )
         self.worker_restarts = Counter(
             "gunicorn_worker_restarts",
-            "Workers that exited and were replaced (recycled, reloaded, timed out, crashed).",
+            "Workers that exited, by cause: max_requests, memory (WORKER_MAX_MEMORY_MIB), "
+            "stopped (by the master: reload, shutdown, one worker fewer), timeout (killed: "
+            "its event loop was blocked for GUNICORN_TIMEOUT), crash (killed by a signal, the "
+            "OOM killer's included, or exited on an error).",
+            ("cause",),
             registry=registry,
         )
+        self.exceptions = Counter(
+            "http_request_exceptions",
+            "Exceptions a view or middleware raised and Django answered 500 for, by class "
+            "and route.",
+            ("exception", "route"),
+            registry=registry,
+        )
+        # Saturation, per worker and summed over the live ones (record_saturation).
+        self.threads = Gauge(
+            "http_request_threads",
+            "Threads for requests to synchronous views (GUNICORN_THREADS per worker).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.threads_busy = Gauge(
+            "http_request_threads_busy",
+            "Of http_request_threads, those running a request now.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.waiting_for_thread = Gauge(
+            "http_requests_waiting_for_thread",
+            "Requests to synchronous views waiting for a thread now.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.thread_wait = Histogram(
+            "http_request_thread_wait_seconds",
+            "How long a request that found every thread busy waited for one (until a "
+            "thread took it, or it was refused with a 503).",
+            buckets=THREAD_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self._thread_waits = BatchedHistogram(self.thread_wait)
+        self.async_in_flight = Gauge(
+            "http_async_requests_in_flight",
+            "Requests to async views in flight now (they hold none of the request threads).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_connections = Gauge(
+            "db_pool_connections",
+            "Connections of the database pools, by state: in_use (lent to a request) or idle.",
+            ("database", "state"),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_connections_max = Gauge(
+            "db_pool_connections_max",
+            "The most connections the pools may open (DB_POOL_MAX_SIZE per worker).",
+            ("database",),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_waiting = Gauge(
+            "db_pool_requests_waiting",
+            "Requests waiting for a pooled connection now.",
+            ("database",),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.pool_queued = Counter(
+            "db_pool_requests_queued",
+            "Requests for a pooled connection that had to wait for one.",
+            ("database",),
+            registry=registry,
+        )
+        self.pool_wait = Counter(
+            "db_pool_wait_seconds",
+            "Time requests spent waiting for a pooled connection, in all (divided by "
+            "db_pool_requests_queued_total: the average wait).",
+            ("database",),
+            registry=registry,
+        )
+        self.pool_failed = Counter(
+            "db_pool_requests_failed",
+            "Requests for a pooled connection that failed (none came within DB_POOL_TIMEOUT).",
+            ("database",),
+            registry=registry,
+        )
+        self._pool_totals: dict[tuple[str, str], float] = {}  # this process's, last seen
 
     def request_started(self) -> None:
         self.in_flight.inc()
@@ -218,6 +352,55 @@ class Metrics:
 
     def connection_dropped(self, reason: str) -> None:
         self.connections_dropped.labels(reason).inc()
+
+    def thread_waited(self, seconds: float) -> None:
+        """A request waited for a thread (in the thread that took it): kept here until
+        :meth:`record_saturation` publishes it."""
+        self._thread_waits.observe(seconds)
+
+    def exception_raised(self, exception: str, route: str | None) -> None:
+        self.exceptions.labels(exception, route or "<unmatched>").inc()
+
+    def record_saturation(
+        self, *, threads: int, busy: int, waiting: int, async_in_flight: int
+    ) -> None:
+        """This worker's request threads and async requests now, and the waits for a
+        thread since the last call (once a second, and when the worker is done)."""
+        self._thread_waits.publish()
+        self.threads.set(threads)
+        self.threads_busy.set(busy)
+        self.waiting_for_thread.set(waiting)
+        self.async_in_flight.set(async_in_flight)
+
+    def record_database_pools(self, stats: dict[str, dict[str, int]]) -> None:
+        """This worker's connection pools now, from psycopg_pool's ``get_stats()`` by
+        database alias: its gauges as they are, its running totals as what was added
+        since the last call."""
+        for database, pool in stats.items():
+            available = pool.get("pool_available", 0)
+            self.pool_connections.labels(database, "in_use").set(
+                pool.get("pool_size", 0) - available
+            )
+            self.pool_connections.labels(database, "idle").set(available)
+            self.pool_connections_max.labels(database).set(pool.get("pool_max", 0))
+            self.pool_waiting.labels(database).set(pool.get("requests_waiting", 0))
+            for counter, key, scale in (
+                (self.pool_queued, "requests_queued", 1),
+                (self.pool_wait, "requests_wait_ms", 1000),
+                (self.pool_failed, "requests_errors", 1),
+            ):
+                total = pool.get(key, 0) / scale
+                added = total - self._pool_totals.get((database, key), 0)
+                child = counter.labels(database)  # shown from the start, at 0
+                if added > 0:
+                    child.inc(added)
+                self._pool_totals[database, key] = total
+
+    def expect_worker_exits(self, causes: tuple[str, ...]) -> None:
+        """Every cause at 0 from the start, so a rate over it is defined before the
+        first exit."""
+        for cause in causes:
+            self.worker_restarts.labels(cause)
 
     def record_readiness(self, ready: bool, checks: dict[str, bool]) -> None:
         self.ready.set(1 if ready else 0)
@@ -237,11 +420,12 @@ def get() -> Metrics:
     return _metrics
 
 
-def worker_exited(pid: int) -> None:
-    """Gunicorn's child_exit hook, in the master: count it, drop its live gauges."""
+def worker_exited(pid: int, cause: str) -> None:
+    """Gunicorn's child_exit hook, in the master: count it by cause, drop its live
+    gauges."""
     from prometheus_client import multiprocess
 
-    get().worker_restarts.inc()
+    get().worker_restarts.labels(cause).inc()
     multiprocess.mark_process_dead(pid)
 
 

@@ -95,7 +95,8 @@ class DjangoApplication:
         self.threads = threads
         self.waiting_threads = waiting_threads
         self.max_requests = max_requests
-        self.in_flight = 0
+        self.in_flight = 0  # requests this process holds now
+        self.async_in_flight = 0  # of them, requests to async views (the metrics read it)
         self.handler = OneHopHandler(background=waiting_threads)
         self.has_async_views = any_async_view(get_resolver())
 
@@ -110,9 +111,13 @@ class DjangoApplication:
         self.in_flight += 1
         try:
             if self.has_async_views and is_for_async_view(scope):
-                await self.handler.serve(
-                    scope, receive, send, self.waiting_threads(), cancellable=True
-                )
+                self.async_in_flight += 1
+                try:
+                    await self.handler.serve(
+                        scope, receive, send, self.waiting_threads(), cancellable=True
+                    )
+                finally:
+                    self.async_in_flight -= 1
                 return
             threads = self.threads()
             wait_until = None

@@ -21,6 +21,11 @@ paid on every request: one ``SimpleQueue.put`` (C) to wake a thread, one
 a copy of the caller's context, so the request id and everything else kept in
 context variables follow it into the thread, as ``asgiref.sync_to_async`` does.
 
+What saturation metrics need costs nothing more per request: the pool counts its
+busy threads and waiting jobs anyway (read once a second, not per request), and
+reports a job's wait for a thread (``on_wait``) only for a job that found every
+thread busy.
+
 Inside these threads ``async_to_sync`` (which Django uses to call an async view
 from synchronous middleware) runs its coroutine on the worker's event loop, as it
 does inside Django's own ``sync_to_async`` threads: asgiref looks for that loop
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import os
 import queue
 import threading
@@ -42,6 +48,7 @@ from typing import Any, TypeVar
 from asgiref.sync import SyncToAsync
 
 T = TypeVar("T")
+logger = logging.getLogger("server.threads")
 IDLE_SECONDS = 60.0
 _STOP = None
 _WEIGHT = 0.1  # of the newest job in ThreadPool.job_seconds
@@ -51,7 +58,16 @@ class Job:
     """One call handed to a pool: awaited through :attr:`future`; withdrawn with
     :meth:`ThreadPool.withdraw` as long as no thread has taken it."""
 
-    __slots__ = ("args", "context", "function", "future", "queued_at", "taken", "withdrawn")
+    __slots__ = (
+        "args",
+        "behind",
+        "context",
+        "function",
+        "future",
+        "queued_at",
+        "taken",
+        "withdrawn",
+    )
 
     def __init__(
         self, future: asyncio.Future[Any], function: Callable[..., Any], args: tuple[Any, ...]
@@ -61,6 +77,7 @@ class Job:
         self.function = function
         self.args = args
         self.queued_at = time.perf_counter()
+        self.behind = False  # queued behind others: every thread was busy
         self.taken = False
         self.withdrawn = False
 
@@ -69,13 +86,19 @@ class ThreadPool:
     """``size`` threads, or with ``size=None`` as many as there are jobs in flight.
 
     A fixed pool also keeps what admission needs (:mod:`server.handler`): how many
-    jobs wait for a thread, and how long a job has taken lately."""
+    jobs wait for a thread, and how long a job has taken lately. ``on_wait`` is told
+    how many seconds a job that found every thread busy waited for one (until a
+    thread took it, or it was withdrawn); it runs in that thread, or in the
+    withdrawing one."""
 
-    def __init__(self, size: int | None, name: str) -> None:
+    def __init__(
+        self, size: int | None, name: str, on_wait: Callable[[float], None] | None = None
+    ) -> None:
         if size is not None and size < 1:
             raise ValueError("a thread pool needs at least one thread")
         self.size = size
         self.name = name
+        self.on_wait = on_wait
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
@@ -108,6 +131,7 @@ class ThreadPool:
         loop = asyncio.get_running_loop()
         job = Job(loop.create_future(), function, args)
         with self._lock:
+            job.behind = self.size is not None and self._busy + self._waiting >= self.size
             self._waiting += 1
         self._jobs.put(job)
         if self.size is None:
@@ -125,8 +149,18 @@ class ThreadPool:
                 return False
             job.withdrawn = True
             self._waiting -= 1
+        if job.behind:
+            self._report_wait(time.perf_counter() - job.queued_at)
         job.future.cancel()
         return True
+
+    def _report_wait(self, seconds: float) -> None:
+        if self.on_wait is None:
+            return
+        try:
+            self.on_wait(seconds)
+        except Exception:  # a metric must never take a request's thread down
+            logger.exception("could not record a wait for a thread")
 
     def shutdown(self) -> None:
         """Let idle threads end; a thread still running a job ends after it."""
@@ -182,21 +216,24 @@ class ThreadPool:
             wanted = not job.withdrawn and not job.future.cancelled()
             if wanted:
                 self._busy += 1
+        started = time.perf_counter()
+        if job.behind and not job.withdrawn:
+            self._report_wait(started - job.queued_at)
         if not wanted:  # withdrawn, or its awaiting task was cancelled
             self._done()
             return
-        started = time.perf_counter()
         try:
-            result = job.context.run(job.function, *job.args)
+            outcome: tuple[Any, Any] = (_succeed, job.context.run(job.function, *job.args))
         except BaseException as error:  # handed to the awaiting task, as run_in_executor does
-            loop.call_soon_threadsafe(_fail, job.future, error)
-        else:
-            loop.call_soon_threadsafe(_succeed, job.future, result)
+            outcome = (_fail, error)
         finally:
             self.job_seconds += (time.perf_counter() - started - self.job_seconds) * _WEIGHT
             with self._lock:
                 self._busy -= 1
-            self._done()
+        # Free before the result is handed back: a job submitted the moment the awaiting
+        # task resumes finds this thread idle, not busy.
+        loop.call_soon_threadsafe(outcome[0], job.future, outcome[1])
+        self._done()
 
     def _done(self) -> None:
         if self.size is None:
@@ -219,11 +256,12 @@ def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
 _pools: dict[str, ThreadPool] = {}
 
 
-def requests_pool(size: int) -> ThreadPool:
-    """The pool for synchronous views, made with ``size`` threads on first use."""
+def requests_pool(size: int, on_wait: Callable[[float], None] | None = None) -> ThreadPool:
+    """The pool for synchronous views, made with ``size`` threads on first use;
+    ``on_wait`` as :class:`ThreadPool` takes it."""
     pool = _pools.get("requests")
     if pool is None:
-        pool = _pools["requests"] = ThreadPool(size, "request")
+        pool = _pools["requests"] = ThreadPool(size, "request", on_wait)
     return pool
 
 

@@ -39,6 +39,11 @@ What it changes, and why:
 * **A worker whose master is gone stops.** Killed with SIGKILL, the master cannot
   stop its workers, and they went on serving and holding the port. The heartbeat
   notices the new parent, as Gunicorn's own workers do, and stops gracefully.
+* **Recycling by memory** (``WORKER_MAX_MEMORY_MIB``, :mod:`server.memory`): checked
+  once a second on the event loop; a worker past it stops as max-requests makes it
+  stop (Uvicorn's ``should_exit``: no new connections, in-flight requests finish).
+* **Why it exits is told to the master** (:mod:`server.exits`), for the metrics:
+  max requests, memory, or a stop it was asked for.
 * **No waiting on stuck threads at exit.** A synchronous view still running when
   the worker has finished shutting down (its response already abandoned) would
   keep the process alive; the worker exits without it.
@@ -63,7 +68,7 @@ from gunicorn.errors import AppImportError
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
-from django_k8s_runtime.server import threads
+from django_k8s_runtime.server import exits, memory, threads
 from django_k8s_runtime.server.limits import ConnectionLimits, HeadLimits
 from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
 from django_k8s_runtime.server.worker_state import this_worker
@@ -86,6 +91,31 @@ def heartbeat_interval(gunicorn_timeout: float) -> float:
     return min(max(gunicorn_timeout / 4, 0.1), 5.0)
 
 
+class _Server(Server):
+    """Uvicorn's server, noting for the master why it stops (a signal, or its request
+    limit) when it decides to; and the worker's periodic work runs a last time once
+    every request is done (a worker stopped by SIGTERM dies of the signal Uvicorn
+    re-raises after that)."""
+
+    def __init__(self, config: Any, worker: Any) -> None:
+        super().__init__(config=config)
+        self._worker = worker
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        exits.note(self._worker, "stopped")
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        leaving = await super().on_tick(counter)
+        if leaving and not self.should_exit:  # only the request limit ends it so
+            exits.note(self._worker, "max_requests")
+        return leaving
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets)
+        this_worker.finished()
+
+
 class UvicornWorker(BaseUvicornWorker):
     CONFIG_KWARGS = {"loop": "uvloop", "http": GracefulHttpToolsProtocol, "lifespan": "off"}
 
@@ -98,12 +128,14 @@ class UvicornWorker(BaseUvicornWorker):
         self.server: Server | None = None
 
     bounds: ConnectionLimits | None = None  # set after the fork (django_k8s_runtime.gunicorn)
+    max_memory: int | None = None  # bytes of RSS (WORKER_MAX_MEMORY_MIB); set after the fork
 
     def _install_sigquit_handler(self) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, self._quit_now)
 
     def _quit_now(self) -> None:
         """Gunicorn's quick shutdown: stop serving and exit, abandoning requests."""
+        exits.note(self, "stopped")
         if self.server is not None:
             self.server.should_exit = True
             self.server.force_exit = True
@@ -160,7 +192,9 @@ class UvicornWorker(BaseUvicornWorker):
             limits=HeadLimits.from_gunicorn(self.cfg),
             bounds=self.bounds or ConnectionLimits(connections=self.cfg.worker_connections),
         )
-        self.server = server = Server(config=self.config)
+        self.server = server = _Server(self.config, worker=self)
+        if self.max_memory:
+            this_worker.every(memory.CHECK_SECONDS, lambda: self._recycle_if_over_memory(server))
         this_worker.serving(
             request_timeout=self.cfg.timeout,
             threads=self.cfg.threads,
@@ -194,6 +228,23 @@ class UvicornWorker(BaseUvicornWorker):
                 if server.force_exit
                 else f"{len(unfinished)} request task(s) cancelled at the graceful timeout"
             )
+
+    def _recycle_if_over_memory(self, server: Server) -> None:
+        if server.should_exit or not self.max_memory:
+            return
+        resident = memory.resident_bytes()
+        if resident <= self.max_memory:
+            return
+        self.log.info(
+            "Worker over its memory limit after %d requests: %d MiB resident, "
+            "WORKER_MAX_MEMORY_MIB=%d; it finishes its requests and is replaced (pid: %s)",
+            server.server_state.total_requests,
+            resident // memory.MIB,
+            self.max_memory // memory.MIB,
+            self.pid,
+        )
+        exits.note(self, "memory")
+        server.should_exit = True
 
     def run(self) -> None:
         super().run()

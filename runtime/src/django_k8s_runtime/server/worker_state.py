@@ -11,13 +11,22 @@ methods instead, which read what the worker fills in when it starts serving
 
 Outside our worker (plain ``uvicorn``), nothing fills it in: requests are not
 bounded here, and only the pod's drain counts.
+
+What a worker does on a timer (publish its saturation gauges, check its memory)
+is registered with :meth:`WorkerState.every` and runs on its event loop once it
+serves: once a second costs nothing a request would notice, where the same work
+per request would.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 from django_k8s_runtime.server import drain
+
+logger = logging.getLogger("server.worker")
 
 
 def _never() -> bool:
@@ -33,6 +42,7 @@ class WorkerState:
         self._stopping: Callable[[], bool] = _never
         self._on_connection_dropped: Callable[[str], None] | None = None
         self._on_serving: list[Callable[[], None]] = []
+        self._periodic: list[tuple[float, Callable[[], None]]] = []
 
     def serving(
         self,
@@ -53,11 +63,32 @@ class WorkerState:
         self._stopping = stopping
         for callback in self._on_serving:
             callback()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop (a test): no timers
+            return
+        for seconds, callback in self._periodic:
+            _repeat(loop, seconds, callback)
 
     def when_serving(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` in the worker once it knows what it serves with (before
         its first request), e.g. to bound database sessions by its request timeout."""
         self._on_serving.append(callback)
+
+    def every(self, seconds: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the worker's event loop as it starts serving and then
+        every ``seconds``, for as long as the loop runs (draining included), and once
+        more when it has finished serving (:meth:`finished`), so what it publishes is
+        complete. It must be quick: the loop serves every request."""
+        self._periodic.append((seconds, callback))
+
+    def finished(self) -> None:
+        """Called by the worker when it has served its last request, before it exits."""
+        for _, callback in self._periodic:
+            try:
+                callback()
+            except Exception:
+                logger.exception("a periodic task of the worker failed at its end")
 
     def request_timeout(self) -> float | None:
         """Seconds a request may take; None where no worker of ours set it."""
@@ -87,6 +118,25 @@ class WorkerState:
     def is_draining(self) -> bool:
         """The pod is going away (the master's SIGTERM), or this worker is stopping."""
         return self._pod_draining() or self._stopping()
+
+
+def _repeat(loop: asyncio.AbstractEventLoop, seconds: float, callback: Callable[[], None]) -> None:
+    """A timer, not a task: the worker waits for its tasks when it stops, not for this."""
+
+    failing = False
+
+    def tick() -> None:
+        nonlocal failing
+        try:
+            callback()
+            failing = False
+        except Exception:
+            if not failing:  # one line when it starts failing, not one a second
+                logger.exception("a periodic task of the worker failed (it keeps running)")
+            failing = True
+        loop.call_later(seconds, tick)
+
+    tick()
 
 
 this_worker = WorkerState()  # one per process; a forked worker fills in its own copy
