@@ -76,6 +76,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = runtime.caches()
 
+# The example's WebSocket broadcast (example/consumers.py) goes through this layer.
+if ENV.CHANNEL_LAYER_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [ENV.CHANNEL_LAYER_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 # The example app's upstream service (example/services.py).
 EXAMPLE_UPSTREAM_URL = ENV.EXAMPLE_UPSTREAM_URL
 

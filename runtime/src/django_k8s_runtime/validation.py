@@ -4,9 +4,9 @@ A value that does not parse is a problem of the snapshot itself
 (:attr:`config.env.Snapshot.problems`). Each concern then adds the rules it
 owns, as a function from the snapshot to a list of lines: the database's URL
 and TLS files (:mod:`.database`), and below the rules between variables (recycling,
-metrics, the health checks); a project adds its own with :func:`rule`. :func:`check` runs
-them all, so an operator fixes every mistake in one go, as CONSTITUTION.md
-promises, and nothing is found later, one at a time.
+metrics, the health checks, WebSocket pings); a project adds its own with
+:func:`rule`. :func:`check` runs them all, so an operator fixes every mistake in
+one go, as CONSTITUTION.md promises, and nothing is found later, one at a time.
 
 A rule that needs a value which did not parse is skipped: that value's own line
 is already in the list.
@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 
 from django_k8s_runtime import database
-from django_k8s_runtime.env import ConfigError, Snapshot
+from django_k8s_runtime.env import DEFAULT, ConfigError, Snapshot
 
 
 def recycling_problems(env: Snapshot) -> list[str]:
@@ -88,12 +88,23 @@ def health_problems(env: Snapshot) -> list[str]:
     return []
 
 
+def websocket_problems(env: Snapshot) -> list[str]:
+    if not env.WEBSOCKET_PING_INTERVAL and env.source("WEBSOCKET_PING_TIMEOUT") != DEFAULT:
+        return [
+            f"WEBSOCKET_PING_TIMEOUT={env.WEBSOCKET_PING_TIMEOUT:g} has no effect because "
+            "WEBSOCKET_PING_INTERVAL=0 (no pings); set WEBSOCKET_PING_INTERVAL or remove the "
+            "timeout."
+        ]
+    return []
+
+
 Rule = Callable[[Snapshot], list[str]]
 RULES: list[Rule] = [
     recycling_problems,
     database.problems,
     health_problems,
     metrics_problems,
+    websocket_problems,
 ]
 
 

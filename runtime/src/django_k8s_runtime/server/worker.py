@@ -29,6 +29,9 @@ What it changes, and why:
   ``limit_request_field_size``): uvicorn-worker does not pass them on and httptools
   has none; :mod:`server.protocol` enforces them.
 * **Access log** is written by the application's observer, not by Uvicorn.
+* **WebSockets when the application has them** (:mod:`server.websocket`): Uvicorn's
+  sans-I/O protocol, closing with 1001 when the worker stops
+  (:mod:`server.websocket_protocol`); otherwise none, as before.
 * **No waiting on stuck threads at exit.** A synchronous view still running when
   the worker has finished shutting down (its response already abandoned) would
   keep the process alive; the worker exits without it.
@@ -50,7 +53,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
-from django_k8s_runtime.server import threads
+from django_k8s_runtime.server import threads, websocket
 from django_k8s_runtime.server.limits import HeadLimits
 from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
 from django_k8s_runtime.server.worker_state import this_worker
@@ -100,6 +103,7 @@ class UvicornWorker(BaseUvicornWorker):
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
+        websocket.configure(self.config)  # the application is loaded: it has asked
         self.server = server = Server(config=self.config)
         this_worker.serving(
             request_timeout=self.cfg.timeout,
