@@ -85,6 +85,7 @@ class Server:
         args: tuple[str, ...] = (),
         pid_namespace: bool = False,
         command: list[str] | None = None,
+        application: str = "config.asgi:application",
     ) -> None:
         environ = dict(environ or {})
         self.port = int(environ.get("GUNICORN_PORT") or free_port())
@@ -93,7 +94,7 @@ class Server:
             str(BIN / "gunicorn"),
             "-c",
             "python:django_k8s_runtime.gunicorn",
-            "config.asgi:application",
+            application,
             *args,
         ]
         if pid_namespace:

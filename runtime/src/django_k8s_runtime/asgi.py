@@ -157,7 +157,8 @@ def websocket_stack(websocket_application: Any) -> Any:
         import django_k8s_runtime.server.websocket_protocol  # noqa: F401 - needs `websockets`
     except ImportError as error:
         raise env.ConfigError(
-            f"get_asgi_application(websocket=...) needs the package {error.name!r}: install "
+            f"get_asgi_application(websocket=...) needs the package "
+            f"{(error.name or '?').split('.')[0]!r}: install "
             "the runtime with its websockets extra, django-k8s-runtime[websockets]."
         ) from None
 
