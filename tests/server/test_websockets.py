@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 import socket
+import threading
 import time
 from contextlib import ExitStack
 
@@ -18,6 +19,9 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from harness.processes import free_port
+from tests.support.haproxy import HAProxy
+from tests.support.requirements import require_tool
 from tests.support.server import Server
 from tests.support.sockets import Closed, open_socket, wait_closed
 
@@ -182,8 +186,6 @@ def test_any_origin_when_allowed_explicitly() -> None:
 
 
 def test_each_socket_has_an_access_line_and_metrics() -> None:
-    from harness.processes import free_port
-
     metrics_port = free_port()
     environ = {"GUNICORN_WORKERS": "2", "METRICS_PORT": str(metrics_port), "HEALTH_CHECKS": ""}
     with Server(environ) as server:
@@ -226,3 +228,114 @@ def _raw_handshake(port: int, *, host: bytes = b"localhost", extra: bytes = b"")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(request)
         return connection.recv(65536)
+
+
+# Rolling restart behind a real load balancer --------------------------------------
+
+
+class EchoClient(threading.Thread):
+    """A client that keeps sending numbered messages and counts one acknowledged when
+    its echo comes back. When the server closes its socket it reconnects through the
+    balancer and sends again every message not yet acknowledged, as README's
+    "Shutdown" section tells clients to."""
+
+    def __init__(self, name: str, url: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.url = url
+        self.sent = 0
+        self.acknowledged: set[int] = set()
+        self.closes: list[Closed] = []
+        self.failed_connects: list[str] = []
+        self.connects = 0
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self._one_connection()
+        except BaseException as error:  # reported by the test
+            self.error = error
+
+    def _one_connection(self) -> None:
+        try:
+            socket_ = open_socket(self.url)
+        except (OSError, InvalidStatus) as error:
+            self.failed_connects.append(repr(error))
+            time.sleep(0.2)
+            return
+        self.connects += 1
+        with socket_:
+            try:
+                for number in sorted(set(range(self.sent)) - self.acknowledged):
+                    self._send(socket_, number)  # not acknowledged before the close
+                while not self.stop.is_set():
+                    self.sent += 1
+                    self._send(socket_, self.sent - 1)
+                    time.sleep(0.05)
+            except ConnectionClosed as closed:
+                self.closes.append(Closed.from_error(closed))
+
+    def _send(self, socket_, number: int) -> None:
+        message = f"{self.name}:{number}"
+        socket_.send(message)
+        assert socket_.recv(timeout=10) == message
+        self.acknowledged.add(number)
+
+
+def _ws_pod(port: int) -> Server:
+    # As the HTTP rolling-restart test's pods (tests/server/test_shutdown.py): the
+    # delay (4 s) outlasts the balancer's detection of a draining pod (about 2 s).
+    return Server(
+        {
+            "GUNICORN_PORT": str(port),
+            "GUNICORN_WORKERS": "2",
+            "GUNICORN_SHUTDOWN_DELAY": "4",
+            "GUNICORN_GRACEFUL_TIMEOUT": "10",
+            "HEALTH_CHECKS": "",
+        }
+    )
+
+
+def test_a_rolling_restart_moves_every_client_to_the_new_pods_losing_no_message() -> None:
+    """Two pods behind HAProxy, ten clients; SIGTERM pod 0, replace it, SIGTERM pod 1.
+    Every socket is closed with 1001, every client reconnects (in the end to the
+    replacement, the only pod left) and every message is acknowledged."""
+    require_tool("haproxy")
+    ports = [free_port(), free_port()]
+    with ExitStack() as stack:
+        pods = [stack.enter_context(_ws_pod(port)) for port in ports]
+        balancer = stack.enter_context(HAProxy(ports))
+        clients = [EchoClient(f"client{n}", balancer.url("/ws/echo/")) for n in range(10)]
+        for client in clients:
+            client.start()
+        time.sleep(2)
+        pods[0].signal(signal.SIGTERM)
+        assert pods[0].wait(timeout=30) == 0
+        replacement = stack.enter_context(_ws_pod(ports[0]))
+        balancer.wait_until_up([0])  # the new pod is ready before the next one goes
+        pods[1].signal(signal.SIGTERM)
+        assert pods[1].wait(timeout=30) == 0
+        time.sleep(1)  # every client back, on the replacement
+        before_stop = {client.name: client.sent for client in clients}
+        time.sleep(1)
+        for client in clients:
+            client.stop.set()
+        for client in clients:
+            client.join(timeout=20)
+        replacement_log = replacement.log()
+
+    for client in clients:
+        assert client.error is None, f"{client.name}: {client.error!r}"
+        assert not client.is_alive()
+        assert client.closes, f"{client.name} was never moved"
+        assert {c.code for c in client.closes} == {1001}, (client.name, client.closes)
+        assert all(c.clean for c in client.closes)
+        assert client.connects == len(client.closes) + 1  # one reconnect per close
+        assert client.failed_connects == [], (client.name, client.failed_connects)
+        assert client.acknowledged == set(range(client.sent)), client.name
+        assert client.sent > before_stop[client.name]  # still served at the end
+    assert replacement_log.count('"WEBSOCKET /ws/echo/"') == 0  # none has closed there yet
+    moved = sum(len(client.closes) for client in clients)
+    sent = sum(client.sent for client in clients)
+    print(f"\nrolling restart: {moved} sockets closed with 1001 and reconnected, {sent} messages")
