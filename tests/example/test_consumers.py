@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.redis import RedisServer
 from tests.support.requirements import require_tool
 from tests.support.server import Server
-from tests.support.sockets import open_socket
+from tests.support.sockets import ORIGIN, open_socket, ws_url
 
 QUIET = {"HEALTH_CHECKS": ""}
 
@@ -64,3 +64,33 @@ def test_a_broadcast_crosses_pods_only_through_redis(layer: str) -> None:
         else:
             with pytest.raises(TimeoutError):
                 there.recv(timeout=2)
+
+
+@pytest.mark.slow
+def test_a_burst_of_sockets_joins_the_group_through_redis() -> None:
+    """After a rollout a worker's clients all reconnect at once, each joining the
+    group: more at once than redis-py's default pool of 100 connections."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    require_tool("redis-server")
+    burst = 150
+
+    async def join_at_once(url: str) -> list[str]:
+        sockets = await asyncio.gather(
+            *(connect(url, origin=ORIGIN, proxy=None, open_timeout=30) for _ in range(burst))
+        )
+        await asyncio.sleep(0.5)
+        await sockets[0].send("all of you")
+        received = await asyncio.gather(*(asyncio.wait_for(s.recv(), 10) for s in sockets))
+        await asyncio.gather(*(s.close() for s in sockets))
+        return received
+
+    with RedisServer() as redis_server:
+        environ = {"GUNICORN_WORKERS": "1", "CHANNEL_LAYER_URL": redis_server.url, **QUIET}
+        with Server(environ) as server:
+            received = asyncio.run(join_at_once(ws_url(server.url("/ws/broadcast/"))))
+            log = server.log()
+    assert received == ["all of you"] * burst
+    assert "Too many connections" not in log
