@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, websockets.Options, Pat
         help="open sockets per contender in the WebSocket phase",
     )
     parser.add_argument(
+        "--broadcast-sockets",
+        type=int,
+        default=socket_defaults.broadcast_sockets,
+        help="members of the group each broadcast goes to, in the WebSocket phase",
+    )
+    parser.add_argument(
         "--broadcasts",
         type=int,
         default=socket_defaults.rounds,
@@ -105,7 +111,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, websockets.Options, Pat
         phases = "websockets"
     elif args.no_websockets and phases == "all":
         phases = "http"
-    socket_options = websockets.Options(sockets=args.sockets, rounds=args.broadcasts)
+    socket_options = websockets.Options(
+        sockets=args.sockets, broadcast_sockets=args.broadcast_sockets, rounds=args.broadcasts
+    )
     return options, socket_options, args.output, phases
 
 
