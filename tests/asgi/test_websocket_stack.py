@@ -29,7 +29,15 @@ def handshake(app, *headers: tuple[bytes, bytes], port: int = 8000) -> SocketCli
 
 @pytest.fixture(scope="module")
 def application():
-    return get_asgi_application(websocket="tests.routing.websocket_application")
+    yield get_asgi_application(websocket="tests.routing.websocket_application")
+    # Channels' consumers ran sync_to_async (closing stale database connections)
+    # in asgiref's one thread; leave no thread behind for tests that fork.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import SyncToAsync
+
+    SyncToAsync.single_thread_executor.shutdown(wait=True)
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
 
 
 def test_http_still_goes_through_the_runtime(application) -> None:
