@@ -401,8 +401,8 @@ def report(results: Results) -> str:
         "- **Memory** is mostly the protocol library's per-socket state and the consumer; "
         "permessage-deflate, which browsers offer and Uvicorn accepts by default "
         "(Autobahn, under Daphne, does not), keeps a compressor and a decompressor per "
-        "socket: about twice the memory. Ours adds the runtime's layers (an observer, "
-        "the guard, the origin check) to each socket.",
+        "socket: about twice the memory. Ours adds the runtime's layers (the observer "
+        "and the guard) to each socket.",
         "- **A broadcast's time is Channels' more than the server's.** A consumer hands "
         "every message to a thread to close stale database connections "
         "(`aclose_old_connections`) before handling it, in every server; the in-memory "
