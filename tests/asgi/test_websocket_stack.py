@@ -128,3 +128,22 @@ def test_without_the_extra_the_error_says_what_to_install(monkeypatch, missing) 
         websocket_stack(echo_socket)
     assert "django-k8s-runtime[websockets]" in error.value.message
     assert repr(missing.split(".")[0]) in error.value.message
+
+
+def test_websocket_settings_without_a_websocket_part_are_refused() -> None:
+    """A setting without effect is an error (CONSTITUTION.md, rule 3)."""
+    from django_k8s_runtime import env
+    from django_k8s_runtime.asgi import _websocket_settings_without_websockets
+
+    assert _websocket_settings_without_websockets(env.load({})) == []
+    lines = _websocket_settings_without_websockets(
+        env.load({"WEBSOCKET_MAX_CONNECTIONS": "5", "WEBSOCKET_ALLOWED_ORIGINS": "*"})
+    )
+    assert lines == [
+        "WEBSOCKET_MAX_CONNECTIONS=5 has no effect because the application has no WebSocket "
+        "part; pass it to get_asgi_application(websocket=...) or remove "
+        "WEBSOCKET_MAX_CONNECTIONS.",
+        "WEBSOCKET_ALLOWED_ORIGINS='*' has no effect because the application has no WebSocket "
+        "part; pass it to get_asgi_application(websocket=...) or remove "
+        "WEBSOCKET_ALLOWED_ORIGINS.",
+    ]

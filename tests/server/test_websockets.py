@@ -347,3 +347,20 @@ def test_a_rolling_restart_moves_every_client_to_the_new_pods_losing_no_message(
     moved = sum(len(client.closes) for client in clients)
     sent = sum(client.sent for client in clients)
     print(f"\nrolling restart: {moved} sockets closed with 1001 and reconnected, {sent} messages")
+
+
+def test_websocket_settings_for_an_application_without_sockets_stop_the_server() -> None:
+    """README's plain form has no WebSocket part: a WEBSOCKET_* variable would have no
+    effect, and says so in one line (CONSTITUTION.md, rule 3)."""
+    from tests.support.server import run
+
+    command = ["gunicorn", "-c", "python:django_k8s_runtime.gunicorn"]
+    result = run([*command, "tests.asgi_http_only:application"], {"WEBSOCKET_PING_INTERVAL": "5"})
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    assert output == (
+        "configuration error: WEBSOCKET_PING_INTERVAL=5 has no effect because the application "
+        "has no WebSocket part; pass it to get_asgi_application(websocket=...) or remove "
+        "WEBSOCKET_PING_INTERVAL."
+    )

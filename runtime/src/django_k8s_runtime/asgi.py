@@ -81,6 +81,9 @@ def get_asgi_application(*, websocket: Any = None) -> Any:
         )
     )
     if websocket is None:
+        unused = _websocket_settings_without_websockets(snapshot)
+        if unused:
+            raise env.ConfigError(*unused)
         return http
     return ByScopeType(
         http=http, websocket=websocket_stack(websocket), metrics_port=snapshot.METRICS_PORT
@@ -193,6 +196,27 @@ def websocket_stack(websocket_application: Any) -> Any:
         )
     )
     return application
+
+
+def _websocket_settings_without_websockets(snapshot: Any) -> list[str]:
+    """A WEBSOCKET_* variable set for an application without a WebSocket part would
+    have no effect: an error, as any setting without effect (CONSTITUTION.md, rule 3).
+    Only the application knows, so it is checked here, not with the other rules."""
+    from django_k8s_runtime import env
+
+    return [
+        f"{variable.name}={_shown(snapshot[variable.name])} has no effect because the "
+        "application has no WebSocket part; pass it to get_asgi_application(websocket=...) "
+        f"or remove {variable.name}."
+        for variable in env.REGISTRY.values()
+        if variable.section == env.WEBSOCKETS and snapshot.source(variable.name) != env.DEFAULT
+    ]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return repr(",".join(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class ByScopeType:
