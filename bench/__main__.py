@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, websockets.Options, Pat
         "--mixed-rounds", type=int, default=defaults.mixed_rounds, help="0 skips the mixed load"
     )
     parser.add_argument(
+        "--overload-seconds",
+        type=int,
+        default=defaults.overload_seconds,
+        help="of the overload phase (ours and gthread); 0 skips it",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         choices=[c.key for c in CONTENDERS],
@@ -104,6 +110,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, websockets.Options, Pat
         startup_rounds=args.startup_rounds,
         mixed_seconds=args.mixed_seconds,
         mixed_rounds=args.mixed_rounds,
+        overload_seconds=args.overload_seconds,
         only=only,
     )
     phases = "analysis" if args.analysis_only else "all"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import machine, processes
+from bench import machine, overload, processes
 from bench.contenders import (
     DJANGO_VIEWS,
     ENDPOINT_NAMES,
@@ -495,6 +495,9 @@ def markdown(measurements: Measurements) -> str:
         "",
         *_mixed_intro(measurements),
         *_mixed_table(measurements),
+        "### Overload",
+        "",
+        *overload.table(measurements.overload, {c.key: _name(c) for c in measurements.contenders}),
         "### Memory per worker and start-up",
         "",
         *_memory_table(measurements),
@@ -764,6 +767,7 @@ def targets(measurements: Measurements) -> list[Target]:
         *_upstream_targets(measurements),
         *_mixed_targets(measurements),
         *_memory_target(measurements),
+        *(Target(*found) for found in overload.targets(measurements.overload)),
         _errors_target(measurements),
     ]
 

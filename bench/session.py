@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, processes, upstream
+from bench import database, overload, processes, upstream
 from bench.contenders import (
     CONTENDERS,
     FREE_PORT,
@@ -67,6 +67,7 @@ class Options:
     startup_rounds: int = 3
     mixed_seconds: int = 6
     mixed_rounds: int = 2
+    overload_seconds: int = overload.SECONDS  # 0 skips the overload phase
     pause_seconds: float = 0.3
     only: tuple[str, ...] = ()  # contender keys; empty means all
 
@@ -96,6 +97,7 @@ class Measurements:
     # load the figures before /api/upstream existed were measured under.
     memory_before_upstream: dict[str, processes.MemoryPeaks] = field(default_factory=dict)
     memory: dict[str, processes.MemoryPeaks] = field(default_factory=dict)
+    overload: dict[str, overload.Overload] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load at start and end
 
@@ -222,6 +224,7 @@ class Session:
                 self._rounds(servers, last)
                 self._mixed(servers)
             self.measurements.memory = sampler.peaks
+            self._overload()
         self.measurements.elapsed_seconds = time.monotonic() - began
         self.measurements.load_average = (load_before, os.getloadavg()[0])
         return self.measurements
@@ -302,6 +305,32 @@ class Session:
                     )
                 say(f"  {contender.key:<14} " + "; ".join(parts))
 
+    def _overload(self) -> None:
+        chosen = [c for c in self.contenders if c.key in overload.CONTENDERS]
+        if self.options.overload_seconds < 1 or len(chosen) < 1:
+            return
+        say(
+            f"Overload: {overload.MULTIPLE:g}× what {self.options.workers} worker(s) serve on "
+            f"{overload.PATH}, offered at a fixed rate for {self.options.overload_seconds}s, "
+            f"GUNICORN_TIMEOUT={overload.TIMEOUT_SECONDS}"
+        )
+        deadline = {"GUNICORN_TIMEOUT": str(overload.TIMEOUT_SECONDS)}
+        for contender in chosen:
+            with self._serving(contender, deadline) as served:
+                result = overload.offer(
+                    served.port, self.options.workers, self.options.overload_seconds
+                )
+            self.measurements.overload[contender.key] = result
+            p99 = result.p99_admitted_ms()
+            refusal = result.refusal_median_ms()
+            say(
+                f"  {contender.key:<14} goodput {result.goodput_rps:,.0f} req/s of "
+                f"{result.offered_rps:,.0f} offered; admitted p99 "
+                f"{'-' if p99 is None else f'{p99:,.0f} ms'}; refused {result.refused:,} "
+                f"(median {'-' if refusal is None else f'{refusal:,.1f} ms'}); "
+                f"late or failed {result.late_or_failed:,}"
+            )
+
     # Helpers -----------------------------------------------------------------
 
     def _pairs(self, paths: list[str]) -> Iterator[tuple[Contender, str]]:
@@ -353,8 +382,11 @@ class Session:
         processes.wait_idle(served.process.pid)
 
     @contextlib.contextmanager
-    def _serving(self, contender: Contender) -> Iterator[Served]:
-        """The contender running on a free port, ready; stopped on the way out."""
+    def _serving(
+        self, contender: Contender, environ: dict[str, str] | None = None
+    ) -> Iterator[Served]:
+        """The contender running on a free port, ready; stopped on the way out.
+        ``environ`` is laid over the common environment (one phase's settings)."""
         port = free_port()
         log = self.logs / f"{contender.key}.log"
         placeholders = {FREE_PORT: lambda: str(free_port()), SCRATCH_DIR: lambda: self.scratch}
@@ -365,7 +397,7 @@ class Session:
         started = time.monotonic()
         process = processes.start(
             contender.argv(port, self.options.workers),
-            {**self.environ, "GUNICORN_PORT": str(port), **extra},
+            {**self.environ, **(environ or {}), "GUNICORN_PORT": str(port), **extra},
             log,
             self.measurements.server_cpus,
         )

@@ -13,6 +13,8 @@ urlpatterns = [
     path("_test/raise", views.raise_error),
     path("_test/pid", views.pid),
     path("_test/db-sleep", views.database_sleep),
+    path("_test/db-ping", views.database_ping),
+    path("_test/idle-in-transaction", views.idle_in_transaction),
     path("_test/where/sync", views.where_sync),
     path("_test/where/async", views.where_async),
     path("_test/async-to-sync", views.async_to_sync_from_a_sync_view),

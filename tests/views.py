@@ -11,7 +11,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.core.signals import request_finished, request_started
-from django.db import connection
+from django.db import connection, transaction
 from django.http import FileResponse, HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -52,6 +52,20 @@ def database_sleep(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(%s)", [_seconds(request)])
     return JsonResponse({"slept": _seconds(request), "pid": os.getpid()})
+
+
+def database_ping(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"pid": os.getpid()})
+
+
+def idle_in_transaction(request: HttpRequest) -> JsonResponse:
+    """Open a transaction, then wait on something else with it open."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        time.sleep(_seconds(request))
+    return JsonResponse({"slept": _seconds(request)})
 
 
 # The request path (server/handler.py): which thread ran what, and each signal once --

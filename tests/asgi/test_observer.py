@@ -7,6 +7,7 @@ those from a real server).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import pytest
@@ -169,3 +170,54 @@ def test_other_scopes_pass_through_unobserved(caplog) -> None:
         run(RequestObserver(app, access_log=True)({"type": "lifespan"}, None, None))
     assert seen == ["lifespan"]
     assert access_lines(caplog) == []
+
+
+# A response that never completed: whose fault it was ---------------------------------
+
+
+class _Deadline:
+    def __init__(self, expired: bool) -> None:
+        self.expired = expired
+
+
+def ended_without_completing(
+    *, started: bool, scope_extra: dict | None = None, raises: bool = False
+):
+    """An application that sends its head (or nothing) and returns, as one whose
+    client left does; ``scope_extra`` is what an inner layer recorded."""
+
+    async def app(scope, receive, send) -> None:
+        scope.update(scope_extra or {})
+        scope["route"] = "/r"
+        if started:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        if raises:
+            raise RuntimeError("boom")
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ({"started": False}, 499),  # the client left before the answer
+        ({"started": True}, 499),  # it left, or stopped reading, mid-answer
+        ({"started": False, "scope_extra": {"client_error": 400}}, 400),  # its body was refused
+        ({"started": True, "scope_extra": {"deadline": _Deadline(expired=True)}}, 504),
+        ({"started": True, "scope_extra": {"deadline": _Deadline(expired=False)}}, 499),
+        ({"started": True, "raises": True}, 500),  # only the application's failure is a 500
+    ],
+    ids=["left-before", "left-during", "bad-body", "deadline", "deadline-not-yet", "app-failed"],
+)
+def test_an_unfinished_response_is_recorded_as_whoever_ended_it(case, expected, metrics) -> None:
+    from tests.asgi.support import Client, http_scope
+
+    app_metrics, registry = metrics
+    observer = RequestObserver(
+        ended_without_completing(**case), access_log=False, metrics=app_metrics
+    )
+    with contextlib.suppress(RuntimeError):
+        run(observer(http_scope("/r"), Client().receive, Client().send))
+    labels = {"method": "GET", "route": "/r", "status": str(expected)}
+    assert registry.get_sample_value("http_requests_total", labels) == 1

@@ -130,3 +130,48 @@ def test_stock_uvicorn_drops_the_request_on_its_way() -> None:
             return answer
 
     assert asyncio.run(scenario()) == b""
+
+
+# The keep-alive timer of a connection reset by its client -------------------------------
+
+
+def keep_alive_timer_after_a_reset(protocol: type) -> object:
+    """Serve one request on a keep-alive connection, reset it, and return the
+    protocol's keep-alive timer as the reset left it."""
+    import struct
+
+    made: list[object] = []
+
+    class Recorded(protocol):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport):  # type: ignore[no-untyped-def]
+            made.append(self)
+            super().connection_made(transport)
+
+    async def scenario():
+        async with serving(Recorded) as (_, port):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(REQUEST)
+            assert (await response(reader)).endswith(b"hello")
+            await asyncio.sleep(0.05)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # RST: connection_lost(ConnectionResetError) on the server
+            await asyncio.sleep(0.2)
+            timer = made[-1].timeout_keep_alive_task
+            return None if timer is None or timer.cancelled() else timer
+
+    return asyncio.run(scenario())
+
+
+def test_a_reset_connection_cancels_its_keep_alive_timer() -> None:
+    """Else the connection's objects live until the timer fires (GUNICORN_KEEPALIVE)."""
+    assert keep_alive_timer_after_a_reset(QuickGrace) is None
+
+
+def test_stock_uvicorn_keeps_the_timer_of_a_reset_connection() -> None:
+    """The control (httptools_impl.connection_lost cancels it only when exc is None).
+    When this fails, Uvicorn has fixed it and the override can go."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert keep_alive_timer_after_a_reset(HttpToolsProtocol) is not None

@@ -90,8 +90,14 @@ async def serving(protocol: Any, **config: Any) -> AsyncIterator[tuple[Server, i
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     seen: list[Seen] = []
-    settings = {"lifespan": "off", "log_config": None, "ws_ping_interval": None, **config}
-    server = Server(Config(echo_app(seen), http="httptools", ws=protocol, **settings))
+    settings = {
+        "http": "httptools",
+        "lifespan": "off",
+        "log_config": None,
+        "ws_ping_interval": None,
+        **config,
+    }
+    server = Server(Config(echo_app(seen), ws=protocol, **settings))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # noqa: ASYNC110 - Uvicorn sets a flag, not an event
         await asyncio.sleep(0.01)
@@ -274,3 +280,38 @@ def test_handshakes_and_their_query_strings_are_not_logged(protocol, caplog) -> 
     else:
         assert "token" not in logged
         assert "WebSocket" not in logged
+
+
+# Beside the runtime's HTTP protocol ---------------------------------------------------
+
+
+def test_sockets_are_not_http_connections_to_the_http_protocols_bounds(caplog) -> None:
+    """The HTTP protocol's bounds (GUNICORN_WORKER_CONNECTIONS, REQUEST_HEAD_TIMEOUT)
+    count and time HTTP connections: an open socket, handed over to the WebSocket
+    protocol, is neither evicted as an idle connection nor timed out as a head."""
+    import functools
+
+    from django_k8s_runtime.server.limits import ConnectionLimits
+    from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+
+    bounds = ConnectionLimits(head_timeout=0.3, connections=1)
+    http = functools.partial(GracefulHttpToolsProtocol, bounds=bounds)
+
+    async def scenario():
+        async with serving(OURS, http=http) as (_, port, _seen), connect(url(port)) as socket_:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 5)  # the app answers nothing: 500
+            writer.close()
+            await asyncio.sleep(0.6)  # twice the head timeout
+            await socket_.send("still open")
+            return answer, await asyncio.wait_for(socket_.recv(), 5)
+
+    with caplog.at_level(logging.WARNING):
+        answer, echoed = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 500")  # served, the socket beside it uncounted
+    assert echoed == "still open"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "ASGI callable returned without starting response."
+    ]

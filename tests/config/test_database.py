@@ -230,3 +230,22 @@ def test_every_database_problem_is_listed_not_only_the_first(tmp_path: Path) -> 
         "DB_SSLCERT",
     ], found
     assert not any("s3cret" in line for line in found)
+
+
+def test_the_server_bounds_postgres_sessions_by_the_request_timeout() -> None:
+    from django_k8s_runtime.database import bound_by_request
+
+    databases = {
+        "default": database(DATABASE_URL=PG),
+        "own": database(DATABASE_URL=PG + "?options=-c%20statement_timeout%3D5000"),
+        "local": database(),
+    }
+    bound_by_request(databases, 30)
+    assert databases["default"]["OPTIONS"]["options"] == (
+        "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=30000"
+    )
+    # A project's own value is kept; only what it did not set is added.
+    assert databases["own"]["OPTIONS"]["options"] == (
+        "-c statement_timeout=5000 -c idle_in_transaction_session_timeout=30000"
+    )
+    assert "OPTIONS" not in databases["local"] or "options" not in databases["local"]["OPTIONS"]

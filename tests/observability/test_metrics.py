@@ -155,3 +155,50 @@ def test_the_directory_made_at_start_is_removed_at_exit() -> None:
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
     assert not made.pop().exists()
+
+
+def test_a_clients_faults_are_client_statuses_under_their_route() -> None:
+    """A malformed body (the server answers 400) and a client that leaves mid-body
+    (499) are the client's doing: no 500 for anyone to drive an alert with."""
+    import socket
+
+    port = free_port()
+    environ = {"METRICS_PORT": str(port), "HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"}
+    head = "POST /_test/echo HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n"
+    with Server(environ) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n".encode())
+            assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(f"{head}Content-Length: 1000\r\n\r\n0123456789".encode())
+            time.sleep(0.5)
+        time.sleep(1)
+        text = scrape(server, port)
+        log = server.log()
+    labels = {"method": "POST", "route": "/_test/echo"}
+    assert sample(text, "http_requests_total", **labels, status="400") == 1
+    assert sample(text, "http_requests_total", **labels, status="499") == 1
+    assert 'status="500"' not in text
+    assert '"status": 500' not in log
+
+
+def test_connections_the_server_drops_are_counted_by_reason() -> None:
+    import socket
+
+    port = free_port()
+    environ = {
+        "METRICS_PORT": str(port),
+        "HEALTH_CHECKS": "",
+        "GUNICORN_WORKERS": "1",
+        "REQUEST_HEAD_TIMEOUT": "1",
+    }
+    with Server(environ) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /api/hello HTTP/1.1\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 408 ")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /api/hello HTTP/1.1\r\nX-Big: " + b"x" * 9000 + b"\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 431 ")
+        text = scrape(server, port)
+    assert sample(text, "http_connections_dropped_total", reason="head_timeout") == 1
+    assert sample(text, "http_connections_dropped_total", reason="head_too_large") == 1

@@ -21,7 +21,7 @@ import pytest
 from asgiref.sync import SyncToAsync, async_to_sync
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
-from django.http import HttpResponseBase
+from django.http import FileResponse, HttpResponseBase
 
 from django_k8s_runtime.server.handler import BUFFER_BYTES
 from django_k8s_runtime.server.threads import ThreadPool
@@ -271,6 +271,11 @@ def test_the_django_internals_the_handler_uses_are_still_there() -> None:
     assert parameters(BaseHandler.load_middleware) == ["self", "is_async"]
     assert parameters(BaseHandler.get_response) == ["self", "request"]
     assert "self._handler_class" in inspect.getsource(HttpResponseBase.close)
+    # FileParts detaches a file's close from its response (server/handler.py).
+    assert "self._resource_closers" in inspect.getsource(HttpResponseBase.close)
+    assert "self._resource_closers.append(filelike.close)" in inspect.getsource(
+        FileResponse._set_streaming_content
+    )
 
 
 def test_asgiref_runs_async_to_sync_on_the_loop_its_threadlocal_names() -> None:

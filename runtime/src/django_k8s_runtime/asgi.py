@@ -59,18 +59,26 @@ def get_asgi_application(*, websocket: Any = None) -> Any:
     import django
 
     django.setup(set_prefix=False)
+    from django.conf import settings
     from django.urls import get_resolver
 
     # Import the URLconf (and with it every view module) now: with GUNICORN_PRELOAD
     # that happens once in the master, so no worker pays for it on its first request.
     get_resolver().url_patterns  # noqa: B018
 
-    from django_k8s_runtime import env
+    from django_k8s_runtime import database, env
     from django_k8s_runtime.server import threads
     from django_k8s_runtime.server.handler import DjangoApplication
     from django_k8s_runtime.server.worker_state import this_worker
 
     snapshot = env.snapshot()
+    if snapshot.DB_REQUEST_TIMEOUTS:
+        # In the worker, before its first connection: bounded by its request timeout.
+        this_worker.when_serving(
+            lambda: database.bound_by_request(
+                settings.DATABASES, this_worker.request_timeout() or snapshot.GUNICORN_TIMEOUT
+            )
+        )
     http = stack(
         DjangoApplication(
             # The worker's pools, made after the fork, sized by Gunicorn's effective threads.
@@ -78,6 +86,7 @@ def get_asgi_application(*, websocket: Any = None) -> Any:
                 this_worker.threads() or snapshot.GUNICORN_THREADS
             ),
             waiting_threads=threads.waiting_pool,
+            max_requests=lambda: this_worker.connections() or snapshot.GUNICORN_WORKER_CONNECTIONS,
         )
     )
     if websocket is None:
@@ -109,6 +118,7 @@ def stack(django_application: Any) -> Any:
     if snapshot.METRICS_PORT:  # the one decision; the Gunicorn config binds the port on it too
         metrics.prepare_directory(snapshot.PROMETHEUS_MULTIPROC_DIR)  # done already in Gunicorn
         app_metrics = metrics.get()
+        this_worker.count_dropped_connections(app_metrics.connection_dropped)
 
     probes = Probes(
         BodyLimit(django_application, max_bytes=snapshot.REQUEST_MAX_BODY_SIZE),

@@ -59,6 +59,29 @@ def default_database(base_dir: Path, env: Snapshot) -> dict[str, Any]:
     return config
 
 
+REQUEST_BOUNDS = ("statement_timeout", "idle_in_transaction_session_timeout")
+
+
+def bound_by_request(databases: dict[str, Any], seconds: float) -> None:
+    """In the server: no PostgreSQL statement, and no transaction left idle, outlives
+    a request's timeout (``DB_REQUEST_TIMEOUTS``).
+
+    The handler cancels the statement of a view answered 504 at once; these bound
+    what it cannot reach: a statement begun after the 504, a transaction a view
+    left open while it waits on something else. Sent as libpq ``options`` when each
+    connection is made, so they cost nothing per request; a value the project set
+    in its own ``options`` is kept. Management commands (migrations) never get them:
+    only the server calls this."""
+    milliseconds = int(seconds * 1000)
+    for config in databases.values():
+        if not config.get("ENGINE", "").endswith("postgresql"):
+            continue
+        options = config.setdefault("OPTIONS", {})
+        given = options.get("options") or ""
+        added = [f"-c {name}={milliseconds}" for name in REQUEST_BOUNDS if name not in given]
+        options["options"] = " ".join([given, *added]).strip()
+
+
 def problems(env: Snapshot) -> list[str]:
     """Every problem with DATABASE_URL and the DB_* variables, one line each."""
     found = []

@@ -373,6 +373,33 @@ GUNICORN_THREADS = declare(
     "`DB_POOL_MAX_SIZE`, or requests that need the database wait for a connection.",
     SERVER,
 )
+GUNICORN_WORKER_CONNECTIONS = declare(
+    "GUNICORN_WORKER_CONNECTIONS",
+    "1000",
+    integer(1, 100_000),
+    "Requests a worker holds at once (waiting for a thread or in flight), and connections it "
+    "keeps. Past it, a request is answered 503 with `Retry-After` at once (the probes never) "
+    "and idle keep-alive connections are closed. Gunicorn's setting and default.",
+    SERVER,
+)
+REQUEST_HEAD_TIMEOUT = declare(
+    "REQUEST_HEAD_TIMEOUT",
+    "10",
+    seconds(1, 300),
+    "Seconds a client has to send a whole request head, from the connection's start or the "
+    "head's first byte: else 408 and the connection closed (a connection that sent nothing is "
+    "just closed). Idle time between requests is `GUNICORN_KEEPALIVE`'s.",
+    SERVER,
+)
+RESPONSE_SEND_TIMEOUT = declare(
+    "RESPONSE_SEND_TIMEOUT",
+    "10",
+    seconds(1, 3600),
+    "Seconds a client may take none of a response before it is disconnected (logged, counted "
+    "as 499), as nginx's `send_timeout`: a client that stops reading holds no thread and no "
+    "memory past it.",
+    SERVER,
+)
 GUNICORN_LIMIT_REQUEST_LINE = declare(
     "GUNICORN_LIMIT_REQUEST_LINE",
     "4094",
@@ -572,6 +599,16 @@ DB_CONNECT_TIMEOUT = declare(
     "5",
     integer(1, 300, "seconds"),
     "Seconds to wait for a new PostgreSQL connection.",
+    DATABASE,
+)
+DB_REQUEST_TIMEOUTS = declare(
+    "DB_REQUEST_TIMEOUTS",
+    "true",
+    boolean,
+    "In the server (not in `manage.py` commands), bound each PostgreSQL session by the request "
+    "timeout: `statement_timeout` and `idle_in_transaction_session_timeout` of "
+    "`GUNICORN_TIMEOUT`, sent as libpq `options`. Set it false behind a pooler that refuses "
+    "the `options` startup parameter (PgBouncer without `ignore_startup_parameters = options`).",
     DATABASE,
 )
 DB_POOL = declare(

@@ -22,7 +22,7 @@ import os
 from django_k8s_runtime import env, validation
 from django_k8s_runtime.observability import logconfig as _logconfig
 from django_k8s_runtime.observability import metrics
-from django_k8s_runtime.server import cpu, drain
+from django_k8s_runtime.server import cpu, drain, limits
 
 # The project's settings first: it declares its own variables and rules (and may
 # check them all itself). Plain Python; Django is not set up here.
@@ -49,6 +49,7 @@ if _workers == "auto":
 worker_class = "django_k8s_runtime.server.worker.UvicornWorker"
 workers = _workers
 threads = ENV.GUNICORN_THREADS  # per worker, for synchronous views (server/threads.py)
+worker_connections = ENV.GUNICORN_WORKER_CONNECTIONS  # requests and connections per worker
 limit_request_line = ENV.GUNICORN_LIMIT_REQUEST_LINE  # enforced by server/protocol.py
 limit_request_fields = ENV.GUNICORN_LIMIT_REQUEST_FIELDS
 limit_request_field_size = ENV.GUNICORN_LIMIT_REQUEST_FIELD_SIZE
@@ -80,6 +81,15 @@ else:
     control_socket_disable = True
 
 _shutdown_delay = ENV.GUNICORN_SHUTDOWN_DELAY
+
+
+def post_fork(arbiter, worker):
+    # The connection's bounds, which Gunicorn's settings have no place for.
+    worker.bounds = limits.ConnectionLimits(
+        head_timeout=ENV.REQUEST_HEAD_TIMEOUT,
+        send_timeout=ENV.RESPONSE_SEND_TIMEOUT,
+        connections=worker.cfg.worker_connections,
+    )
 
 
 def child_exit(arbiter, worker):

@@ -107,6 +107,14 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=registry,
         )
+        self.connections_dropped = Counter(
+            "http_connections_dropped",
+            "Connections the server closed or answered itself before the application saw a "
+            "request, by reason: head_timeout (408), head_too_large (414/431), malformed (400), "
+            "send_timeout (the client stopped reading), idle_evicted (over worker_connections).",
+            ("reason",),
+            registry=registry,
+        )
         self.worker_restarts = Counter(
             "gunicorn_worker_restarts",
             "Workers that exited and were replaced (recycled, reloaded, timed out, crashed).",
@@ -126,6 +134,9 @@ class Metrics:
         )
         self.requests.labels(*labels).inc()
         self.duration.labels(*labels).observe(seconds)
+
+    def connection_dropped(self, reason: str) -> None:
+        self.connections_dropped.labels(reason).inc()
 
     def record_readiness(self, ready: bool, checks: dict[str, bool]) -> None:
         self.ready.set(1 if ready else 0)

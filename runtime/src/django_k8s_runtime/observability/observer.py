@@ -9,6 +9,12 @@ Which route answered is recorded in the scope by the layer that answered (the
 probes, or Django's ``record_route``); the observer reads it when the response is
 done, to label the metrics and to leave ``quiet_routes`` (the probes, unless
 LOG_PROBES) out of the access log. It knows nothing of either layer.
+
+A request whose response never completed is recorded by who was at fault, so a
+client cannot drive the 5xx rate: 499 when the client left or stopped reading
+(nginx's code for it), the client's own 400 when the server refused its body
+(``scope["client_error"]``), 504 when the request's deadline cut it
+(``scope["deadline"]``), and 500 only when the application failed.
 """
 
 from __future__ import annotations
@@ -47,24 +53,33 @@ class RequestObserver:
         )
         rid = request_id.accept_or_make(incoming)
         token = request_id.bind(rid)
-        status = 500
+        status = 0
+        complete = False
         if self.metrics is not None:
             self.metrics.request_started()
         started = time.perf_counter()
 
         async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {
                     **message,
                     "headers": [*message.get("headers", ()), (request_id.HEADER, rid.encode())],
                 }
+            elif not message.get("more_body"):
+                complete = True
             await send(message)
 
+        failed = True
         try:
             await self.app(scope, receive, send_with_id)
+            failed = False
         finally:
+            if failed:
+                status = 500
+            elif not complete:
+                status = _unfinished(scope, status)
             elapsed = time.perf_counter() - started
             if self.metrics is not None:
                 self.metrics.request_finished(scope, status, elapsed)
@@ -93,3 +108,16 @@ class RequestObserver:
                 "client": address,
             },
         )
+
+
+CLIENT_CLOSED = 499  # nginx's status for a client that went away
+
+
+def _unfinished(scope: dict[str, Any], status: int) -> int:
+    """The status to record for a response the application ended without completing."""
+    deadline = scope.get("deadline")
+    if deadline is not None and deadline.expired:
+        return 504
+    if not status:
+        return scope.get("client_error", CLIENT_CLOSED)
+    return CLIENT_CLOSED

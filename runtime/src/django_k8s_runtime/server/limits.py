@@ -60,7 +60,26 @@ class HeadLimits:
         return self.request_line + 2 + self.fields * (self.field_size + 2) + 2
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may hold of a worker, and for how long.
+
+    * ``head_timeout``: seconds for a whole request head, from the connection's
+      start or the head's first byte (REQUEST_HEAD_TIMEOUT); then 408.
+    * ``send_timeout``: seconds a client may take none of a response before it is
+      disconnected (RESPONSE_SEND_TIMEOUT), as nginx's ``send_timeout``.
+    * ``connections``: connections a worker keeps (Gunicorn's ``worker_connections``);
+      past it, idle keep-alive connections are closed to make room.
+    """
+
+    head_timeout: float = 10.0
+    send_timeout: float = 10.0
+    connections: int = 1000
+
+
 STATUS_LINES = {
+    400: b"HTTP/1.1 400 Bad Request\r\n",
+    408: b"HTTP/1.1 408 Request Timeout\r\n",
     413: b"HTTP/1.1 413 Content Too Large\r\n",
     414: b"HTTP/1.1 414 URI Too Long\r\n",
     431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",

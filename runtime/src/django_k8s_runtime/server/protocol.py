@@ -1,5 +1,6 @@
-"""Uvicorn's HTTP protocol, fitted: requests on their way at shutdown are kept, and
-Gunicorn's request-head limits are enforced.
+"""Uvicorn's HTTP protocol, fitted: requests on their way at shutdown are kept,
+Gunicorn's request-head limits are enforced, and a connection holds the worker
+only as long as its client does its part.
 
 **Requests on their way at shutdown.** When a worker begins a graceful shutdown
 (SIGTERM, SIGHUP, max-requests), Uvicorn closes every connection without a request
@@ -23,16 +24,44 @@ sees the request. httptools gathers a header field whole before it reports it,
 so the bytes of a request head are also counted as they arrive: no head larger
 than the limits allow (``HeadLimits.head_bytes``, about 0.8 MB with Gunicorn's
 defaults) is ever buffered.
+
+**Bounds in time and number** (:class:`server.limits.ConnectionLimits`). Uvicorn
+has no deadline for a request head and none for a client that stops reading, so
+``GET / HTTP/1.1\r\n`` and silence, or a pipeline of requests whose responses
+are never read, held a connection (and, for a streamed response, a thread) for
+ever. Here:
+
+* a head must be complete within ``head_timeout`` of the connection's start or
+  of its first byte: else 408 (or, if nothing arrived, the connection is closed);
+* a client that takes none of a response for ``send_timeout`` is disconnected
+  (the handler's thread, waiting to send, is let go at once), and a pipelined
+  request waits while its predecessor's response cannot be written, so one
+  connection buffers at most about one response;
+* past ``connections`` connections, idle keep-alive ones are closed to make room.
+
+**The keep-alive timer is cancelled on every connection loss.** Uvicorn cancels it
+only when the connection closed cleanly (``connection_lost(None)``); a connection
+reset by the client kept its protocol, cycle and buffers alive until the timer
+fired, ``GUNICORN_KEEPALIVE`` (75 s) later.
+
+**A malformed body is the client's 400**, not the server's 500: the parser's 400
+is recorded in the scope (``scope["client_error"]``) for the access log and
+metrics, as the application only sees the client leave.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+import struct
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from django_k8s_runtime.server.limits import HeadLimits, refusal
+from django_k8s_runtime.server.limits import ConnectionLimits, HeadLimits, refusal
+from django_k8s_runtime.server.worker_state import this_worker
 
 FIRST_REQUEST_GRACE = 1.0
 _HTTP_VERSION_AND_SPACES = len(b"  HTTP/1.1")
@@ -51,14 +80,159 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
     _cycles_started = 0
     _draining = False
 
-    def __init__(self, *args: Any, limits: HeadLimits | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        limits: HeadLimits | None = None,
+        bounds: ConnectionLimits | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits or HeadLimits()
+        self.bounds = bounds or ConnectionLimits()
         self._reading_head = True  # until a request's headers are complete
         self._head_bytes = 0
         self._in_request_line = True
         self._fields = 0
         self._refused = False
+        self._served = 0  # responses completed on this connection
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._next_when_writable = False  # a pipelined request waits for the client
+        self._running: Any = None  # the cycle whose request runs (not always self.cycle)
+
+    # Connection life ------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self.bounds.head_timeout, self._head_timed_out)
+        if len(self._http_connections()) > self.bounds.connections:
+            self._close_idle_connections()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._tell_cycles_the_client_is_gone()
+        super().connection_lost(exc)
+        # Uvicorn cancels the keep-alive timer only when exc is None.
+        self._unset_keepalive_if_required()
+        for timer in (self._head_timer, self._send_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._send_timer = None
+
+    def _close_idle_connections(self) -> None:
+        """Over ``bounds.connections``: close idle keep-alive connections (clients
+        retry a request that meets a closing keep-alive connection, as they must)."""
+        connections = self._http_connections()
+        excess = len(connections) - self.bounds.connections
+        for connection in connections:
+            if excess <= 0:
+                return
+            if connection is not self and connection._idle_after_a_response():
+                connection.transport.close()
+                this_worker.connection_dropped("idle_evicted")
+                excess -= 1
+
+    def _http_connections(self) -> list[GracefulHttpToolsProtocol]:
+        """The worker's HTTP connections: Uvicorn's set also holds the WebSockets
+        (server/websocket_protocol.py), which WEBSOCKET_MAX_CONNECTIONS bounds."""
+        return [c for c in self.connections if isinstance(c, GracefulHttpToolsProtocol)]
+
+    def _idle_after_a_response(self) -> bool:
+        return (
+            self._served > 0
+            and not self.pipeline
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self._head_begun()
+            and not self.transport.is_closing()
+        )
+
+    # The request head's deadline ------------------------------------------------
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._reading_head:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a response is on its way; the next head's clock starts later
+        this_worker.connection_dropped("head_timeout")
+        if not self._head_begun():
+            self.transport.close()  # nothing arrived: an idle connection, no answer
+            return
+        self._refuse(408, f"request head not complete within {self.bounds.head_timeout:g}s")
+
+    def _head_begun(self) -> bool:
+        """Whether some of a request head has arrived, but not all of it."""
+        return self._messages_begun > self._cycles_started
+
+    def _start_head_clock(self) -> None:
+        if self._head_timer is None and self._head_begun() and not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.bounds.head_timeout, self._head_timed_out)
+
+    # A client that does not read ------------------------------------------------
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.bounds.send_timeout, self._send_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        if self._next_when_writable:
+            self._next_when_writable = False
+            super().on_response_complete()
+
+    def on_response_complete(self) -> None:
+        self._served += 1
+        if self.pipeline and self.flow.write_paused and not self.transport.is_closing():
+            self._next_when_writable = True  # resume_writing() starts it
+            return
+        super().on_response_complete()
+
+    def _send_stalled(self) -> None:
+        self._send_timer = None
+        if not self.flow.write_paused:
+            return
+        cycle = self._running or self.cycle
+        scope = cycle.scope if cycle is not None else {}
+        self.logger.warning(
+            'Client took none of the response for %gs, disconnected: %s "%s %s" route=%s, '
+            "%d bytes unsent",
+            self.bounds.send_timeout,
+            self.client[0] if self.client else "-",
+            scope.get("method", "-"),
+            scope.get("path", "-"),
+            scope.get("route", "-"),
+            self.transport.get_write_buffer_size(),
+        )
+        this_worker.connection_dropped("send_timeout")
+        self._reset()
+
+    def _reset(self) -> None:
+        """Drop the connection now, and what the kernel still holds for it: a reset
+        (SO_LINGER 0), not a close that waits for a client that does not read."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._tell_cycles_the_client_is_gone()
+        self.transport.abort()
+
+    def _tell_cycles_the_client_is_gone(self) -> None:
+        """Uvicorn tells only ``self.cycle``, the newest request parsed; with requests
+        pipelined, the one running is another, and its send, woken when the
+        transport closes, would write to it (uvloop raises). Said now, at the abort,
+        not a loop turn later in ``connection_lost``."""
+        for cycle in (self._running, self.cycle, *(cycle for cycle, _ in self.pipeline)):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
 
     # Request-head limits ------------------------------------------------------
 
@@ -81,6 +255,8 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
                 return
             self._head_bytes += len(data)
         self._feed(data)
+        if not self._refused:
+            self._start_head_clock()
 
     def _feed(self, data: bytes) -> None:
         """Uvicorn's ``data_received``, telling a refusal from a malformed request."""
@@ -93,6 +269,10 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
                 return
             message = "Invalid HTTP request received."
             self.logger.warning(message)
+            if self._reading_head:
+                this_worker.connection_dropped("malformed")
+            elif self.cycle is not None:
+                self.cycle.scope["client_error"] = 400  # in the body: not the app's fault
             self.send_400_response(message)
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -102,6 +282,8 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, reason: str) -> None:
         self._refused = True
+        if status != 408:
+            this_worker.connection_dropped("head_too_large")
         client = self.client[0] if self.client else "-"
         self.logger.warning("Request refused with %d: %s (from %s)", status, reason, client)
         self.transport.write(refusal(status, reason))
@@ -132,6 +314,9 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().on_headers_complete()
         self._cycles_started += 1
         if self._draining and self.cycle is not None:

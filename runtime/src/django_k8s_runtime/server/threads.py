@@ -35,6 +35,7 @@ import contextvars
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,10 +44,32 @@ from asgiref.sync import SyncToAsync
 T = TypeVar("T")
 IDLE_SECONDS = 60.0
 _STOP = None
+_WEIGHT = 0.1  # of the newest job in ThreadPool.job_seconds
+
+
+class Job:
+    """One call handed to a pool: awaited through :attr:`future`; withdrawn with
+    :meth:`ThreadPool.withdraw` as long as no thread has taken it."""
+
+    __slots__ = ("args", "context", "function", "future", "queued_at", "taken", "withdrawn")
+
+    def __init__(
+        self, future: asyncio.Future[Any], function: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        self.future = future
+        self.context = contextvars.copy_context()
+        self.function = function
+        self.args = args
+        self.queued_at = time.perf_counter()
+        self.taken = False
+        self.withdrawn = False
 
 
 class ThreadPool:
-    """``size`` threads, or with ``size=None`` as many as there are jobs in flight."""
+    """``size`` threads, or with ``size=None`` as many as there are jobs in flight.
+
+    A fixed pool also keeps what admission needs (:mod:`server.handler`): how many
+    jobs wait for a thread, and how long a job has taken lately."""
 
     def __init__(self, size: int | None, name: str) -> None:
         if size is not None and size < 1:
@@ -58,6 +81,8 @@ class ThreadPool:
         self._threads = 0
         self._idle = 0  # threads waiting for a job that no queued job has claimed
         self._busy = 0
+        self._waiting = 0  # jobs queued that no thread has taken yet
+        self.job_seconds = 0.0  # a moving average of how long a job takes
 
     @property
     def busy(self) -> int:
@@ -65,23 +90,43 @@ class ThreadPool:
         return self._busy
 
     @property
-    def threads(self) -> int:
-        return self._threads
+    def waiting(self) -> int:
+        """Jobs queued for a thread that none has taken yet."""
+        return self._waiting
+
+    def has_idle_thread(self) -> bool:
+        """Whether a job handed over now would start at once."""
+        return self.size is None or self._busy + self._waiting < self.size
 
     def run(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Run ``function(*args)`` in one of the threads; await the result.
+        """Run ``function(*args)`` in one of the threads; await the result."""
+        return self.submit(function, *args).future
 
-        Cancelling the returned future before a thread has taken the job skips
-        it; once it runs, it runs to the end (a thread cannot be interrupted)."""
+    def submit(self, function: Callable[..., Any], *args: Any) -> Job:
+        """Hand ``function(*args)`` to a thread. Once a thread takes the job it runs
+        to the end (a thread cannot be interrupted); until then it can be withdrawn."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._jobs.put((future, contextvars.copy_context(), function, args))
+        job = Job(loop.create_future(), function, args)
+        with self._lock:
+            self._waiting += 1
+        self._jobs.put(job)
         if self.size is None:
             self._claim_or_start(loop)
         elif self._threads < self.size:
             while self._threads < self.size:
                 self._start(loop)
-        return future
+        return job
+
+    def withdraw(self, job: Job) -> bool:
+        """Take back a job no thread has taken yet (its future is then cancelled).
+        False if a thread has it already: it runs, and its result will come."""
+        with self._lock:
+            if job.taken or job.withdrawn:
+                return False
+            job.withdrawn = True
+            self._waiting -= 1
+        job.future.cancel()
+        return True
 
     def shutdown(self) -> None:
         """Let idle threads end; a thread still running a job ends after it."""
@@ -111,7 +156,7 @@ class ThreadPool:
         SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
         try:
             while (job := self._next_job()) is not _STOP:
-                self._run(loop, *job)
+                self._run(loop, job)
                 del job
         finally:
             with self._lock:
@@ -129,26 +174,26 @@ class ThreadPool:
                         self._idle -= 1
                         return _STOP
 
-    def _run(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Any],
-        context: contextvars.Context,
-        function: Callable[..., Any],
-        args: tuple[Any, ...],
-    ) -> None:
-        if future.cancelled():
+    def _run(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
+        with self._lock:
+            if not job.withdrawn:
+                job.taken = True
+                self._waiting -= 1
+            wanted = not job.withdrawn and not job.future.cancelled()
+            if wanted:
+                self._busy += 1
+        if not wanted:  # withdrawn, or its awaiting task was cancelled
             self._done()
             return
-        with self._lock:
-            self._busy += 1
+        started = time.perf_counter()
         try:
-            result = context.run(function, *args)
+            result = job.context.run(job.function, *job.args)
         except BaseException as error:  # handed to the awaiting task, as run_in_executor does
-            loop.call_soon_threadsafe(_fail, future, error)
+            loop.call_soon_threadsafe(_fail, job.future, error)
         else:
-            loop.call_soon_threadsafe(_succeed, future, result)
+            loop.call_soon_threadsafe(_succeed, job.future, result)
         finally:
+            self.job_seconds += (time.perf_counter() - started - self.job_seconds) * _WEIGHT
             with self._lock:
                 self._busy -= 1
             self._done()

@@ -12,6 +12,11 @@ background and its response is dropped.
 
 The common case, a request that finishes in time, costs one timer: no extra
 task per request, nothing per ``receive()``.
+
+The request's :class:`Deadline` is in the scope (``scope["deadline"]``) for the
+layers inside: when it falls (:attr:`Deadline.at`, on the event loop's clock),
+whether it has passed, and :meth:`Deadline.on_expiry` for work that must stop
+with the request (the handler cancels a timed-out view's database query) .
 """
 
 from __future__ import annotations
@@ -51,8 +56,9 @@ class RequestTimeout:
         if scope["type"] != "http" or not seconds:
             await self.app(scope, receive, send)
             return
-        deadline = _Deadline(scope, seconds, self.grace, receive, send)
-        timer = asyncio.get_running_loop().call_later(seconds, deadline.expire)
+        deadline = Deadline(scope, seconds, self.grace, receive, send)
+        scope["deadline"] = deadline
+        timer = asyncio.get_running_loop().call_at(deadline.at, deadline.expire)
         try:
             await self.app(scope, deadline.receive, deadline.send)
         except asyncio.CancelledError:
@@ -63,12 +69,16 @@ class RequestTimeout:
             await deadline.finish()
 
 
-class _Deadline:
+class Deadline:
     """One request's deadline: what the application sees, and what happens at expiry."""
 
     def __init__(self, scope: Scope, seconds: float, grace: float, receive: Any, send: Any) -> None:
-        self._scope = scope
+        # The method and path, not the scope: the scope holds this object, and a
+        # cycle would leave every request's objects to the garbage collector.
+        self._what = (scope.get("method", ""), scope.get("path", ""))
         self._seconds = seconds
+        self.at = asyncio.get_running_loop().time() + seconds
+        self._on_expiry: list[Callable[[], None]] | None = None
         self._grace = grace
         self._receive = receive
         self._send = send
@@ -104,12 +114,23 @@ class _Deadline:
             self.response_started = True
         await self._send(message)
 
+    def on_expiry(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) if the deadline passes."""
+        if self._on_expiry is None:
+            self._on_expiry = []
+        self._on_expiry.append(callback)
+
     def expire(self) -> None:
         """At the deadline: answer 504 now, and tell the application its client is
         gone. (A cancelled synchronous Django view returns only when its thread
         does, so the answer cannot wait for the application.)"""
         self.expired = True
         loop = asyncio.get_running_loop()
+        for callback in self._on_expiry or ():
+            try:
+                callback()
+            except Exception:
+                logger.exception("a callback at the request's deadline failed")
         self._answer = loop.create_task(self._answer_504())
         for task in self._receiving:
             self._interrupted.add(task)
@@ -133,10 +154,14 @@ class _Deadline:
             self._hard_cancel.cancel()
         if self._answer is not None:
             await self._answer
+        # The request is over: let go of what it held (inner layers' callbacks hold
+        # the request's objects, and the scope still holds this deadline).
+        self._on_expiry = None
+        self._receive = self._send = self._request_task = None  # type: ignore[assignment]
 
     async def _answer_504(self) -> None:
         seconds = self._seconds
-        method, path = self._scope.get("method", ""), self._scope.get("path", "")
+        method, path = self._what
         if self.response_started:
             # Headers are out: the status cannot change. The server closes the
             # connection, as the response never completed.

@@ -27,7 +27,9 @@ What it changes, and why:
   :mod:`server.handler`).
 * **Gunicorn's request limits hold** (``limit_request_line``, ``limit_request_fields``,
   ``limit_request_field_size``): uvicorn-worker does not pass them on and httptools
-  has none; :mod:`server.protocol` enforces them.
+  has none; :mod:`server.protocol` enforces them, with the connection's bounds in
+  time and number (:attr:`UvicornWorker.bounds`, handed over by the Gunicorn
+  config's ``post_fork``; ``worker_connections`` from Gunicorn).
 * **Access log** is written by the application's observer, not by Uvicorn.
 * **WebSockets when the application has them** (:mod:`server.websocket`): Uvicorn's
   sans-I/O protocol, closing with 1001 when the worker stops
@@ -54,7 +56,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
 from django_k8s_runtime.server import threads, websocket
-from django_k8s_runtime.server.limits import HeadLimits
+from django_k8s_runtime.server.limits import ConnectionLimits, HeadLimits
 from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
 from django_k8s_runtime.server.worker_state import this_worker
 
@@ -80,11 +82,9 @@ class UvicornWorker(BaseUvicornWorker):
         self.config.access_log = False
         self.config.server_header = False  # do not advertise the server software
         self.config.callback_notify = None  # replaced by _heartbeat()
-        # Gunicorn's request-head limits, which Uvicorn would ignore (server/protocol.py).
-        self.config.http = functools.partial(
-            GracefulHttpToolsProtocol, limits=HeadLimits.from_gunicorn(self.cfg)
-        )
         self.server: Server | None = None
+
+    bounds: ConnectionLimits | None = None  # set after the fork (django_k8s_runtime.gunicorn)
 
     def _install_sigquit_handler(self) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, self._quit_now)
@@ -103,11 +103,19 @@ class UvicornWorker(BaseUvicornWorker):
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
+        # Gunicorn's request-head limits, which Uvicorn would ignore, and the
+        # connection's bounds (server/protocol.py).
+        self.config.http = functools.partial(
+            GracefulHttpToolsProtocol,
+            limits=HeadLimits.from_gunicorn(self.cfg),
+            bounds=self.bounds or ConnectionLimits(connections=self.cfg.worker_connections),
+        )
         websocket.configure(self.config)  # the application is loaded: it has asked
         self.server = server = Server(config=self.config)
         this_worker.serving(
             request_timeout=self.cfg.timeout,
             threads=self.cfg.threads,
+            connections=self.cfg.worker_connections,
             stopping=lambda: server.should_exit,
         )
         self._install_sigquit_handler()

@@ -29,10 +29,18 @@ class WorkerState:
         self._pod_draining = pod_draining
         self._request_timeout: float | None = None
         self._threads: int | None = None
+        self._connections: int | None = None
         self._stopping: Callable[[], bool] = _never
+        self._on_connection_dropped: Callable[[str], None] | None = None
+        self._on_serving: list[Callable[[], None]] = []
 
     def serving(
-        self, *, request_timeout: float, threads: int, stopping: Callable[[], bool]
+        self,
+        *,
+        request_timeout: float,
+        threads: int,
+        stopping: Callable[[], bool],
+        connections: int | None = None,
     ) -> None:
         """Called by the worker as it starts serving: Gunicorn's effective ``timeout``
         and ``threads`` (GUNICORN_TIMEOUT and GUNICORN_THREADS, or ``--timeout`` and
@@ -41,7 +49,15 @@ class WorkerState:
         reload): Uvicorn's ``should_exit``."""
         self._request_timeout = request_timeout
         self._threads = threads
+        self._connections = connections
         self._stopping = stopping
+        for callback in self._on_serving:
+            callback()
+
+    def when_serving(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` in the worker once it knows what it serves with (before
+        its first request), e.g. to bound database sessions by its request timeout."""
+        self._on_serving.append(callback)
 
     def request_timeout(self) -> float | None:
         """Seconds a request may take; None where no worker of ours set it."""
@@ -50,6 +66,23 @@ class WorkerState:
     def threads(self) -> int | None:
         """Threads for synchronous views; None where no worker of ours set it."""
         return self._threads
+
+    def connections(self) -> int | None:
+        """Connections (and requests) the worker holds at once: Gunicorn's
+        ``worker_connections``; None where no worker of ours set it."""
+        return self._connections
+
+    def count_dropped_connections(self, callback: Callable[[str], None]) -> None:
+        """Have ``callback(reason)`` told of each connection the server drops or
+        answers itself (the metrics count them)."""
+        self._on_connection_dropped = callback
+
+    def connection_dropped(self, reason: str) -> None:
+        """A connection was closed or refused before the application saw a request:
+        ``head_timeout``, ``head_too_large``, ``malformed``, ``send_timeout``,
+        ``idle_evicted``."""
+        if self._on_connection_dropped is not None:
+            self._on_connection_dropped(reason)
 
     def is_draining(self) -> bool:
         """The pod is going away (the master's SIGTERM), or this worker is stopping."""
