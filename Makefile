@@ -91,7 +91,7 @@ docs: venv ## Regenerate README's variables table from config/env.py
 	$(PY) scripts/update-readme
 
 .PHONY: bench
-bench: venv ## Benchmark this stack against the alternatives (a few minutes)
+bench: venv ## Benchmark this stack against the alternatives, HTTP and WebSockets (14-17 minutes)
 	@scripts/install-system-packages
 	$(UV) sync --frozen --python $(PYTHON) --group dev --group bench
 	$(PY) -m bench

@@ -1,4 +1,5 @@
-"""``python -m bench``: run the benchmark, write docs/benchmarks.md and the chart.
+"""``python -m bench``: run the benchmark, write docs/benchmarks.md and the chart, then
+its WebSocket phase (bench/websockets.py), docs/benchmarks-websockets.md.
 
 Ctrl+C or SIGTERM stops it cleanly: every server, wrk, the upstream stand-in and
 PostgreSQL it started are stopped on the way out (``Session.run`` holds them in
@@ -14,14 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import report
+from bench import report, websockets
 from bench.contenders import CONTENDERS
-from bench.session import Options, Session, say
+from bench.session import Options, Session, environment, plan_cpus, say
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def parse_args(argv: list[str] | None) -> tuple[Options, Path, bool]:
+def parse_args(argv: list[str] | None) -> tuple[Options, websockets.Options, Path, str]:
     defaults = Options()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--workers", type=int, default=defaults.workers)
@@ -71,6 +72,31 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path, bool]:
         action="store_true",
         help="measure nothing: copy bench/analysis.md into the report already in --output",
     )
+    socket_defaults = websockets.Options()
+    parser.add_argument(
+        "--websockets-only",
+        action="store_true",
+        help="run only the WebSocket phase (docs/benchmarks-websockets.md)",
+    )
+    parser.add_argument("--no-websockets", action="store_true", help="skip the WebSocket phase")
+    parser.add_argument(
+        "--sockets",
+        type=int,
+        default=socket_defaults.sockets,
+        help="open sockets per contender in the WebSocket phase",
+    )
+    parser.add_argument(
+        "--broadcast-sockets",
+        type=int,
+        default=socket_defaults.broadcast_sockets,
+        help="members of the group each broadcast goes to, in the WebSocket phase",
+    )
+    parser.add_argument(
+        "--broadcasts",
+        type=int,
+        default=socket_defaults.rounds,
+        help="broadcasts per contender and channel layer in the WebSocket phase",
+    )
     args = parser.parse_args(argv)
     only = tuple(dict.fromkeys(["ours", *args.only])) if args.only else ()
     options = Options(
@@ -87,7 +113,15 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path, bool]:
         overload_seconds=args.overload_seconds,
         only=only,
     )
-    return options, args.output, args.analysis_only
+    phases = "analysis" if args.analysis_only else "all"
+    if args.websockets_only:
+        phases = "websockets"
+    elif args.no_websockets and phases == "all":
+        phases = "http"
+    socket_options = websockets.Options(
+        sockets=args.sockets, broadcast_sockets=args.broadcast_sockets, rounds=args.broadcasts
+    )
+    return options, socket_options, args.output, phases
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -100,12 +134,41 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def main(argv: list[str] | None = None) -> int:
-    options, output, analysis_only = parse_args(argv)
-    if analysis_only:
+    options, socket_options, output, phases = parse_args(argv)
+    if phases == "analysis":
         print(f"Wrote {report.refresh_analysis(output)} (analysis only; figures unchanged).")
         return 0
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _interrupt)
+    status = 0
+    if phases in ("all", "http"):
+        status = _http(options, output)
+    if status == 0 and phases in ("all", "websockets"):
+        status = _websockets(socket_options, output)
+    return status
+
+
+def _websockets(options: websockets.Options, output: Path) -> int:
+    logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    server_cpus, load_cpus = plan_cpus()
+    database = f"sqlite:///{logs}/unused.sqlite3"  # the consumers touch no database
+    try:
+        results = websockets.run(
+            options, environment(database, 1, ""), logs, server_cpus, load_cpus
+        )
+    except KeyboardInterrupt:
+        shutil.rmtree(logs, ignore_errors=True)
+        say("Interrupted; every process the benchmark started has been stopped.")
+        return 130
+    except Exception as error:
+        say(f"bench (WebSockets) failed: {error}\n(server logs kept in {logs})")
+        return 1
+    shutil.rmtree(logs, ignore_errors=True)
+    print(f"Wrote {websockets.write(results, output)}.")
+    return 0
+
+
+def _http(options: Options, output: Path) -> int:
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     try:
         measurements = Session(options, logs).run()

@@ -13,6 +13,7 @@ from django_k8s_runtime import env, validation
 from django_k8s_runtime.env import (
     Parser,
     boolean,
+    cache_url,
     comma_list,
     declare,
     host_list,
@@ -96,6 +97,16 @@ EXAMPLE_UPSTREAM_URL = declare(
     http_url_or_empty,
     "The service the example's `/api/upstream` views call (`uvicorn example.upstream:app` "
     "is a stand-in); empty: they answer 503.",
+    EXAMPLE,
+)
+
+CHANNEL_LAYER_URL = declare(
+    "CHANNEL_LAYER_URL",
+    "",
+    cache_url,
+    "Redis for the Channels layer (`channels-redis`), e.g. `redis://redis:6379/1`: the "
+    "example's broadcast reaches sockets on every worker and pod. Empty: an in-memory "
+    "layer, which reaches only the sockets of the same worker.",
     EXAMPLE,
 )
 

@@ -76,6 +76,28 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = runtime.caches()
 
+# The example's WebSocket broadcast (example/consumers.py) goes through this layer.
+# Every consumer joining or leaving a group holds a pooled Redis connection for the
+# command: after a rollout a worker's clients reconnect at once, and redis-py's pool
+# (100 connections by default) refuses the rest ("Too many connections") instead of
+# making them wait. Sized by the most consumers a worker holds, it never refuses.
+if ENV.CHANNEL_LAYER_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": ENV.CHANNEL_LAYER_URL,
+                        "max_connections": ENV.WEBSOCKET_MAX_CONNECTIONS + ENV.GUNICORN_THREADS,
+                    }
+                ]
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 # The example app's upstream service (example/services.py).
 EXAMPLE_UPSTREAM_URL = ENV.EXAMPLE_UPSTREAM_URL
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,10 +59,13 @@ urlpatterns.append(_path("slow", _slow))
 """
 
 
-def adoption_diff(readme: Path) -> str:
+def adoption_diff(readme: Path, name: str = "adoption-diff") -> str:
     text = readme.read_text()
-    block = text.split("<!-- adoption-diff:start -->", 1)[1].split("<!-- adoption-diff:end -->")[0]
+    block = text.split(f"<!-- {name}:start -->", 1)[1].split(f"<!-- {name}:end -->")[0]
     return block.strip().removeprefix("```diff").removesuffix("```").lstrip("\n")
+
+
+WEBSOCKET_DIFF = "adoption-websocket-diff"  # the Channels form, on top of the plain one
 
 
 def normalise(requirement: str) -> str:
@@ -103,23 +107,8 @@ def adopted(tmp_path_factory) -> dict:
         ],
         ROOT,
     )
-    venv = work / "venv"
-    run([str(UV), "venv", "--quiet", "--python", sys._base_executable, venv], work)
+    venv = install(work / "venv", str(wheel), constraints)
     python = venv / "bin" / "python"
-    run(
-        [
-            str(UV),
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            python,
-            "--constraint",
-            constraints,
-            str(wheel),
-        ],
-        work,
-    )
     project = work / "project"
     project.mkdir()
     run([str(venv / "bin" / "django-admin"), "startproject", "mysite", "."], project)
@@ -143,7 +132,45 @@ def adopted(tmp_path_factory) -> dict:
         "diff": diff,
         "wheel": wheel,
         "sdist": sdist,
+        "constraints": constraints,
+        "work": work,
     }
+
+
+def install(venv: Path, requirement: str, constraints: Path) -> Path:
+    """A fresh virtualenv with ``requirement`` at the versions uv.lock pins."""
+    run([str(UV), "venv", "--quiet", "--python", sys._base_executable, venv], venv.parent)
+    run(
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            venv / "bin" / "python",
+            "--constraint",
+            constraints,
+            requirement,
+        ],
+        venv.parent,
+    )
+    return venv
+
+
+@pytest.fixture(scope="module")
+def adopted_with_websockets(adopted: dict) -> dict:
+    """The adopted project in the Channels form: the wheel with its websockets extra,
+    in a virtualenv of its own, and README's second diff applied on top."""
+    work = adopted["work"]
+    venv = install(
+        work / "venv-websockets", f"{adopted['wheel']}[websockets]", adopted["constraints"]
+    )
+    project = work / "project-websockets"
+    shutil.copytree(adopted["project"], project)
+    diff = adoption_diff(ROOT / "README.md", WEBSOCKET_DIFF)
+    (work / "websocket.diff").write_text(diff)
+    run(["git", "apply", "-p1", str(work / "websocket.diff")], project)
+    return {**adopted, "venv": venv, "project": project, "diff": diff}
 
 
 def run(command: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess[str]:
@@ -181,6 +208,13 @@ def test_the_adoption_changes_ten_lines_or_fewer(adopted: dict) -> None:
     assert 0 < len(lines) <= MAX_CHANGED_LINES, lines
     # The package's own README carries the same instructions.
     assert adoption_diff(RUNTIME / "README.md") == adopted["diff"]
+    websocket = adoption_diff(ROOT / "README.md", WEBSOCKET_DIFF)
+    assert adoption_diff(RUNTIME / "README.md", WEBSOCKET_DIFF) == websocket
+    # One line of asgi.py changes; the rest is the project's own routes, a new file.
+    removed = [line for line in changed_lines(websocket) if line.startswith("-")]
+    assert removed == ["-application = get_asgi_application()"]
+    changed_files = [line[4:] for line in websocket.splitlines() if line.startswith("--- ")]
+    assert changed_files == ["a/mysite/asgi.py", "/dev/null"]
 
 
 def test_the_wheel_brings_exactly_the_runtimes_dependencies(adopted: dict) -> None:
@@ -410,3 +444,52 @@ def wait_for(condition, log: Path, seconds: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"not ready within {seconds}s:\n{log.read_text()}")
+
+
+def test_the_channels_form_serves_sockets_and_closes_them_with_1001(
+    adopted_with_websockets: dict,
+) -> None:
+    from websockets.exceptions import ConnectionClosedOK, InvalidStatus
+    from websockets.sync.client import connect
+
+    port = free_port()
+    command, environ = gunicorn(
+        adopted_with_websockets,
+        GUNICORN_HOST="127.0.0.1",
+        GUNICORN_PORT=str(port),
+        METRICS_PORT="0",
+        GUNICORN_WORKERS="1",
+        GUNICORN_SHUTDOWN_DELAY="1",
+        DJANGO_SETTINGS_MODULE="mysite.settings",
+        LOG_FORMAT="json",
+    )
+    log = adopted_with_websockets["project"] / "server.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            command,
+            cwd=adopted_with_websockets["project"],
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.get(f"{base}/health/live", timeout=1).status_code == 200, log)
+        url = f"ws://localhost:{port}/ws/echo/"  # startproject's DEBUG allows localhost
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, origin="https://evil.example", proxy=None, open_timeout=10)
+        assert refused.value.response.status_code == 403
+        with connect(url, origin=f"http://localhost:{port}", proxy=None, open_timeout=10) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=10) == "hello"
+            server.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosedOK) as closed:
+                ws.recv(timeout=30)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1001
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    assert '"close_code": 1001' in log.read_text()

@@ -112,3 +112,67 @@ def client(app: Any, *, port: int = 8000) -> httpx.AsyncClient:
     """httpx talking to ``app`` in this process, as to a server on ``port``."""
     transport = httpx.ASGITransport(app=app, client=("10.0.0.9", 51000))
     return httpx.AsyncClient(transport=transport, base_url=f"http://testserver:{port}")
+
+
+def websocket_scope(
+    path: str = "/ws/echo/",
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    port: int = 8000,
+    http_response: bool = True,
+) -> dict[str, Any]:
+    """A handshake's scope, as Uvicorn's WebSocket protocol makes it (with the
+    ``websocket.http.response`` extension unless ``http_response=False``)."""
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), *(headers or [])],
+        "client": ("10.0.0.9", 51000),
+        "server": ("127.0.0.1", port),
+        "subprotocols": [],
+        "extensions": {"websocket.http.response": {}} if http_response else {},
+    }
+
+
+class SocketClient:
+    """Uvicorn's side of one WebSocket: ``websocket.connect``, then what the test
+    puts in (:meth:`message`, :meth:`close`); a ``send`` that records."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self._incoming: asyncio.Queue[Message] = asyncio.Queue()
+        self._incoming.put_nowait({"type": "websocket.connect"})
+
+    async def receive(self) -> Message:
+        return await self._incoming.get()
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def message(self, text: str) -> None:
+        self._incoming.put_nowait({"type": "websocket.receive", "text": text})
+
+    def close(self, code: int = 1000) -> None:
+        self._incoming.put_nowait({"type": "websocket.disconnect", "code": code})
+
+    @property
+    def kinds(self) -> list[str]:
+        return [m["type"] for m in self.sent]
+
+    @property
+    def status(self) -> int | None:
+        starts = [m for m in self.sent if m["type"] == "websocket.http.response.start"]
+        return starts[0]["status"] if starts else None
+
+
+async def echo_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The smallest WebSocket application: accept, echo, stop at the disconnect."""
+    await receive()
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] != "websocket.disconnect":
+        await send({"type": "websocket.send", "text": message.get("text")})

@@ -105,6 +105,17 @@ def test_a_value_that_did_not_parse_is_a_problem_and_cannot_be_read() -> None:
         ("HEALTH_CHECKS", "database,cache", ("database", "cache")),
         ("HEALTH_CHECKS", "", ()),
         ("DJANGO_ALLOWED_HOSTS", "a.example, b.example", ("a.example", "b.example")),
+        ("WEBSOCKET_MAX_MESSAGE_SIZE", "65536", 65536),
+        ("WEBSOCKET_PING_INTERVAL", "0", 0.0),
+        ("WEBSOCKET_PING_TIMEOUT", "2.5", 2.5),
+        ("WEBSOCKET_MAX_CONNECTIONS", "5000", 5000),
+        (
+            "WEBSOCKET_ALLOWED_ORIGINS",
+            "https://a.example, .b.example",
+            ("https://a.example", ".b.example"),
+        ),
+        ("WEBSOCKET_ALLOWED_ORIGINS", "*", ("*",)),
+        ("CHANNEL_LAYER_URL", "redis://redis:6379/1", "redis://redis:6379/1"),
     ],
 )
 def test_good_values_parse(name: str, raw: str, expected: object) -> None:
@@ -153,6 +164,12 @@ BAD_VALUES = [
     ("HEALTH_CHECK_TIMEOUT", "0"),
     ("LOG_FORMAT", "xml"),
     ("METRICS_PORT", "70000"),
+    ("WEBSOCKET_MAX_MESSAGE_SIZE", "100"),
+    ("WEBSOCKET_MAX_MESSAGE_SIZE", "1MB"),
+    ("WEBSOCKET_PING_INTERVAL", "-1"),
+    ("WEBSOCKET_PING_TIMEOUT", "0"),
+    ("WEBSOCKET_MAX_CONNECTIONS", "0"),
+    ("CHANNEL_LAYER_URL", "redis-server:6379"),
 ]
 
 
@@ -242,6 +259,10 @@ def test_a_rule_about_a_value_that_did_not_parse_is_skipped() -> None:
             {"METRICS_PORT": "0", "PROMETHEUS_MULTIPROC_DIR": "/dev/shm/metrics"},
             "PROMETHEUS_MULTIPROC_DIR='/dev/shm/metrics' has no effect because METRICS_PORT=0",
         ),
+        (
+            {"WEBSOCKET_PING_INTERVAL": "0", "WEBSOCKET_PING_TIMEOUT": "5"},
+            "WEBSOCKET_PING_TIMEOUT=5 has no effect because WEBSOCKET_PING_INTERVAL=0",
+        ),
     ],
 )
 def test_contradictions_between_variables_are_refused(environ: dict, fragment: str) -> None:
@@ -318,3 +339,7 @@ def test_more_threads_than_pooled_connections_is_a_warning_not_an_error() -> Non
 )
 def test_one_rule_stars_every_password_of_a_url(url: str, shown: str) -> None:
     assert env.redact_url(url) == shown
+
+
+def test_no_pings_alone_is_fine() -> None:
+    check({"WEBSOCKET_PING_INTERVAL": "0"})  # the timeout's default is no mistake

@@ -20,7 +20,14 @@ DIRECTORY = ROOT / "deploy" / "kubernetes"
 # Kubernetes objects, one or more per file; kustomization.yaml is kustomize's own.
 MANIFESTS = sorted(p for p in DIRECTORY.glob("*.yaml") if p.name != "kustomization.yaml")
 MARGIN_SECONDS = 5
-EXPECTED_KINDS = ["Deployment", "HorizontalPodAutoscaler", "Job", "PodDisruptionBudget", "Service"]
+EXPECTED_KINDS = [
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "Ingress",
+    "Job",
+    "PodDisruptionBudget",
+    "Service",
+]
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 # PostgreSQL's default max_connections, less superuser_reserved_connections.
 POSTGRES_DEFAULT_CONNECTIONS = 100 - 3
@@ -128,6 +135,35 @@ def test_security_context_is_non_root_and_read_only(pod) -> None:
 def test_metrics_are_not_exposed_through_the_service() -> None:
     ports = load("service.yaml")["spec"]["ports"]
     assert [port["targetPort"] for port in ports] == ["http"]
+
+
+def test_websockets_need_no_session_affinity() -> None:
+    """A socket stays on its pod anyway; affinity would pin reconnects to one pod."""
+    assert load("service.yaml")["spec"]["sessionAffinity"] == "None"
+
+
+def test_the_ingress_keeps_live_sockets_open_and_routes_to_the_service(container_env) -> None:
+    ingress = load("ingress.yaml")
+    annotations = ingress["metadata"]["annotations"]
+    # ingress-nginx closes a connection silent this long in either direction; a live
+    # socket is pinged (and answers) every WEBSOCKET_PING_INTERVAL.
+    ping = env.WEBSOCKET_PING_INTERVAL.value(container_env)
+    pong = env.WEBSOCKET_PING_TIMEOUT.value(container_env)
+    assert ping > 0, "without pings an idle socket is cut at the ingress's timeout"
+    for name in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert int(annotations[f"nginx.ingress.kubernetes.io/{name}"]) > ping + pong
+    size = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert size == f"{env.REQUEST_MAX_BODY_SIZE.value(container_env) // 1048576}m"
+    service = load("service.yaml")
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] in env.REGISTRY["DJANGO_ALLOWED_HOSTS"].parser.parse(
+        container_env["DJANGO_ALLOWED_HOSTS"]
+    )  # and so an allowed WebSocket origin
+    (backend_path,) = rule["http"]["paths"]
+    backend = backend_path["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["name"] in [port["name"] for port in service["spec"]["ports"]]
+    assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
 
 
 def test_the_disruption_budget_leaves_room_to_drain() -> None:

@@ -86,6 +86,7 @@ class Server:
         pid_namespace: bool = False,
         command: list[str] | None = None,
         shm: Path | None = None,
+        application: str = "config.asgi:application",
     ) -> None:
         environ = dict(environ or {})
         self.port = int(environ.get("GUNICORN_PORT") or free_port())
@@ -94,7 +95,7 @@ class Server:
             str(BIN / "gunicorn"),
             "-c",
             "python:django_k8s_runtime.gunicorn",
-            "config.asgi:application",
+            application,
             *args,
         ]
         if shm is not None:

@@ -6,7 +6,13 @@ A project's ``asgi.py`` changes one line, the import::
 
     application = get_asgi_application()
 
-Outermost first:
+A project with WebSockets (Django Channels, or any ASGI application for the
+``websocket`` scope) passes that application too, or its dotted path, which is
+imported once Django is set up (consumers import models)::
+
+    application = get_asgi_application(websocket="mysite.routing.websocket_application")
+
+HTTP goes through these layers, outermost first:
 
 1. ``MetricsEndpoint``: /metrics, on the metrics port only, when METRICS_PORT is
    not 0; before each scrape it records readiness (observability/).
@@ -22,6 +28,18 @@ Outermost first:
    worker's threads; a synchronous view runs there, an async view on the event
    loop (server/handler.py).
 
+WebSocket connections go through their own (:func:`websocket_stack`):
+
+1. ``SocketObserver``: request id, one access-log line when the socket closes, the
+   sockets' metrics (observability/websocket.py).
+2. ``HandshakeGuard``: the host check, WEBSOCKET_MAX_CONNECTIONS per worker, and
+   Gunicorn's timeout on the handshake, not on the open socket (server/).
+3. Channels' ``OriginValidator``: WEBSOCKET_ALLOWED_ORIGINS, or Django's
+   ``ALLOWED_HOSTS`` (``AllowedHostsOriginValidator``).
+4. The project's WebSocket application.
+
+The worker closes open sockets with 1001 when it stops (server/websocket_protocol.py).
+
 Each layer gets what it needs as arguments here; none imports another. With
 metrics on, each worker also publishes its saturation once a second (threads busy
 and waiting, async requests, the database pools), the thread pool reports a
@@ -34,9 +52,13 @@ from functools import partial
 from typing import Any
 
 
-def get_asgi_application() -> Any:
+def get_asgi_application(*, websocket: Any = None) -> Any:
     """Set Django up (as ``django.core.asgi.get_asgi_application`` does) and return
-    the project's application inside the runtime's layers."""
+    the project's application inside the runtime's layers.
+
+    ``websocket``: the project's application for WebSocket connections (a Channels
+    ``URLRouter``, or any ASGI application), or its dotted path; None serves HTTP
+    only."""
     import django
 
     django.setup(set_prefix=False)
@@ -56,7 +78,7 @@ def get_asgi_application() -> Any:
     # that happens once in the master, so no worker pays for it on its first request.
     get_resolver().url_patterns  # noqa: B018
 
-    from django_k8s_runtime import database
+    from django_k8s_runtime import database, env
     from django_k8s_runtime import settings as runtime_settings
     from django_k8s_runtime.server import threads
     from django_k8s_runtime.server.handler import DjangoApplication
@@ -90,7 +112,15 @@ def get_asgi_application() -> Any:
             SATURATION_SECONDS,
             partial(_record_saturation, app_metrics, requests_pool, django_application),
         )
-    return stack(django_application)
+    http = stack(django_application)
+    if websocket is None:
+        unused = _websocket_settings_without_websockets(snapshot)
+        if unused:
+            raise env.ConfigError(*unused)
+        return http
+    return ByScopeType(
+        http=http, websocket=websocket_stack(websocket), metrics_port=snapshot.METRICS_PORT
+    )
 
 
 SATURATION_SECONDS = 1.0  # how often each worker publishes its saturation gauges
@@ -178,3 +208,103 @@ async def _record_readiness(probes: Any, app_metrics: Any) -> None:
     """Before each scrape: app_ready and app_health_check_ok as /health would answer now."""
     readiness = await probes.readiness()
     app_metrics.record_readiness(readiness.ready, {c.name: c.ok for c in readiness.checks})
+
+
+def websocket_stack(websocket_application: Any) -> Any:
+    """Layers 1-3 of the WebSocket side around a project's WebSocket application (or
+    its dotted path), and the worker told to serve WebSockets. Django must be set up."""
+    from django.conf import settings as django_settings
+    from django.utils.module_loading import import_string
+
+    from django_k8s_runtime import env, settings
+    from django_k8s_runtime.observability import websocket as socket_observability
+    from django_k8s_runtime.server import websocket
+    from django_k8s_runtime.server.websocket_guard import HandshakeGuard
+    from django_k8s_runtime.server.worker_state import this_worker
+
+    try:
+        from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
+
+        import django_k8s_runtime.server.websocket_protocol  # noqa: F401 - needs `websockets`
+    except ImportError as error:
+        raise env.ConfigError(
+            f"get_asgi_application(websocket=...) needs the package "
+            f"{(error.name or '?').split('.')[0]!r}: install "
+            "the runtime with its websockets extra, django-k8s-runtime[websockets]."
+        ) from None
+
+    snapshot = settings.checked()
+    if isinstance(websocket_application, str):
+        websocket_application = import_string(websocket_application)
+    origins = snapshot.WEBSOCKET_ALLOWED_ORIGINS
+    application: Any = (
+        OriginValidator(websocket_application, list(origins))
+        if origins
+        else AllowedHostsOriginValidator(websocket_application)
+    )
+    allowed_hosts = django_settings.ALLOWED_HOSTS
+    if django_settings.DEBUG and not allowed_hosts:  # as Django's HttpRequest.get_host()
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    application = HandshakeGuard(
+        application,
+        allowed_hosts=allowed_hosts,
+        max_sockets=snapshot.WEBSOCKET_MAX_CONNECTIONS,
+        handshake_timeout=this_worker.request_timeout,
+    )
+    application = socket_observability.SocketObserver(
+        application,
+        access_log=snapshot.GUNICORN_ACCESS_LOG,
+        metrics=socket_observability.get() if snapshot.METRICS_PORT else None,
+    )
+    websocket.serve_websockets(
+        websocket.WebSocketSettings(
+            max_message_bytes=snapshot.WEBSOCKET_MAX_MESSAGE_SIZE,
+            ping_interval=snapshot.WEBSOCKET_PING_INTERVAL or None,
+            ping_timeout=snapshot.WEBSOCKET_PING_TIMEOUT,
+        )
+    )
+    return application
+
+
+def _websocket_settings_without_websockets(snapshot: Any) -> list[str]:
+    """A WEBSOCKET_* variable set for an application without a WebSocket part would
+    have no effect: an error, as any setting without effect (CONSTITUTION.md, rule 3).
+    Only the application knows, so it is checked here, not with the other rules."""
+    from django_k8s_runtime import env
+
+    return [
+        f"{variable.name}={_shown(snapshot[variable.name])} has no effect because the "
+        "application has no WebSocket part; pass it to get_asgi_application(websocket=...) "
+        f"or remove {variable.name}."
+        for variable in env.REGISTRY.values()
+        if variable.section == env.WEBSOCKETS and snapshot.source(variable.name) != env.DEFAULT
+    ]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return repr(",".join(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class ByScopeType:
+    """WebSocket connections to the WebSocket side, everything else to the HTTP
+    stack. The metrics port serves /metrics and nothing else: a handshake there is
+    answered 404."""
+
+    def __init__(self, *, http: Any, websocket: Any, metrics_port: int) -> None:
+        self.http = http
+        self.websocket = websocket
+        self.metrics_port = metrics_port
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.http(scope, receive, send)
+            return
+        server = scope.get("server")
+        if self.metrics_port and server and server[1] == self.metrics_port:
+            from django_k8s_runtime.server.websocket_guard import refuse
+
+            await refuse(scope, send, 404, "not found: only /metrics here")
+            return
+        await self.websocket(scope, receive, send)

@@ -418,6 +418,7 @@ SERVER = "Server (Gunicorn + Uvicorn workers)"
 DATABASE = "Database and cache"
 HEALTH = "Health probes"
 OPERATIONS = "Logs and metrics"
+WEBSOCKETS = "WebSockets (when the application has a WebSocket part)"
 
 # The five variables of the original request come first, with exactly its defaults.
 GUNICORN_WORKERS = declare(
@@ -612,6 +613,52 @@ GUNICORN_CMD_ARGS = declare(
     "a setting one of these variables sets must be a value that variable allows "
     "(`--timeout 0` is refused), and `--bind` must leave the metrics port to the metrics.",
     SERVER,
+)
+
+WEBSOCKET_MAX_MESSAGE_SIZE = declare(
+    "WEBSOCKET_MAX_MESSAGE_SIZE",
+    "1048576",
+    integer(1024, 67108864, "bytes"),
+    "Largest message a client may send (1 MiB, as `REQUEST_MAX_BODY_SIZE`); a larger one "
+    "closes its socket with 1009 (message too big) before it is buffered whole. Uvicorn's "
+    "own default is 16 MiB.",
+    WEBSOCKETS,
+)
+WEBSOCKET_PING_INTERVAL = declare(
+    "WEBSOCKET_PING_INTERVAL",
+    "20",
+    seconds(0, 3600),
+    "Seconds between pings to each client: an idle socket stays open through load balancers "
+    "that close silent connections (ingress-nginx after 60 s), and a vanished client is "
+    "found. 0 sends none.",
+    WEBSOCKETS,
+)
+WEBSOCKET_PING_TIMEOUT = declare(
+    "WEBSOCKET_PING_TIMEOUT",
+    "20",
+    seconds(1, 3600),
+    "Seconds a client has to answer a ping; one that does not is closed (1011). Needs "
+    "`WEBSOCKET_PING_INTERVAL` > 0.",
+    WEBSOCKETS,
+)
+WEBSOCKET_MAX_CONNECTIONS = declare(
+    "WEBSOCKET_MAX_CONNECTIONS",
+    "1000",
+    integer(1, 1_000_000),
+    "Open sockets (and handshakes) per worker; a handshake beyond it is answered 503, so "
+    "the client retries, possibly on another pod. Idle sockets cost memory, not CPU: size "
+    "it from the pod's memory limit (`make bench` measures a socket's share).",
+    WEBSOCKETS,
+)
+WEBSOCKET_ALLOWED_ORIGINS = declare(
+    "WEBSOCKET_ALLOWED_ORIGINS",
+    "",
+    comma_list(),
+    "Origins allowed to open a socket (`https://example.com`, `.example.com` for every "
+    "subdomain), checked by Channels' `OriginValidator`. Empty: Django's `ALLOWED_HOSTS`, "
+    "as Channels' `AllowedHostsOriginValidator`. A handshake without an `Origin` header "
+    "(not from a browser) is refused unless the list has `*`, which allows any origin.",
+    WEBSOCKETS,
 )
 
 CACHE_URL = declare(

@@ -4,9 +4,9 @@ A value that does not parse is a problem of the snapshot itself
 (:attr:`config.env.Snapshot.problems`). Each concern then adds the rules it
 owns, as a function from the snapshot to a list of lines: the database's URL
 and TLS files (:mod:`.database`), and below the rules between variables (recycling,
-metrics, the health checks); a project adds its own with :func:`rule`. :func:`check` runs
-them all, so an operator fixes every mistake in one go, as CONSTITUTION.md
-promises, and nothing is found later, one at a time.
+metrics, the health checks, WebSocket pings); a project adds its own with
+:func:`rule`. :func:`check` runs them all, so an operator fixes every mistake in
+one go, as CONSTITUTION.md promises, and nothing is found later, one at a time.
 
 A rule that needs a value which did not parse is skipped: that value's own line
 is already in the list.
@@ -20,7 +20,7 @@ from typing import Any
 
 from django_k8s_runtime import command_line, database
 from django_k8s_runtime.command_line import gunicorn_value, named
-from django_k8s_runtime.env import ConfigError, Snapshot
+from django_k8s_runtime.env import DEFAULT, ConfigError, Snapshot
 from django_k8s_runtime.observability import metrics
 from django_k8s_runtime.server import memory
 
@@ -138,6 +138,16 @@ def health_problems(env: Snapshot) -> list[str]:
     return []
 
 
+def websocket_problems(env: Snapshot) -> list[str]:
+    if not env.WEBSOCKET_PING_INTERVAL and env.source("WEBSOCKET_PING_TIMEOUT") != DEFAULT:
+        return [
+            f"WEBSOCKET_PING_TIMEOUT={env.WEBSOCKET_PING_TIMEOUT:g} has no effect because "
+            "WEBSOCKET_PING_INTERVAL=0 (no pings); set WEBSOCKET_PING_INTERVAL or remove the "
+            "timeout."
+        ]
+    return []
+
+
 FRESH_WORKER_SHARE = 0.75  # of WORKER_MAX_MEMORY_MIB a worker may take before any request
 
 Rule = Callable[[Snapshot], list[str]]
@@ -147,6 +157,7 @@ RULES: list[Rule] = [
     health_problems,
     metrics_problems,
     command_line.problems,
+    websocket_problems,
 ]
 WARNINGS: list[Rule] = []  # a project's own (@warning); the runtime's are in warnings()
 

@@ -118,7 +118,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_timer = self.loop.call_later(self.bounds.head_timeout, self._head_timed_out)
-        if len(self.connections) > self.bounds.connections:
+        if len(self._http_connections()) > self.bounds.connections:
             self._close_idle_connections()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -134,14 +134,20 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
     def _close_idle_connections(self) -> None:
         """Over ``bounds.connections``: close idle keep-alive connections (clients
         retry a request that meets a closing keep-alive connection, as they must)."""
-        excess = len(self.connections) - self.bounds.connections
-        for connection in list(self.connections):
+        connections = self._http_connections()
+        excess = len(connections) - self.bounds.connections
+        for connection in connections:
             if excess <= 0:
                 return
             if connection is not self and connection._idle_after_a_response():
                 connection.transport.close()
                 this_worker.connection_dropped("idle_evicted")
                 excess -= 1
+
+    def _http_connections(self) -> list[GracefulHttpToolsProtocol]:
+        """The worker's HTTP connections: Uvicorn's set also holds the WebSockets
+        (server/websocket_protocol.py), which WEBSOCKET_MAX_CONNECTIONS bounds."""
+        return [c for c in self.connections if isinstance(c, GracefulHttpToolsProtocol)]
 
     def _idle_after_a_response(self) -> bool:
         return (

@@ -44,6 +44,9 @@ What it changes, and why:
   stop (Uvicorn's ``should_exit``: no new connections, in-flight requests finish).
 * **Why it exits is told to the master** (:mod:`server.exits`), for the metrics:
   max requests, memory, or a stop it was asked for.
+* **WebSockets when the application has them** (:mod:`server.websocket`): Uvicorn's
+  sans-I/O protocol, closing with 1001 when the worker stops
+  (:mod:`server.websocket_protocol`); otherwise none, as before.
 * **No waiting on stuck threads at exit.** A synchronous view still running when
   the worker has finished shutting down (its response already abandoned) would
   keep the process alive; the worker exits without it.
@@ -68,7 +71,7 @@ from gunicorn.errors import AppImportError
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
-from django_k8s_runtime.server import exits, memory, threads
+from django_k8s_runtime.server import exits, memory, threads, websocket
 from django_k8s_runtime.server.limits import ConnectionLimits, HeadLimits
 from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
 from django_k8s_runtime.server.worker_state import this_worker
@@ -192,6 +195,7 @@ class UvicornWorker(BaseUvicornWorker):
             limits=HeadLimits.from_gunicorn(self.cfg),
             bounds=self.bounds or ConnectionLimits(connections=self.cfg.worker_connections),
         )
+        websocket.configure(self.config)  # the application is loaded: it has asked
         self.server = server = _Server(self.config, worker=self)
         if self.max_memory:
             this_worker.every(memory.CHECK_SECONDS, lambda: self._recycle_if_over_memory(server))

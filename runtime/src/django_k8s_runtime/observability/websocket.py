@@ -1,0 +1,209 @@
+"""One access-log line per WebSocket, when it closes, and the sockets' metrics.
+
+An HTTP request is logged when its response is done; a socket may stay open for
+hours, so it is logged once, when it ends: its path, how long it was open, the
+messages in and out, and how it closed: the close code for a socket that was
+accepted (1000 normal, 1001 going away, 1006 dropped without a close frame...),
+the HTTP status for a handshake that was refused (400, 403, 503, 504). The query
+string is left out: WebSocket clients, which cannot set headers from a browser,
+often carry tokens in it.
+
+The request id (an incoming well-formed ``X-Request-ID``, else a new one) is sent
+back with the handshake's answer and bound for the socket's whole life, so the
+application's log lines about it carry it too.
+
+Metrics, when on: open sockets (a gauge across workers), sockets closed by close
+code, handshakes refused by status, and messages by direction. None is labelled by
+path, which would give every id in a URL its own time series.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from django_k8s_runtime.observability import request_id
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+access_logger = logging.getLogger("access")
+
+ABNORMAL_CLOSURE = 1006  # closed without a close frame (RFC 6455 7.1.5)
+
+
+class SocketMetrics:
+    """The sockets' metrics. Created once per process tree (:func:`get`), before
+    forking; ``registry`` is prometheus_client's default one unless a test passes
+    its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Gauge
+
+        registry = REGISTRY if registry is None else registry
+        self.open = Gauge(
+            "websocket_connections_open",
+            "WebSockets open now.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.closed = Counter(
+            "websocket_connections_closed",
+            "WebSockets closed, by close code.",
+            ("code",),
+            registry=registry,
+        )
+        self.refused = Counter(
+            "websocket_handshakes_refused",
+            "WebSocket handshakes answered with an HTTP status instead of a socket.",
+            ("status",),
+            registry=registry,
+        )
+        self.messages = Counter(
+            "websocket_messages",
+            "WebSocket messages, received from clients (in) and sent to them (out).",
+            ("direction",),
+            registry=registry,
+        )
+
+
+_metrics: SocketMetrics | None = None
+
+
+def get() -> SocketMetrics:
+    """The one SocketMetrics of this process tree (made in the master when the app
+    is preloaded, and inherited by every worker)."""
+    global _metrics
+    if _metrics is None:
+        _metrics = SocketMetrics()
+    return _metrics
+
+
+class SocketObserver:
+    def __init__(self, app: Any, *, access_log: bool, metrics: SocketMetrics | None = None) -> None:
+        self.app = app
+        self.access_log = access_log
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        incoming = next(
+            (value for name, value in scope["headers"] if name == request_id.HEADER), None
+        )
+        rid = request_id.accept_or_make(incoming)
+        token = request_id.bind(rid)
+        socket = _Socket()
+        started = time.perf_counter()
+
+        async def observed_receive() -> dict[str, Any]:
+            message = await receive()
+            socket.received(message)
+            return message
+
+        async def observed_send(message: dict[str, Any]) -> None:
+            if message["type"] in ("websocket.accept", "websocket.http.response.start"):
+                headers = [*message.get("headers", ()), (request_id.HEADER, rid.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+            if socket.sent(message) and self.metrics is not None:
+                self.metrics.open.inc()
+
+        try:
+            await self.app(scope, observed_receive, observed_send)
+        finally:
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self._count(socket)
+            if self.access_log:
+                _log(scope, socket, elapsed)
+            request_id.unbind(token)
+
+    def _count(self, socket: _Socket) -> None:
+        assert self.metrics is not None
+        if socket.accepted:
+            self.metrics.open.dec()
+            self.metrics.closed.labels(str(socket.close_code)).inc()
+        else:
+            self.metrics.refused.labels(str(socket.status)).inc()
+        if socket.messages_in:
+            self.metrics.messages.labels("in").inc(socket.messages_in)
+        if socket.messages_out:
+            self.metrics.messages.labels("out").inc(socket.messages_out)
+
+
+class _Socket:
+    """What one socket did, as its messages show."""
+
+    def __init__(self) -> None:
+        self.accepted = False
+        self.closed_before_accepting = False
+        self.code: int | None = None  # the first close, from either side
+        self.http_status: int | None = None
+        self.messages_in = 0
+        self.messages_out = 0
+
+    def received(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "websocket.receive":
+            self.messages_in += 1
+        elif kind == "websocket.disconnect" and self.accepted and self.code is None:
+            self.code = message.get("code", 1005)
+
+    def sent(self, message: dict[str, Any]) -> bool:
+        """Records ``message``; True when it accepted the socket."""
+        kind = message["type"]
+        if kind == "websocket.send":
+            self.messages_out += 1
+        elif kind == "websocket.accept":
+            self.accepted = True
+            return True
+        elif kind == "websocket.close":
+            if not self.accepted:
+                self.closed_before_accepting = True
+            elif self.code is None:
+                self.code = message.get("code", 1000)
+        elif kind == "websocket.http.response.start":
+            self.http_status = message["status"]
+        return False
+
+    @property
+    def close_code(self) -> int:
+        return ABNORMAL_CLOSURE if self.code is None else self.code
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of a refused handshake: the application's own; 403 for a
+        close before accepting (as servers answer it); else 500 (it failed)."""
+        if self.http_status is not None:
+            return self.http_status
+        return 403 if self.closed_before_accepting else 500
+
+
+def _log(scope: dict[str, Any], socket: _Socket, elapsed: float) -> None:
+    client = scope.get("client")
+    address = client[0] if client else "-"
+    if socket.accepted:
+        outcome, fields = socket.close_code, {"close_code": socket.close_code}
+    else:
+        outcome, fields = socket.status, {"status": socket.status}
+    access_logger.info(
+        '%s "WEBSOCKET %s" %d %.1fms %d in %d out',
+        address,
+        scope["path"],
+        outcome,
+        elapsed * 1000,
+        socket.messages_in,
+        socket.messages_out,
+        extra={
+            "method": "WEBSOCKET",
+            "path": scope["path"],
+            **fields,
+            "duration_ms": round(elapsed * 1000, 2),
+            "messages_in": socket.messages_in,
+            "messages_out": socket.messages_out,
+            "client": address,
+        },
+    )

@@ -1,0 +1,148 @@
+"""What a WebSocket handshake must pass before the application decides on it, and
+how long it may take.
+
+* **The host check.** Django refuses a request for a host not in ``ALLOWED_HOSTS``
+  (400, ``DisallowedHost``), but a WebSocket never reaches Django's request path:
+  the handshake is checked here with Django's own ``validate_host``, and refused
+  with 400 too.
+* **A cap on open sockets per worker** (WEBSOCKET_MAX_CONNECTIONS): each costs
+  memory for as long as it stays open, however idle. A handshake beyond the cap is
+  answered 503 before the application sees it; the client retries, and a load
+  balancer may send it to another pod.
+* **The handshake's deadline.** An open socket may stay idle for hours, so
+  GUNICORN_TIMEOUT, a request's deadline, does not apply to it; but deciding on
+  the handshake is a request like any other: an application that has neither
+  accepted nor refused within the timeout is cancelled and the client answered
+  504, as :mod:`server.timeout` answers a slow HTTP request.
+
+Refusals are HTTP responses (the ASGI ``websocket.http.response`` extension, which
+Uvicorn offers), so a client sees why; where a server does not offer it, the
+handshake is closed (403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+logger = logging.getLogger("server.websocket")
+
+Scope = dict[str, Any]
+HANDSHAKE_DECIDED = frozenset(
+    {"websocket.accept", "websocket.close", "websocket.http.response.start"}
+)
+
+
+class HandshakeGuard:
+    """``handshake_timeout`` is asked at each handshake (the worker knows it;
+    ``server/worker_state.py``); None or 0 leaves handshakes unbounded."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        allowed_hosts: Sequence[str],
+        max_sockets: int,
+        handshake_timeout: Callable[[], float | None],
+    ) -> None:
+        self.app = app
+        self.allowed_hosts = list(allowed_hosts)
+        self.max_sockets = max_sockets
+        self.handshake_timeout = handshake_timeout
+        self.open = 0  # sockets (and handshakes) in this worker now
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        hosts = [value.decode("latin-1") for name, value in scope["headers"] if name == b"host"]
+        host = hosts[0] if len(hosts) == 1 else None  # none, or which one would count?
+        if not self._host_allowed(host):
+            logger.warning(
+                "WebSocket refused: host %s is not in ALLOWED_HOSTS: %s",
+                ", ".join(map(repr, hosts)) or "(none)",
+                scope["path"],
+            )
+            await refuse(scope, send, 400, "host not allowed")
+            return
+        if self.open >= self.max_sockets:
+            logger.warning(
+                "WebSocket refused: %d sockets open, WEBSOCKET_MAX_CONNECTIONS=%d: %s",
+                self.open,
+                self.max_sockets,
+                scope["path"],
+            )
+            await refuse(scope, send, 503, "too many open sockets")
+            return
+        self.open += 1
+        try:
+            await self._within_deadline(scope, receive, send)
+        finally:
+            self.open -= 1
+
+    def _host_allowed(self, host: str | None) -> bool:
+        from django.http.request import split_domain_port, validate_host
+
+        if host is None:
+            return False
+        domain, _ = split_domain_port(host)
+        return bool(domain) and validate_host(domain, self.allowed_hosts)
+
+    async def _within_deadline(self, scope: Scope, receive: Any, send: Any) -> None:
+        seconds = self.handshake_timeout()
+        if not seconds:
+            await self.app(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(seconds, expire)
+
+        async def send_in_time(message: dict[str, Any]) -> None:
+            if expired:
+                return  # the client has its 504
+            if message["type"] in HANDSHAKE_DECIDED:
+                timer.cancel()  # from here on the socket may idle as long as it likes
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_in_time)
+        except asyncio.CancelledError:
+            if not expired or task.uncancel() > 0:
+                raise  # not (only) ours: the server's own shutdown, say
+            logger.error(
+                "WebSocket handshake exceeded the %gs timeout, answered 504: %s",
+                seconds,
+                scope["path"],
+            )
+            await refuse(scope, send, 504, "handshake timed out")
+        finally:
+            timer.cancel()
+
+
+async def refuse(scope: Scope, send: Any, status: int, reason: str) -> None:
+    """Answer the handshake with an HTTP error instead of a socket."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+        return
+    body = json.dumps({"error": reason}).encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
