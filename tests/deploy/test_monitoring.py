@@ -256,6 +256,7 @@ def test_the_components_render_with_the_base(rendered) -> None:
         "ConfigMap",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "Ingress",
         "Job",
         "PodDisruptionBudget",
         "PodMonitor",

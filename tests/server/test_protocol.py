@@ -47,7 +47,9 @@ def test_a_request_on_its_way_during_sighup_is_served(already_sent: bytes) -> No
 
 @pytest.fixture(scope="module")
 def server():
-    with Server({"GUNICORN_WORKERS": "1", "HEALTH_CHECKS": ""}) as running:
+    # The plain form: no WebSocket part, so an upgrade is not taken.
+    environ = {"GUNICORN_WORKERS": "1", "HEALTH_CHECKS": ""}
+    with Server(environ, application="tests.asgi_http_only:application") as running:
         yield running
 
 
