@@ -71,8 +71,8 @@ def cpus(quantity: str) -> float:
 
 def shutdown_budget(web: dict) -> float:
     """Seconds a pod may take to stop: the grace period, or more if the server wants more."""
-    values = env_values(web["containers"][0])
-    needed = env.GUNICORN_SHUTDOWN_DELAY.value(values) + env.GUNICORN_GRACEFUL_TIMEOUT.value(values)
+    configured = env.load(env_values(web["containers"][0]))
+    needed = configured.GUNICORN_SHUTDOWN_DELAY + configured.GUNICORN_GRACEFUL_TIMEOUT
     return max(web.get("terminationGracePeriodSeconds", 30), needed)
 
 
@@ -86,6 +86,12 @@ def container_env(pod) -> dict[str, str]:
     return env_values(pod["containers"][0])
 
 
+@pytest.fixture(scope="module")
+def configured(container_env) -> env.Snapshot:
+    """The Deployment's configuration, as the server would read it."""
+    return env.load(container_env)
+
+
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_manifest_is_valid_against_the_kubernetes_schema(path: Path) -> None:
     version = kubernetes_validate.latest_version()
@@ -93,14 +99,14 @@ def test_manifest_is_valid_against_the_kubernetes_schema(path: Path) -> None:
         kubernetes_validate.validate(document, version, strict=True)
 
 
-def test_the_timing_budget_holds(pod, container_env) -> None:
+def test_the_timing_budget_holds(pod, configured) -> None:
     """terminationGracePeriodSeconds >= shutdown delay + graceful timeout + margin,
     else Kubernetes SIGKILLs the pod while requests are still finishing."""
-    delay = env.GUNICORN_SHUTDOWN_DELAY.value(container_env)
-    graceful = env.GUNICORN_GRACEFUL_TIMEOUT.value(container_env)
+    delay = configured.GUNICORN_SHUTDOWN_DELAY
+    graceful = configured.GUNICORN_GRACEFUL_TIMEOUT
     assert pod["terminationGracePeriodSeconds"] >= delay + graceful + MARGIN_SECONDS
     # A request may run for the whole timeout; the graceful stop must let it finish.
-    assert graceful >= env.GUNICORN_TIMEOUT.value(container_env)
+    assert graceful >= configured.GUNICORN_TIMEOUT
 
 
 def test_the_environment_in_the_manifest_is_valid(container_env) -> None:
@@ -108,16 +114,16 @@ def test_the_environment_in_the_manifest_is_valid(container_env) -> None:
     validation.check(env.load(values))
 
 
-def test_probes_use_the_right_endpoints_and_bounds(pod, container_env) -> None:
+def test_probes_use_the_right_endpoints_and_bounds(pod, configured) -> None:
     container = pod["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
-    check_timeout = env.HEALTH_CHECK_TIMEOUT.value(container_env)
+    check_timeout = configured.HEALTH_CHECK_TIMEOUT
     assert container["readinessProbe"]["timeoutSeconds"] > check_timeout
     # Readiness notices a drain well within the shutdown delay... roughly: one period.
     readiness = container["readinessProbe"]
-    assert readiness["periodSeconds"] <= env.GUNICORN_SHUTDOWN_DELAY.value(container_env)
+    assert readiness["periodSeconds"] <= configured.GUNICORN_SHUTDOWN_DELAY
 
 
 def test_security_context_is_non_root_and_read_only(pod) -> None:
@@ -142,18 +148,20 @@ def test_websockets_need_no_session_affinity() -> None:
     assert load("service.yaml")["spec"]["sessionAffinity"] == "None"
 
 
-def test_the_ingress_keeps_live_sockets_open_and_routes_to_the_service(container_env) -> None:
+def test_the_ingress_keeps_live_sockets_open_and_routes_to_the_service(
+    container_env, configured
+) -> None:
     ingress = load("ingress.yaml")
     annotations = ingress["metadata"]["annotations"]
     # ingress-nginx closes a connection silent this long in either direction; a live
     # socket is pinged (and answers) every WEBSOCKET_PING_INTERVAL.
-    ping = env.WEBSOCKET_PING_INTERVAL.value(container_env)
-    pong = env.WEBSOCKET_PING_TIMEOUT.value(container_env)
+    ping = configured.WEBSOCKET_PING_INTERVAL
+    pong = configured.WEBSOCKET_PING_TIMEOUT
     assert ping > 0, "without pings an idle socket is cut at the ingress's timeout"
     for name in ("proxy-read-timeout", "proxy-send-timeout"):
         assert int(annotations[f"nginx.ingress.kubernetes.io/{name}"]) > ping + pong
     size = annotations["nginx.ingress.kubernetes.io/proxy-body-size"]
-    assert size == f"{env.REQUEST_MAX_BODY_SIZE.value(container_env) // 1048576}m"
+    assert size == f"{configured.REQUEST_MAX_BODY_SIZE // 1048576}m"
     service = load("service.yaml")
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] in env.REGISTRY["DJANGO_ALLOWED_HOSTS"].parser.parse(
@@ -351,10 +359,10 @@ def test_workers_are_recycled_before_the_pod_reaches_its_memory_limit(web) -> No
     the master and the memory-backed /dev/shm fit the container's limit: the runtime
     recycles a worker that grows before the kernel's OOM killer ends the whole pod."""
     container = web["containers"][0]
-    values = env_values(container)
-    limit = env.WORKER_MAX_MEMORY_MIB.value(values)
+    configured = env.load(env_values(container))
+    limit = configured.WORKER_MAX_MEMORY_MIB
     assert limit, "the reference Deployment bounds its workers' memory"
-    workers = env.GUNICORN_WORKERS.value(values)
+    workers = configured.GUNICORN_WORKERS
     if workers == "auto":
         workers = auto_workers(CpuLimit(cpus(container["resources"]["limits"]["cpu"]), "limit"))
     shm = next(volume for volume in web["volumes"] if volume["name"] == "shm")["emptyDir"]
@@ -368,16 +376,16 @@ def test_the_database_connections_fit_postgres_defaults(objects, web, job) -> No
     """At the most pods, with a rollout's surge pod and the migration Job, the pools
     open no more connections than a default PostgreSQL accepts."""
     container = web["containers"][0]
-    values = env_values(container)
-    assert env.DB_POOL.value(values), "without the pool the count has no bound"
-    workers = env.GUNICORN_WORKERS.value(values)
+    configured = env.load(env_values(container))
+    assert configured.DB_POOL, "without the pool the count has no bound"
+    workers = configured.GUNICORN_WORKERS
     if workers == "auto":
         limit = cpus(container["resources"]["limits"]["cpu"])
         workers = auto_workers(CpuLimit(limit, "the manifest's CPU limit"))
-    per_pod = workers * env.DB_POOL_MAX_SIZE.value(values)
+    per_pod = workers * configured.DB_POOL_MAX_SIZE
     max_pods = objects["HorizontalPodAutoscaler"]["spec"]["maxReplicas"]
     surge = scaled(objects["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxSurge"], max_pods)
-    migration = env.DB_POOL_MAX_SIZE.value(env_values(job["template"]["spec"]["containers"][0]))
+    migration = env.load(env_values(job["template"]["spec"]["containers"][0])).DB_POOL_MAX_SIZE
     assert (max_pods + surge) * per_pod + migration <= POSTGRES_DEFAULT_CONNECTIONS
 
 

@@ -8,7 +8,7 @@ writes ``sslmode=require`` over whatever the URL said, silently downgrading a
 Everything libpq would only complain about on the first request (a missing CA
 file, a key file it refuses to read, an unknown ``sslmode``) is a start-up
 problem here (:func:`problems`, one line each, all of them at once, gathered
-by ``config/validation.py``); :func:`databases` then builds from a snapshot
+by :mod:`.validation`); :func:`databases` then builds from a snapshot
 that has passed them.
 """
 

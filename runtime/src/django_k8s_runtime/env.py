@@ -342,12 +342,6 @@ class Variable:
                 f"{named}={shown} is not valid: {why}expected {self.parser.allowed}."
             ) from None
 
-    def value(self, environ: Mapping[str, str] | None = None) -> Any:
-        """The parsed value, from ``environ`` or else from this process's snapshot.
-
-        Kept for convenience; code that reads several values reads the snapshot."""
-        return (snapshot() if environ is None else load(environ))[self.name]
-
 
 # Query parameters whose value is a secret: libpq's password and sslpassword, and the
 # like in other services' URLs (token, secret, api_key...).

@@ -1,7 +1,7 @@
 """Every start-up rule, run together: each problem one line, all of them at once.
 
 A value that does not parse is a problem of the snapshot itself
-(:attr:`config.env.Snapshot.problems`). Each concern then adds the rules it
+(:attr:`.env.Snapshot.problems`). Each concern then adds the rules it
 owns, as a function from the snapshot to a list of lines: the database's URL
 and TLS files (:mod:`.database`), and below the rules between variables (recycling,
 metrics, the health checks, WebSocket pings); a project adds its own with

@@ -1,5 +1,8 @@
-"""The production runtime: Gunicorn as process manager, Uvicorn workers for ASGI.
+"""The server: Gunicorn as process manager, Uvicorn workers for ASGI, and the
+layers of the request path that belong to serving (limits, timeout, threads, the
+Django handler, WebSockets).
 
-Nothing here imports Django or this project's settings; lift the package into
-another service and point ``worker_class`` at :class:`server.worker.UvicornWorker`.
+Nothing here imports the rest of the runtime (the composition root, ``asgi.py``,
+hands each piece its values) or the project; ``handler.py`` and
+``websocket_guard.py`` use Django itself, the rest does not.
 """

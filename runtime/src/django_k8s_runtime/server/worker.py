@@ -21,7 +21,8 @@ What it changes, and why:
   when the loop is truly blocked.
 * **GUNICORN_TIMEOUT bounds requests**: the worker records Gunicorn's timeout (and
   how to tell it is stopping) in :mod:`server.worker_state`, which
-  ``config/asgi.py`` hands to :class:`server.timeout.RequestTimeout` (and the probes).
+  the composition root (``asgi.py``) hands to :class:`server.timeout.RequestTimeout`
+  (and the probes).
 * **A fixed pool of threads** (Gunicorn's ``threads``, GUNICORN_THREADS) runs
   synchronous views, one visit per request (:mod:`server.threads`,
   :mod:`server.handler`).

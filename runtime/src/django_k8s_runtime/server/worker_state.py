@@ -1,11 +1,11 @@
 """What the running worker knows and the request stack needs, read at request time.
 
-``config/asgi.py`` builds the stack once; with ``GUNICORN_PRELOAD`` that is in
-the master, before any worker exists. What only a running worker knows
-(Gunicorn's effective timeout and threads, whether this worker has begun to stop) cannot be
-handed to the stack as a value then. It is handed over as this object's
-methods instead, which read what the worker fills in when it starts serving
-(:meth:`WorkerState.serving`). ``config/asgi.py`` shows the wiring:
+The composition root (``asgi.py``) builds the stack once; with
+``GUNICORN_PRELOAD`` that is in the master, before any worker exists. What only a
+running worker knows (Gunicorn's effective timeout and threads, whether this
+worker has begun to stop) cannot be handed to the stack as a value then. It is
+handed over as this object's methods instead, which read what the worker fills in
+when it starts serving (:meth:`WorkerState.serving`). ``asgi.py`` shows the wiring:
 ``RequestTimeout(..., seconds=this_worker.request_timeout)`` and
 ``Probes(..., draining=this_worker.is_draining)``.
 
