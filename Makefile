@@ -103,7 +103,7 @@ image: ## Build the container image (docker, or podman/buildah where there is no
 .PHONY: image-test
 image-test: venv ## Only the image tests: build the real Dockerfile, run it, check it from outside
 	@scripts/install-system-packages
-	$(PY) -m pytest tests/image $(PYTEST_ARGS)
+	$(PY) -m pytest tests/project/image $(PYTEST_ARGS)
 
 .PHONY: clean
 clean: ## Remove the environments and generated files

@@ -32,7 +32,7 @@ def base_environment(**overrides: str) -> dict[str, str]:
     environ = inherited_environment()
     environ.update(
         {
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": "tests.site.settings",
             "DJANGO_SECRET_KEY": TEST_SECRET_KEY,
             "DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1",
             "GUNICORN_HOST": "127.0.0.1",

@@ -87,7 +87,7 @@ def pool_stats() -> dict[str, dict[str, int]]:
     process has opened, by database alias; none before the first request opens one.
 
     Django keeps its pools in ``DatabaseWrapper._connection_pools`` (private; pinned
-    with Django, tests/config/test_database.py checks it); its public ``pool``
+    with Django, tests/runtime/test_database.py checks it); its public ``pool``
     property would open a pool only to read it."""
     from django.conf import settings
 

@@ -41,7 +41,7 @@ This reaches into Django and asgiref beyond their documented APIs (``BaseHandler
 ``ASGIHandler.read_body``/``create_request``, a response's ``_handler_class`` and
 ``_resource_closers``, asgiref's ``SyncToAsync.threadlocal.task_context``), so
 ``pyproject.toml`` admits only the Django series and the asgiref series the tests
-have run on, and tests/server/test_handler.py checks those internals are still what
+have run on, and tests/runtime/server/test_handler.py checks those internals are still what
 this module uses.
 """
 

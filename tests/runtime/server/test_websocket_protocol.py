@@ -1,0 +1,319 @@
+"""GoingAwayWebSocketProtocol in a real Uvicorn server in this process, with the real
+``websockets`` client: what a socket sees when its worker stops.
+
+Each behaviour that differs from Uvicorn's is shown against Uvicorn's own
+``websockets-sansio`` protocol too (the ``stock`` tests): they document what is
+changed, and fail the day Uvicorn changes it, so the fit can be dropped.
+tests/server/test_websockets.py shows the same through Gunicorn, with signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from uvicorn import Config, Server
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.asyncio.client import connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidStatus,
+)
+
+from django_k8s_runtime.server.websocket_guard import refuse
+from django_k8s_runtime.server.websocket_protocol import GoingAwayWebSocketProtocol
+
+pytestmark = pytest.mark.in_process  # no server: the layers driven in this process
+
+OURS, STOCK = GoingAwayWebSocketProtocol, WebSocketsSansIOProtocol
+
+
+@dataclass
+class Seen:
+    """What the application saw of one socket."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    send_failed: BaseException | None = None
+    late_answer_sent: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def disconnect_code(self) -> int | None:
+        codes = [m.get("code") for m in self.received if m["type"] == "websocket.disconnect"]
+        return codes[0] if codes else None
+
+
+def echo_app(seen: list[Seen]):
+    """Echoes; "slow" is answered after 0.5 s; "refuse" paths are refused with 503."""
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "websocket":
+            return
+        record = Seen()
+        seen.append(record)
+        try:
+            await receive()  # websocket.connect
+            if scope["path"] == "/refuse":
+                await refuse(scope, send, 503, "full")
+                return
+            await send({"type": "websocket.accept"})
+            while True:
+                message = await receive()
+                record.received.append(message)
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("text") == "slow":
+                    await asyncio.sleep(0.5)
+                    try:
+                        await send({"type": "websocket.send", "text": "late"})
+                        record.late_answer_sent = True
+                    except Exception as error:  # what Uvicorn does to a late answer
+                        record.send_failed = error
+                        return
+                else:
+                    await send({"type": "websocket.send", "text": message.get("text")})
+        finally:
+            record.finished.set()
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(protocol: Any, **config: Any) -> AsyncIterator[tuple[Server, int, list[Seen]]]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    seen: list[Seen] = []
+    settings = {
+        "http": "httptools",
+        "lifespan": "off",
+        "log_config": None,
+        "ws_ping_interval": None,
+        **config,
+    }
+    server = Server(Config(echo_app(seen), ws=protocol, **settings))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - Uvicorn sets a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield server, port, seen
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
+
+
+def url(port: int, path: str = "/ws") -> str:
+    return f"ws://127.0.0.1:{port}{path}"
+
+
+async def closed_by_server(client: Any) -> ConnectionClosed:
+    try:
+        await asyncio.wait_for(client.recv(), 5)
+    except ConnectionClosed as closed:
+        return closed
+    raise AssertionError("the socket stayed open")
+
+
+@pytest.mark.parametrize("protocol", [OURS, STOCK], ids=["ours", "stock"])
+def test_a_stopping_server_closes_a_socket(protocol) -> None:
+    async def scenario():
+        async with serving(protocol) as (server, port, seen):
+            async with connect(url(port)) as client:
+                await client.send("hi")
+                assert await client.recv() == "hi"
+                server.should_exit = True  # a graceful stop: SIGTERM, SIGHUP, max-requests
+                closed = await closed_by_server(client)
+            await asyncio.wait_for(seen[0].finished.wait(), 5)
+            return closed, seen[0]
+
+    closed, seen = asyncio.run(scenario())
+    if protocol is STOCK:
+        # Uvicorn: 1012 and the TCP connection closed at once, the closing
+        # handshake cut short: an error to the client.
+        assert isinstance(closed, ConnectionClosedError)
+        assert closed.rcvd is not None
+        assert closed.rcvd.code == 1012
+        return
+    assert isinstance(closed, ConnectionClosedOK)  # a clean closing handshake
+    assert closed.rcvd is not None
+    assert closed.rcvd.code == 1001
+    assert closed.rcvd.reason == "server going away"
+    assert closed.sent is not None
+    assert closed.sent.code == 1001
+    assert seen.disconnect_code == 1001  # the application was told
+
+
+@pytest.mark.parametrize("protocol", [OURS, STOCK], ids=["ours", "stock"])
+def test_an_answer_under_way_when_the_server_stops_does_not_fail(protocol) -> None:
+    """The application is answering a message when the close goes out: its late
+    answer is dropped quietly and it still gets its disconnect, where Uvicorn raises
+    in ``send()`` and the application never reaches its disconnect handler."""
+
+    async def scenario():
+        async with serving(protocol) as (server, port, seen):
+            async with connect(url(port)) as client:
+                await client.send("slow")
+                await asyncio.sleep(0.1)  # the application is asleep before answering
+                server.should_exit = True
+                closed = await closed_by_server(client)
+            await asyncio.wait_for(seen[0].finished.wait(), 5)
+            return closed, seen[0]
+
+    closed, seen = asyncio.run(scenario())
+    if protocol is STOCK:
+        assert seen.send_failed is not None
+        assert seen.disconnect_code is None
+        return
+    assert seen.send_failed is None
+    assert seen.late_answer_sent  # dropped by the server: the client never saw it
+    assert seen.disconnect_code == 1001
+    assert isinstance(closed, ConnectionClosedOK)
+
+
+def test_a_quick_shutdown_closes_with_1001_at_once() -> None:
+    """Gunicorn's SIGINT/SIGQUIT: the worker sets force_exit too and does not wait."""
+
+    async def scenario():
+        async with serving(OURS) as (server, port, _), connect(url(port)) as client:
+            server.should_exit = server.force_exit = True
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            closed = await closed_by_server(client)
+            return closed, loop.time() - started
+
+    closed, waited = asyncio.run(scenario())
+    assert closed.rcvd is not None
+    assert closed.rcvd.code == 1001
+    assert waited < 2
+
+
+def test_a_message_over_the_limit_closes_the_socket_with_1009() -> None:
+    async def scenario():
+        async with serving(OURS, ws_max_size=1024) as (_, port, seen):
+            async with connect(url(port)) as client:
+                await client.send("x" * 1024)
+                assert await client.recv() == "x" * 1024
+                await client.send("x" * 1025)
+                closed = await closed_by_server(client)
+            await asyncio.wait_for(seen[0].finished.wait(), 5)
+            return closed, seen[0]
+
+    closed, seen = asyncio.run(scenario())
+    assert closed.rcvd is not None
+    assert closed.rcvd.code == 1009
+    assert seen.disconnect_code == 1009
+
+
+def test_a_client_that_stops_answering_pings_is_closed() -> None:
+    """WEBSOCKET_PING_INTERVAL and _TIMEOUT: a vanished client does not hold a socket."""
+
+    async def scenario():
+        async with serving(OURS, ws_ping_interval=0.2, ws_ping_timeout=0.3) as (_, port, seen):
+            # The client's own pong replies are switched off by never reading: a raw
+            # handshake on a plain socket, then silence.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 101")
+            frames = await asyncio.wait_for(reader.read(), 5)  # pings, a close, then EOF
+            writer.close()
+            await asyncio.wait_for(seen[0].finished.wait(), 5)
+            return frames, seen[0]
+
+    frames, seen = asyncio.run(scenario())
+    assert frames.startswith(b"\x89")  # a ping (unmasked, from the server)
+    close = frames[frames.index(b"\x88") :]  # the close frame: 1011, internal error
+    assert close[2:4] == (1011).to_bytes(2, "big")
+    assert seen.disconnect_code is not None  # the application was told (Uvicorn's 1005)
+
+
+@pytest.mark.parametrize("protocol", [OURS, STOCK], ids=["ours", "stock"])
+def test_a_refused_handshake_is_not_logged_as_an_error(protocol, caplog) -> None:
+    async def scenario():
+        async with serving(protocol) as (_, port, seen):
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(url(port, "/refuse"))
+            await asyncio.wait_for(seen[0].finished.wait(), 5)
+            await asyncio.sleep(0.05)  # Uvicorn logs after the application returns
+            return refused.value.response.status_code
+
+    with caplog.at_level(logging.INFO, logger="uvicorn.error"):
+        assert asyncio.run(scenario()) == 503
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    if protocol is STOCK:
+        assert errors == ["ASGI callable returned without completing handshake."]
+    else:
+        assert errors == []
+
+
+@pytest.mark.parametrize("protocol", [OURS, STOCK], ids=["ours", "stock"])
+def test_handshakes_and_their_query_strings_are_not_logged(protocol, caplog) -> None:
+    """The access log has one line per socket, without the query (where browser
+    clients put tokens); Uvicorn and websockets log the handshake at info, query
+    and all."""
+
+    async def scenario():
+        async with (
+            serving(protocol) as (_, port, _seen),
+            connect(url(port, "/ws?token=s3cr3t")) as client,
+        ):
+            await client.send("hi")
+            await client.recv()
+
+    with caplog.at_level(logging.DEBUG, logger="uvicorn.error"):
+        asyncio.run(scenario())
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("uvicorn"))
+    if protocol is STOCK:
+        assert "token=s3cr3t" in logged
+    else:
+        assert "token" not in logged
+        assert "WebSocket" not in logged
+
+
+# Beside the runtime's HTTP protocol ---------------------------------------------------
+
+
+def test_sockets_are_not_http_connections_to_the_http_protocols_bounds(caplog) -> None:
+    """The HTTP protocol's bounds (GUNICORN_WORKER_CONNECTIONS, REQUEST_HEAD_TIMEOUT)
+    count and time HTTP connections: an open socket, handed over to the WebSocket
+    protocol, is neither evicted as an idle connection nor timed out as a head."""
+    import functools
+
+    from django_k8s_runtime.server.limits import ConnectionLimits
+    from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+
+    bounds = ConnectionLimits(head_timeout=0.3, connections=1)
+    http = functools.partial(GracefulHttpToolsProtocol, bounds=bounds)
+
+    async def scenario():
+        async with serving(OURS, http=http) as (_, port, _seen), connect(url(port)) as socket_:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 5)  # the app answers nothing: 500
+            writer.close()
+            await asyncio.sleep(0.6)  # twice the head timeout
+            await socket_.send("still open")
+            return answer, await asyncio.wait_for(socket_.recv(), 5)
+
+    with caplog.at_level(logging.WARNING):
+        answer, echoed = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 500")  # served, the socket beside it uncounted
+    assert echoed == "still open"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "ASGI callable returned without starting response."
+    ]

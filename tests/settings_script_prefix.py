@@ -1,6 +1,0 @@
-"""The test settings behind a script prefix that ends in "/", as a site served under
-``/app/`` sets it (tests/server/test_handler.py)."""
-
-from tests.settings import *  # noqa: F403
-
-FORCE_SCRIPT_NAME = "/app/"

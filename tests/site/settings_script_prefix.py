@@ -1,0 +1,6 @@
+"""The test settings behind a script prefix that ends in "/", as a site served under
+``/app/`` sets it (tests/runtime/server/test_handler.py)."""
+
+from tests.site.settings import *  # noqa: F403
+
+FORCE_SCRIPT_NAME = "/app/"

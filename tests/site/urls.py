@@ -1,0 +1,32 @@
+"""The project's URLs plus endpoints only tests need (slow, blocking, failing views)."""
+
+from django.urls import path
+
+from config.urls import urlpatterns as project_urlpatterns
+from tests.site import views
+
+urlpatterns = [
+    *project_urlpatterns,
+    path("_test/sleep", views.sync_sleep),
+    path("_test/async-sleep", views.async_sleep),
+    path("_test/block-loop", views.block_event_loop),
+    path("_test/raise", views.raise_error),
+    path("_test/raise/<str:key>", views.raise_lookup_error),
+    path("_test/grow", views.grow),
+    path("_test/pid", views.pid),
+    path("_test/db-sleep", views.database_sleep),
+    path("_test/db-ping", views.database_ping),
+    path("_test/idle-in-transaction", views.idle_in_transaction),
+    path("_test/where/sync", views.where_sync),
+    path("_test/where/async", views.where_async),
+    path("_test/async-to-sync", views.async_to_sync_from_a_sync_view),
+    path("_test/signals", views.signals_of),
+    path("_test/cancellable-sleep", views.cancellable_sleep),
+    path("_test/cancelled", views.cancelled_views),
+    path("_test/stream/sync", views.stream_sync),
+    path("_test/stream/async", views.stream_async),
+    path("_test/stream/progress", views.stream_progress),
+    path("_test/file", views.file),
+    path("_test/echo", views.echo),
+    path("_test/gzip-body", views.gzip_body),
+]
