@@ -112,8 +112,8 @@ CHANNEL_LAYER_URL = declare(
 
 
 @validation.rule
-def secret_key_problems(env: env.Snapshot) -> list[str]:
-    if env.DJANGO_SECRET_KEY is None and not env.DJANGO_DEBUG:
+def secret_key_problems(snapshot: env.Snapshot) -> list[str]:
+    if snapshot.DJANGO_SECRET_KEY is None and not snapshot.DJANGO_DEBUG:
         return [
             "DJANGO_SECRET_KEY is not set; production needs one (at least 50 random "
             "characters), e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'."
@@ -122,15 +122,15 @@ def secret_key_problems(env: env.Snapshot) -> list[str]:
 
 
 @validation.warning
-def django_warnings(env: env.Snapshot) -> list[str]:
+def django_warnings(snapshot: env.Snapshot) -> list[str]:
     found = []
-    if env.DJANGO_DEBUG:
+    if snapshot.DJANGO_DEBUG:
         found.append(
             "DJANGO_DEBUG=true: Django's debug page shows code, settings and the request to "
             "anyone whose request fails, and every SQL query is kept in memory; never in "
             "production (URL passwords are hidden from the page, nothing else is)."
         )
-    elif not env.DJANGO_ALLOWED_HOSTS:
+    elif not snapshot.DJANGO_ALLOWED_HOSTS:
         found.append(
             "DJANGO_ALLOWED_HOSTS is empty: every request but the health probes is answered "
             "400 while the pod reports ready; set the site's host names, e.g. "

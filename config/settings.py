@@ -19,16 +19,16 @@ from django_k8s_runtime import settings as runtime
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-ENV = runtime.checked()
+snapshot = runtime.checked()
 
-DEBUG = ENV.DJANGO_DEBUG
+DEBUG = snapshot.DJANGO_DEBUG
 # Set unless DEBUG is on (a start-up rule); a debug server gets a throw-away one.
-SECRET_KEY = ENV.DJANGO_SECRET_KEY or "debug-only-" + "x" * 40
+SECRET_KEY = snapshot.DJANGO_SECRET_KEY or "debug-only-" + "x" * 40
 
-ALLOWED_HOSTS = list(ENV.DJANGO_ALLOWED_HOSTS)
+ALLOWED_HOSTS = list(snapshot.DJANGO_ALLOWED_HOSTS)
 if DEBUG and not ALLOWED_HOSTS:
     ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
-CSRF_TRUSTED_ORIGINS = list(ENV.DJANGO_CSRF_TRUSTED_ORIGINS)
+CSRF_TRUSTED_ORIGINS = list(snapshot.DJANGO_CSRF_TRUSTED_ORIGINS)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -81,15 +81,16 @@ CACHES = runtime.caches()
 # command: after a rollout a worker's clients reconnect at once, and redis-py's pool
 # (100 connections by default) refuses the rest ("Too many connections") instead of
 # making them wait. Sized by the most consumers a worker holds, it never refuses.
-if ENV.CHANNEL_LAYER_URL:
+if snapshot.CHANNEL_LAYER_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
-                        "address": ENV.CHANNEL_LAYER_URL,
-                        "max_connections": ENV.WEBSOCKET_MAX_CONNECTIONS + ENV.GUNICORN_THREADS,
+                        "address": snapshot.CHANNEL_LAYER_URL,
+                        "max_connections": snapshot.WEBSOCKET_MAX_CONNECTIONS
+                        + snapshot.GUNICORN_THREADS,
                     }
                 ]
             },
@@ -99,7 +100,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # The example app's upstream service (example/services.py).
-EXAMPLE_UPSTREAM_URL = ENV.EXAMPLE_UPSTREAM_URL
+EXAMPLE_UPSTREAM_URL = snapshot.EXAMPLE_UPSTREAM_URL
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -125,13 +126,13 @@ STORAGES = {
 # Security. TLS usually ends at the ingress; Uvicorn takes the scheme from
 # X-Forwarded-Proto only from GUNICORN_FORWARDED_ALLOW_IPS, so no
 # SECURE_PROXY_SSL_HEADER is needed (or safe) here.
-HTTPS = ENV.DJANGO_HTTPS
+HTTPS = snapshot.DJANGO_HTTPS
 SECURE_SSL_REDIRECT = HTTPS
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
-SECURE_HSTS_SECONDS = ENV.DJANGO_HSTS_SECONDS if HTTPS else 0
+SECURE_HSTS_SECONDS = snapshot.DJANGO_HSTS_SECONDS if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_HSTS_PRELOAD = HTTPS and ENV.DJANGO_HSTS_PRELOAD
+SECURE_HSTS_PRELOAD = HTTPS and snapshot.DJANGO_HSTS_PRELOAD
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -5,7 +5,8 @@
   each what it needs.
 * Nothing in the runtime imports this project (config/, example/).
 * This project uses the runtime only through its public modules, as any project
-  would (django_k8s_runtime.PUBLIC_MODULES).
+  would (django_k8s_runtime.PUBLIC_MODULES), and of each only the names its
+  ``__all__`` declares.
 """
 
 from __future__ import annotations
@@ -66,7 +67,91 @@ def test_this_project_uses_only_the_runtimes_public_modules(package: str) -> Non
     assert private == set(), "use the runtime's public surface, as any project would"
 
 
+def public_names(module: str) -> set[str]:
+    """The names a public module's ``__all__`` declares, read from its source (importing
+    the Gunicorn config module would run it)."""
+    path = RUNTIME.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = path.with_suffix("") / "__init__.py"
+    for node in ast.parse(path.read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
+            return set(ast.literal_eval(node.value))
+    raise AssertionError(f"{module} declares no __all__")
+
+
+def defined_names(module: str) -> set[str]:
+    """Every name bound at the top of a module (definitions, assignments, imports),
+    also inside a top-level ``try`` or ``if``."""
+    path = RUNTIME.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = path.with_suffix("") / "__init__.py"
+    found = set()
+    nodes = list(ast.parse(path.read_text()).body)
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, ast.Try | ast.If):
+            nodes += [*node.body, *node.orelse, *getattr(node, "handlers", ())]
+        elif isinstance(node, ast.ExceptHandler):
+            nodes += node.body
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            found |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found |= {target.id for target in targets if isinstance(target, ast.Name)}
+    return found
+
+
+def names_used(directory: Path) -> set[tuple[str, str, str]]:
+    """(file, public module, name) for every name this project takes from one:
+    ``from module import name``, and ``module.name`` where a module is bound."""
+    found = set()
+    for path in directory.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        bound = {}  # local name -> public module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in PUBLIC_MODULES:
+                for alias in node.names:
+                    submodule = f"{node.module}.{alias.name}"
+                    if submodule in PUBLIC_MODULES:
+                        bound[alias.asname or alias.name] = submodule
+                    else:
+                        found.add((str(path.relative_to(ROOT)), node.module, alias.name))
+            elif isinstance(node, ast.Import):
+                bound |= {a.asname: a.name for a in node.names if a.asname in PUBLIC_MODULES}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+            ):
+                found.add((str(path.relative_to(ROOT)), bound[node.value.id], node.attr))
+    return found
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES)
+def test_a_public_module_declares_its_surface_by_name(module: str) -> None:
+    missing = public_names(module) - defined_names(module)
+    assert missing == set(), f"{module}.__all__ names what it does not define"
+
+
+@pytest.mark.parametrize("package", ["config", "example"])
+def test_this_project_uses_only_the_names_the_public_modules_declare(package: str) -> None:
+    private = {
+        (path, module, name)
+        for path, module, name in names_used(ROOT / package)
+        if name not in public_names(module)
+    }
+    assert private == set(), "add it to the module's __all__ (a change of the surface), or not"
+
+
 def test_the_checks_can_see_an_import() -> None:
     assert ("config/asgi.py", "django_k8s_runtime.asgi") in imports(ROOT / "config")
+    uses = names_used(ROOT / "config")
+    assert ("config/settings.py", "django_k8s_runtime.settings", "checked") in uses
+    assert ("config/env.py", "django_k8s_runtime.env", "declare") in uses
+    assert ("config/env.py", "django_k8s_runtime.validation", "rule") in uses
     handler = "runtime/src/django_k8s_runtime/server/handler.py"
     assert (handler, "django_k8s_runtime.server.threads") in imports(RUNTIME / "server")

@@ -17,6 +17,8 @@ The public surface (everything else is private and may change):
 
 from importlib.metadata import PackageNotFoundError, version
 
+__all__ = ["PUBLIC_MODULES", "__version__"]
+
 try:
     __version__ = version("django-k8s-runtime")
 except PackageNotFoundError:  # pragma: no cover - imported from a source tree

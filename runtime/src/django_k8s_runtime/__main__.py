@@ -18,12 +18,9 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Mapping
 
 import _django_k8s_runtime_preflight as preflight
-from django_k8s_runtime import env, validation
-
-MASKED = "<hidden>"
+from django_k8s_runtime import env, masking, validation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,14 +91,9 @@ def project_check_problems(snapshot: env.Snapshot, settings_module: str) -> list
 def shown_value(name: str, value: object) -> str:
     if value is None:
         return "(unset)"
-    if "SECRET" in name or "PASSWORD" in name:
-        return MASKED
-    if isinstance(value, tuple):
-        return ",".join(value) or "(empty)"
-    if isinstance(value, Mapping):  # GUNICORN_CMD_ARGS: the settings it sets
-        return str(value) or "(empty)"
-    text = str(value)
-    return env.redact_url(text) if text else "(empty)"
+    # A Mapping (GUNICORN_CMD_ARGS: the settings it sets) shows as its str().
+    text = ",".join(value) if isinstance(value, tuple) else str(value)
+    return masking.shown(name, text) if text else "(empty)"
 
 
 if __name__ == "__main__":

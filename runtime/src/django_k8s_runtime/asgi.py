@@ -51,6 +51,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+__all__ = ["get_asgi_application"]
+
 
 def get_asgi_application(*, websocket: Any = None) -> Any:
     """Set Django up (as ``django.core.asgi.get_asgi_application`` does) and return

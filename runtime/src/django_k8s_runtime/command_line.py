@@ -142,23 +142,23 @@ GUNICORN_SETTINGS = {
 _SETTING_OF = {name: setting for setting, name in GUNICORN_SETTINGS.items()}
 
 
-def gunicorn_value(env: Snapshot, name: str) -> Any:
+def gunicorn_value(snapshot: Snapshot, name: str) -> Any:
     """A variable's value as Gunicorn will use it: GUNICORN_CMD_ARGS's, parsed as the
     variable's, where it sets one; ConfigError if that is not valid."""
     setting = _SETTING_OF.get(name)
-    overrides = env.GUNICORN_CMD_ARGS
+    overrides = snapshot.GUNICORN_CMD_ARGS
     if setting is None or setting not in overrides:
-        return env[name]
+        return snapshot[name]
     try:
         return REGISTRY[name].parser.parse(as_text(overrides[setting]))
     except (ValueError, TypeError):
         raise ConfigError(_override_problem(setting, overrides[setting])) from None
 
 
-def named(env: Snapshot, name: str, value: Any) -> str:
+def named(snapshot: Snapshot, name: str, value: Any) -> str:
     """``NAME=value`` for a message, saying so where GUNICORN_CMD_ARGS set the value."""
     setting = _SETTING_OF.get(name)
-    if setting in env.GUNICORN_CMD_ARGS:
+    if setting in snapshot.GUNICORN_CMD_ARGS:
         return f"{name}={value} (GUNICORN_CMD_ARGS's {flag(setting)})"
     return f"{name}={value}"
 
@@ -180,19 +180,19 @@ def _override_problem(setting: str, value: Any) -> str:
     )
 
 
-def problems(env: Snapshot) -> list[str]:
+def problems(snapshot: Snapshot) -> list[str]:
     """GUNICORN_CMD_ARGS, as Gunicorn will apply it, held to the variables' rules (a
     start-up rule, run by :mod:`.validation`)."""
-    overrides = env.GUNICORN_CMD_ARGS
+    overrides = snapshot.GUNICORN_CMD_ARGS
     found = []
     for setting in overrides:
         if setting in GUNICORN_SETTINGS:
             try:
-                gunicorn_value(env, GUNICORN_SETTINGS[setting])
+                gunicorn_value(snapshot, GUNICORN_SETTINGS[setting])
             except ConfigError as error:
                 found.append(error.message)
-    if "bind" in overrides and env.METRICS_PORT:
-        found += _bind_problems(overrides["bind"], env.METRICS_PORT)
+    if "bind" in overrides and snapshot.METRICS_PORT:
+        found += _bind_problems(overrides["bind"], snapshot.METRICS_PORT)
     return found
 
 

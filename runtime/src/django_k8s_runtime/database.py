@@ -22,7 +22,8 @@ from typing import Any
 
 import dj_database_url
 
-from django_k8s_runtime.env import SSL_MODES, Snapshot, redact_url
+from django_k8s_runtime.env import SSL_MODES, Snapshot
+from django_k8s_runtime.masking import redact_url
 
 VERIFYING_MODES = ("verify-ca", "verify-full")
 POSTGRES_ENGINE = "django.db.backends.postgresql"
@@ -30,13 +31,13 @@ SQLITE_ENGINE = "django.db.backends.sqlite3"
 TLS_VARIABLES = {"DB_SSLROOTCERT": "sslrootcert", "DB_SSLCERT": "sslcert", "DB_SSLKEY": "sslkey"}
 
 
-def databases(base_dir: Path, env: Snapshot) -> dict[str, Any]:
-    return {"default": default_database(base_dir, env)}
+def databases(base_dir: Path, snapshot: Snapshot) -> dict[str, Any]:
+    return {"default": default_database(base_dir, snapshot)}
 
 
-def default_database(base_dir: Path, env: Snapshot) -> dict[str, Any]:
+def default_database(base_dir: Path, snapshot: Snapshot) -> dict[str, Any]:
     """The default database, from a snapshot whose :func:`problems` are none."""
-    config = dj_database_url.parse(env.DATABASE_URL)
+    config = dj_database_url.parse(snapshot.DATABASE_URL)
     if config["ENGINE"] == SQLITE_ENGINE:
         name = config.get("NAME") or ""
         if name and name != ":memory:" and not os.path.isabs(name):
@@ -44,13 +45,13 @@ def default_database(base_dir: Path, env: Snapshot) -> dict[str, Any]:
         return config
 
     options = config.setdefault("OPTIONS", {})
-    options.update({key: value for key, (value, _) in _tls_settings(options, env).items()})
-    options.setdefault("connect_timeout", env.DB_CONNECT_TIMEOUT)
-    if env.DB_POOL:
+    options.update({key: value for key, (value, _) in _tls_settings(options, snapshot).items()})
+    options.setdefault("connect_timeout", snapshot.DB_CONNECT_TIMEOUT)
+    if snapshot.DB_POOL:
         options["pool"] = {
-            "min_size": env.DB_POOL_MIN_SIZE,
-            "max_size": env.DB_POOL_MAX_SIZE,
-            "timeout": env.DB_POOL_TIMEOUT,
+            "min_size": snapshot.DB_POOL_MIN_SIZE,
+            "max_size": snapshot.DB_POOL_MAX_SIZE,
+            "timeout": snapshot.DB_POOL_TIMEOUT,
         }
     # Under ASGI, Django's persistent connections are the wrong tool (each request
     # runs in its own thread); the pool keeps connections instead.
@@ -99,15 +100,15 @@ def pool_stats() -> dict[str, dict[str, int]]:
     return {alias: pool.get_stats() for alias, pool in pools}
 
 
-def problems(env: Snapshot) -> list[str]:
+def problems(snapshot: Snapshot) -> list[str]:
     """Every problem with DATABASE_URL and the DB_* variables, one line each."""
     found = []
-    if env.DB_POOL_MIN_SIZE > env.DB_POOL_MAX_SIZE:
+    if snapshot.DB_POOL_MIN_SIZE > snapshot.DB_POOL_MAX_SIZE:
         found.append(
-            f"DB_POOL_MIN_SIZE={env.DB_POOL_MIN_SIZE} is larger than "
-            f"DB_POOL_MAX_SIZE={env.DB_POOL_MAX_SIZE}."
+            f"DB_POOL_MIN_SIZE={snapshot.DB_POOL_MIN_SIZE} is larger than "
+            f"DB_POOL_MAX_SIZE={snapshot.DB_POOL_MAX_SIZE}."
         )
-    url = env.DATABASE_URL
+    url = snapshot.DATABASE_URL
     try:
         config = dj_database_url.parse(url)
     except Exception:  # the parser raises several types for malformed URLs
@@ -121,7 +122,7 @@ def problems(env: Snapshot) -> list[str]:
             f"{name} is set but DATABASE_URL is not a PostgreSQL URL; "
             "TLS settings apply to postgres:// only."
             for name in ("DB_SSLMODE", *TLS_VARIABLES)
-            if env[name]
+            if snapshot[name]
         ]
     if config["ENGINE"] != POSTGRES_ENGINE:
         return [
@@ -134,27 +135,27 @@ def problems(env: Snapshot) -> list[str]:
             f"DATABASE_URL={redact_url(url)!r} is not valid: it names no database "
             "(postgres://user:password@host:5432/NAME)."
         )
-    return found + list(_tls_problems(config.get("OPTIONS", {}), env))
+    return found + list(_tls_problems(config.get("OPTIONS", {}), snapshot))
 
 
-def _tls_settings(options: dict[str, Any], env: Snapshot) -> dict[str, tuple[str, str]]:
+def _tls_settings(options: dict[str, Any], snapshot: Snapshot) -> dict[str, tuple[str, str]]:
     """The URL's ssl* parameters with the DB_SSL* variables laid over them:
     libpq key -> (value, where it was set, for messages)."""
     settings = {}
-    if env.DB_SSLMODE:
-        settings["sslmode"] = (env.DB_SSLMODE, "DB_SSLMODE")
+    if snapshot.DB_SSLMODE:
+        settings["sslmode"] = (snapshot.DB_SSLMODE, "DB_SSLMODE")
     elif options.get("sslmode"):
         settings["sslmode"] = (options["sslmode"], "DATABASE_URL's sslmode")
     for name, key in TLS_VARIABLES.items():
-        if env[name]:
-            settings[key] = (env[name], name)
+        if snapshot[name]:
+            settings[key] = (snapshot[name], name)
         elif options.get(key):
             settings[key] = (options[key], f"DATABASE_URL's {key}")
     return settings
 
 
-def _tls_problems(options: dict[str, Any], env: Snapshot) -> Iterator[str]:
-    settings = _tls_settings(options, env)
+def _tls_problems(options: dict[str, Any], snapshot: Snapshot) -> Iterator[str]:
+    settings = _tls_settings(options, snapshot)
     sslmode, source = settings.get("sslmode", ("", ""))
     if sslmode and sslmode not in SSL_MODES:
         yield f"{source}={sslmode!r} is not valid: expected one of {', '.join(SSL_MODES)}."

@@ -1,16 +1,16 @@
-"""Every environment variable the runtime reads, declared once; and the means for a
-project to declare its own the same way (:func:`declare`).
+"""Every environment variable the runtime reads, declared once; and what a project
+uses to declare its own the same way (:func:`declare`, the parsers) and to read
+them (:func:`snapshot`).
 
-This module is the single source of truth, in the manner of Gunicorn's own
-``config.py``: each variable has a name, a default, a parser that validates
-it, and help text. The settings helpers, the Gunicorn config module and the
-README tables are all derived from the declarations, so they cannot drift
-(tests compare the READMEs with :func:`markdown_table`).
+The declarations are the single source of truth, in the manner of Gunicorn's own
+``config.py``: each variable has a name, a default, a parser that validates it, and
+help text. The settings helpers, the Gunicorn config module and the variables
+reference (``make docs``) are derived from them, so they cannot drift.
 
 The environment is read and parsed once per process, into a frozen
 :class:`Snapshot` (:func:`load`, or :func:`snapshot` for this process's own):
 Gunicorn parses its settings once into ``cfg`` too, and consumers then read
-``ENV.GUNICORN_TIMEOUT`` instead of parsing the text again at every use.
+``snapshot.GUNICORN_TIMEOUT`` instead of parsing the text again at every use.
 
 Bad input never falls back to a default: a value that does not parse is a
 problem of the snapshot, one line naming the variable, the value and what is
@@ -19,393 +19,78 @@ gathers these and every rule between values and reports them all at once.
 ``ConfigError`` is a ``SystemExit`` so that every entry point (``gunicorn``,
 ``manage.py``, a worker) prints those lines and exits non-zero without a
 traceback.
+
+The machinery is in :mod:`.registry` and :mod:`.parsers`; secrets are shown by
+:mod:`.masking`'s one rule.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import math
-import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
 
+from django_k8s_runtime.masking import redact_url
+from django_k8s_runtime.parsers import (
+    Parser,
+    Reason,
+    absolute_path_or_empty,
+    bind_host,
+    boolean,
+    cache_url,
+    checks,
+    choice,
+    comma_list,
+    forwarded_ips,
+    host_list,
+    http_url_or_empty,
+    integer,
+    seconds,
+    secret_key,
+    subset,
+    text,
+    worker_memory,
+    workers,
+)
+from django_k8s_runtime.registry import (
+    DEFAULT,
+    REGISTRY,
+    ConfigError,
+    Snapshot,
+    Variable,
+    declare,
+    load,
+    snapshot,
+)
 
-class ConfigError(SystemExit):
-    """Operator mistakes in the environment: one clear line each, non-zero exit."""
-
-    def __init__(self, *messages: str) -> None:
-        super().__init__("\n".join(f"configuration error: {message}" for message in messages))
-        self.messages = messages
-        self.message = messages[0]
-
+__all__ = [
+    "DEFAULT",
+    "ConfigError",
+    "Parser",
+    "Reason",
+    "Snapshot",
+    "Variable",
+    "absolute_path_or_empty",
+    "boolean",
+    "cache_url",
+    "choice",
+    "comma_list",
+    "declare",
+    "forwarded_ips",
+    "host_list",
+    "http_url_or_empty",
+    "integer",
+    "load",
+    "redact_url",
+    "seconds",
+    "secret_key",
+    "snapshot",
+    "subset",
+    "text",
+]
 
 # The choices more than one variable (or rule) offers, written once.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-
-
-# Parsers -------------------------------------------------------------------
-# A parser turns the raw text into a value or raises ValueError; ``allowed``
-# describes what it accepts, for error messages and for the README.
-
-
-@dataclass(frozen=True)
-class Parser:
-    parse: Callable[[str], Any]
-    allowed: str
-
-
-class Reason(ValueError):
-    """Raised by a parser that can say why a value is wrong, not only what is allowed
-    (Gunicorn's parser, for ``GUNICORN_CMD_ARGS``)."""
-
-
-def integer(minimum: int, maximum: int | None = None, unit: str = "") -> Parser:
-    def parse(text: str) -> int:
-        stripped = text.strip()
-        if not stripped.lstrip("-").isdigit():
-            raise ValueError
-        number = int(stripped)
-        if number < minimum or (maximum is not None and number > maximum):
-            raise ValueError
-        return number
-
-    noun = f"a whole number of {unit}" if unit else "a whole number"
-    if maximum is None:
-        allowed = f"{noun}, at least {minimum}"
-    else:
-        allowed = f"{noun} from {minimum} to {maximum}"
-    return Parser(parse, allowed)
-
-
-def seconds(minimum: float, maximum: float) -> Parser:
-    def parse(text: str) -> float:
-        number = float(text.strip())  # ValueError for junk
-        if not math.isfinite(number) or not minimum <= number <= maximum:
-            raise ValueError
-        return number
-
-    return Parser(parse, f"a number of seconds from {minimum:g} to {maximum:g}")
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _parse_boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError
-
-
-boolean = Parser(_parse_boolean, "true or false (also 1/0, yes/no, on/off)")
-
-
-def choice(*options: str) -> Parser:
-    def parse(text: str) -> str:
-        lowered = text.strip().lower()
-        if lowered not in options:
-            raise ValueError
-        return lowered
-
-    return Parser(parse, "one of " + ", ".join(options))
-
-
-def subset(*options: str) -> Parser:
-    """A comma-separated selection from ``options``; empty selects none."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        items = tuple(item.strip().lower() for item in text.split(",") if item.strip())
-        if any(item not in options for item in items) or len(set(items)) != len(items):
-            raise ValueError
-        return items
-
-    return Parser(parse, "a comma-separated list of " + ", ".join(options) + " (or empty)")
-
-
-_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
-CALLABLE_REFERENCE = re.compile(rf"{_DOTTED}:{_DOTTED}")
-
-
-def checks(*builtin: str) -> Parser:
-    """A comma-separated selection from ``builtin``, and ``package.module:callable``
-    references (whether each imports is checked once Django is set up)."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        items = []
-        for item in (item.strip() for item in text.split(",")):
-            if not item:
-                continue
-            if item.lower() in builtin:
-                items.append(item.lower())
-            elif CALLABLE_REFERENCE.fullmatch(item):
-                items.append(item)
-            else:
-                raise ValueError
-        if len(set(items)) != len(items):
-            raise ValueError
-        return tuple(items)
-
-    return Parser(
-        parse,
-        "a comma-separated list of " + ", ".join(builtin) + " and package.module:callable "
-        "entries (or empty)",
-    )
-
-
-def text(*, empty_ok: bool = False) -> Parser:
-    def parse(value: str) -> str:
-        if not value.strip() and not empty_ok:
-            raise ValueError
-        return value.strip()
-
-    return Parser(parse, "any text" if empty_ok else "a non-empty text")
-
-
-def comma_list() -> Parser:
-    def parse(value: str) -> tuple[str, ...]:
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-
-    return Parser(parse, "a comma-separated list")
-
-
-def host_list() -> Parser:
-    """Like :func:`comma_list`, but text that names no item (``" , "``) is a mistake."""
-
-    def parse(value: str) -> tuple[str, ...]:
-        items = comma_list().parse(value)
-        if value.strip() and not items:
-            raise ValueError
-        return items
-
-    return Parser(parse, "a comma-separated list of host names (or empty)")
-
-
-def _parse_cache_url(value: str) -> str:
-    from urllib.parse import urlsplit
-
-    stripped = value.strip()
-    if stripped:
-        parts = urlsplit(stripped)
-        if parts.scheme in ("redis", "rediss"):
-            if not parts.hostname:
-                raise ValueError
-            int(parts.port or 6379)  # ValueError for a port that is not a number
-        elif parts.scheme != "unix" or not parts.path.startswith("/"):
-            raise ValueError
-    return stripped
-
-
-cache_url = Parser(
-    _parse_cache_url, "a redis://, rediss:// or unix:// URL such as redis://redis:6379/0, or empty"
-)
-
-
-def _parse_bind_host(value: str) -> str:
-    stripped = value.strip()
-    ipaddress.ip_address(stripped)  # ValueError unless an IPv4/IPv6 literal
-    return stripped
-
-
-bind_host = Parser(_parse_bind_host, "an IPv4 or IPv6 address such as 0.0.0.0 or ::")
-
-
-def _parse_workers(value: str) -> int | str:
-    stripped = value.strip().lower()
-    if stripped == "auto":
-        return "auto"
-    return integer(1, 1024).parse(stripped)
-
-
-workers = Parser(_parse_workers, "a whole number from 1 to 1024, or auto")
-
-
-MIN_WORKER_MEMORY_MIB = 64  # a worker with the app loaded takes about that already
-
-
-def _parse_worker_memory(text: str) -> int:
-    number = integer(0, 1_048_576).parse(text)
-    if 0 < number < MIN_WORKER_MEMORY_MIB:
-        raise ValueError
-    return number
-
-
-worker_memory = Parser(
-    _parse_worker_memory,
-    f"0 (off), or a whole number of MiB from {MIN_WORKER_MEMORY_MIB} to 1048576",
-)
-
-
-def _parse_secret_key(value: str) -> str:
-    # The same rule as Django's security.W009, so `check --deploy` stays clean.
-    if len(value) < 50 or len(set(value)) < 5 or value.startswith("django-insecure"):
-        raise ValueError
-    return value
-
-
-secret_key = Parser(
-    _parse_secret_key,
-    "at least 50 characters with 5 or more distinct ones, not starting with 'django-insecure'",
-)
-
-
-def _parse_forwarded_ips(value: str) -> str:
-    stripped = value.strip()
-    if stripped == "*":
-        return stripped
-    items = [item.strip() for item in stripped.split(",") if item.strip()]
-    if not items:
-        raise ValueError
-    for item in items:
-        ipaddress.ip_network(item, strict=False)
-    return ",".join(items)
-
-
-forwarded_ips = Parser(
-    _parse_forwarded_ips, "* or a comma-separated list of IP addresses or CIDR networks"
-)
-
-
-def _parse_path_or_empty(value: str) -> str:
-    stripped = value.strip()
-    if stripped and not stripped.startswith("/"):
-        raise ValueError
-    return stripped
-
-
-absolute_path_or_empty = Parser(_parse_path_or_empty, "an absolute path, or empty")
-
-
-def _parse_http_url_or_empty(value: str) -> str:
-    from urllib.parse import urlsplit
-
-    stripped = value.strip()
-    if stripped:
-        parts = urlsplit(stripped)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError
-    return stripped
-
-
-http_url_or_empty = Parser(_parse_http_url_or_empty, "an http:// or https:// URL, or empty")
-
-
-def _parse_gunicorn_args(value: str) -> Mapping[str, Any]:
-    from django_k8s_runtime import command_line
-
-    return command_line.settings(value)
-
-
-gunicorn_args = Parser(
-    _parse_gunicorn_args, "Gunicorn's own command-line options (`gunicorn --help`), or empty"
-)
-
-
-# Declarations ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Variable:
-    name: str
-    default: str | None  # the raw default, as the README shows it; None: no default
-    parser: Parser
-    help: str
-    section: str
-    fallback: str | None = None  # another variable read when this one is unset
-
-    def read(self, environ: Mapping[str, str]) -> Setting:
-        """This variable's parsed value and where it came from; ConfigError if invalid."""
-        if self.name in environ:
-            source, raw = self.name, environ[self.name]
-        elif self.fallback and self.fallback in environ:
-            source, raw = self.fallback, environ[self.fallback]
-        else:
-            source, raw = DEFAULT, self.default
-        if raw is None:  # unset, and no default: required (or optional) without a value
-            return Setting(None, source)
-        try:
-            return Setting(self.parser.parse(raw), source)
-        except (ValueError, TypeError) as error:
-            shown = "<hidden>" if "SECRET" in self.name else repr(redact_url(raw))
-            named = self.name
-            if source == self.fallback:
-                named = f"{self.fallback} (read because {self.name} is unset)"
-            why = f"{error}; " if isinstance(error, Reason) else ""
-            raise ConfigError(
-                f"{named}={shown} is not valid: {why}expected {self.parser.allowed}."
-            ) from None
-
-
-# Query parameters whose value is a secret: libpq's password and sslpassword, and the
-# like in other services' URLs (token, secret, api_key...).
-_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|credential|api_?key|^auth|^key$", re.I)
-MASK = "***"
-
-
-def redact_url(text: str) -> str:
-    """``text`` with the secrets of a URL in it starred: the userinfo's password
-    (``postgres://app:***@db/app``) and the value of every query parameter that
-    names a secret (``?password=***&sslpassword=***``). The one rule for every
-    message, ``check-env`` line and error page that shows a URL."""
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return text
-    # The userinfo ends at the last "@" before the query; a password may hold
-    # "/", "?" or "#" unescaped, so look before the first "?" and, failing that,
-    # anywhere: starring too much beats showing a password.
-    before_query = rest.split("?", 1)[0]
-    at = before_query.rfind("@") if "@" in before_query else rest.rfind("@")
-    if at >= 0:
-        credentials, rest = rest[:at], rest[at:]
-        if ":" in credentials:
-            credentials = credentials.split(":", 1)[0] + ":" + MASK
-        rest = credentials + rest
-    path, question, query = rest.partition("?")
-    if not question:
-        return f"{scheme}://{path}"
-    return f"{scheme}://{path}?" + "&".join(_redact_parameter(part) for part in query.split("&"))
-
-
-def _redact_parameter(part: str) -> str:
-    name, equals, _ = part.partition("=")
-    if equals and _SECRET_PARAMETER.search(unquote(name)):
-        return f"{name}={MASK}"
-    return part
-
-
-DEFAULT = "default"  # Setting.source when neither the variable nor its fallback is set
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One variable's parsed value and its source: the variable's own name, the
-    fallback's name (WEB_CONCURRENCY) or ``"default"``."""
-
-    value: Any
-    source: str
-
-
-REGISTRY: dict[str, Variable] = {}
-
-
-def declare(
-    name: str,
-    default: str | None,
-    parser: Parser,
-    help: str,
-    section: str,
-    fallback: str | None = None,
-) -> Variable:
-    variable = Variable(name, default, parser, help, section, fallback)
-    REGISTRY[name] = variable
-    return variable
 
 
 SERVER = "Server (Gunicorn + Uvicorn workers)"
@@ -598,6 +283,19 @@ GUNICORN_CONTROL_SOCKET = declare(
     "`/dev/shm/gunicorn.ctl`); empty turns it off.",
     SERVER,
 )
+
+
+def _parse_gunicorn_args(value: str) -> Mapping[str, Any]:
+    from django_k8s_runtime import command_line
+
+    return command_line.settings(value)
+
+
+gunicorn_args = Parser(
+    _parse_gunicorn_args, "Gunicorn's own command-line options (`gunicorn --help`), or empty"
+)
+
+
 GUNICORN_CMD_ARGS = declare(
     "GUNICORN_CMD_ARGS",
     "",
@@ -812,125 +510,6 @@ PROMETHEUS_MULTIPROC_DIR = declare(
     "`METRICS_PORT` is 0 (metrics off).",
     OPERATIONS,
 )
-
-# The snapshot ------------------------------------------------------------------
-
-
-class Snapshot(Mapping[str, Any]):
-    """Every declared variable, parsed once: ``ENV.GUNICORN_TIMEOUT`` or
-    ``ENV["GUNICORN_TIMEOUT"]``, and ``ENV.source(name)`` for where it came from.
-
-    Frozen: nothing changes it after :func:`load`. A variable that did not parse
-    has no value; reading it raises its ConfigError, so a consumer that runs before
-    (or without) the start-up check still stops with the right line. Its text is
-    one of :attr:`problems`.
-    """
-
-    __slots__ = ("_invalid", "_names", "_settings")
-
-    def __init__(self, settings: Mapping[str, Setting], invalid: Mapping[str, str]) -> None:
-        object.__setattr__(self, "_settings", MappingProxyType(dict(settings)))
-        object.__setattr__(self, "_invalid", MappingProxyType(dict(invalid)))
-        object.__setattr__(self, "_names", tuple(name for name in REGISTRY if name in self))
-
-    def __getitem__(self, name: str) -> Any:
-        if name in self._invalid:
-            raise ConfigError(self._invalid[name])
-        return self._settings[name].value
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._settings or name in self._invalid
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # a slot not set yet (copying), never a variable
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"{name} is not a declared variable") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("a configuration snapshot cannot be changed")
-
-    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle build a new one
-        return Snapshot, (dict(self._settings), dict(self._invalid))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def source(self, name: str) -> str:
-        """Where the value came from: the variable, its fallback, or ``"default"``."""
-        if name in self._invalid:
-            raise ConfigError(self._invalid[name])
-        return self._settings[name].source
-
-    @property
-    def problems(self) -> list[str]:
-        """One line for each variable whose text did not parse, in declaration order."""
-        return list(self._invalid.values())
-
-
-def load(environ: Mapping[str, str] | None = None) -> Snapshot:
-    """Read and parse every declared variable once (from ``os.environ`` by default)."""
-    environ = os.environ if environ is None else environ
-    settings: dict[str, Setting] = {}
-    invalid: dict[str, str] = {}
-    for name, variable in REGISTRY.items():
-        try:
-            settings[name] = variable.read(environ)
-        except ConfigError as error:
-            invalid[name] = error.message
-    return Snapshot(settings, invalid)
-
-
-_snapshots: dict[int, Snapshot] = {}
-
-
-def snapshot() -> Snapshot:
-    """This process's configuration, loaded on first use and then kept.
-
-    Loaded lazily, not at import, so that a settings module may still fill in a
-    default (tests/settings.py does) before anything reads the environment. A
-    project's own variables are declared when its settings are imported, which may
-    be after the runtime's first read (the Gunicorn config): the snapshot is then
-    loaded again, once, with them. Workers forked from the Gunicorn master inherit
-    the master's snapshot."""
-    size = len(REGISTRY)
-    if size not in _snapshots:
-        _snapshots.clear()
-        _snapshots[size] = load()
-    return _snapshots[size]
-
-
-# Documentation ---------------------------------------------------------------
-
-
-def markdown_table(variables: Iterable[Variable] | None = None) -> str:
-    """A README's variables table, generated from the declarations: the runtime's
-    (its README) or every one declared (a project's README)."""
-    lines: list[str] = []
-    section = None
-    for variable in REGISTRY.values() if variables is None else variables:
-        if variable.section != section:
-            section = variable.section
-            if lines:
-                lines.append("")
-            lines += [
-                f"**{section}**",
-                "",
-                "| Variable | Description | Default | Allowed |",
-                "|---|---|---|---|",
-            ]
-        default = "*(required)*" if variable.default is None else f"`{variable.default}`"
-        if variable.default == "":
-            default = "*(empty)*"
-        lines.append(
-            f"| `{variable.name}` | {variable.help} | {default} | {variable.parser.allowed} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 RUNTIME_VARIABLES: tuple[Variable, ...] = tuple(REGISTRY.values())  # all declared above

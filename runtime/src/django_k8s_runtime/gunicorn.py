@@ -28,6 +28,9 @@ from django_k8s_runtime.observability import logconfig as _logconfig
 from django_k8s_runtime.observability import metrics
 from django_k8s_runtime.server import cpu, drain, exits, limits, memory
 
+# Nothing to import: Gunicorn reads this module's settings and hooks (-c python:...).
+__all__: list[str] = []
+
 
 def _check_with_the_project() -> None:
     """Stop with the runtime's problems and the project's together.
@@ -55,20 +58,20 @@ def _check_with_the_project() -> None:
 # check them all itself). Plain Python; Django is not set up here.
 if os.environ.get("DJANGO_SETTINGS_MODULE"):
     importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
-ENV = env.snapshot()
-if validation.problems(ENV):
+snapshot = env.snapshot()
+if validation.problems(snapshot):
     _check_with_the_project()
-if ENV.METRICS_PORT:
+if snapshot.METRICS_PORT:
     # Before the app (and prometheus_client) is imported: multiprocess mode.
     try:
-        metrics.prepare_directory(ENV.PROMETHEUS_MULTIPROC_DIR)
+        metrics.prepare_directory(snapshot.PROMETHEUS_MULTIPROC_DIR)
     except OSError as error:
         raise env.ConfigError(
-            f"PROMETHEUS_MULTIPROC_DIR={ENV.PROMETHEUS_MULTIPROC_DIR!r} cannot be used: "
+            f"PROMETHEUS_MULTIPROC_DIR={snapshot.PROMETHEUS_MULTIPROC_DIR!r} cannot be used: "
             f"{error.strerror}."
         ) from None
 
-_workers = ENV.GUNICORN_WORKERS
+_workers = snapshot.GUNICORN_WORKERS
 _cpu_limit = None
 if _workers == "auto":
     _cpu_limit = cpu.cpu_limit()
@@ -76,39 +79,41 @@ if _workers == "auto":
 
 worker_class = "django_k8s_runtime.server.worker.UvicornWorker"
 workers = _workers
-threads = ENV.GUNICORN_THREADS  # per worker, for synchronous views (server/threads.py)
-worker_connections = ENV.GUNICORN_WORKER_CONNECTIONS  # requests and connections per worker
-limit_request_line = ENV.GUNICORN_LIMIT_REQUEST_LINE  # enforced by server/protocol.py
-limit_request_fields = ENV.GUNICORN_LIMIT_REQUEST_FIELDS
-limit_request_field_size = ENV.GUNICORN_LIMIT_REQUEST_FIELD_SIZE
-preload_app = ENV.GUNICORN_PRELOAD
-_host = ENV.GUNICORN_HOST
+threads = snapshot.GUNICORN_THREADS  # per worker, for synchronous views (server/threads.py)
+worker_connections = snapshot.GUNICORN_WORKER_CONNECTIONS  # requests and connections per worker
+limit_request_line = snapshot.GUNICORN_LIMIT_REQUEST_LINE  # enforced by server/protocol.py
+limit_request_fields = snapshot.GUNICORN_LIMIT_REQUEST_FIELDS
+limit_request_field_size = snapshot.GUNICORN_LIMIT_REQUEST_FIELD_SIZE
+preload_app = snapshot.GUNICORN_PRELOAD
+_host = snapshot.GUNICORN_HOST
 _host = f"[{_host}]" if ":" in _host else _host
-bind = [f"{_host}:{ENV.GUNICORN_PORT}"]
-if ENV.METRICS_PORT:
-    bind.append(f"{_host}:{ENV.METRICS_PORT}")  # /metrics only; see observability/metrics.py
-timeout = ENV.GUNICORN_TIMEOUT
-graceful_timeout = ENV.GUNICORN_GRACEFUL_TIMEOUT
-keepalive = ENV.GUNICORN_KEEPALIVE
-max_requests = ENV.GUNICORN_MAX_REQUESTS
-max_requests_jitter = ENV.GUNICORN_MAX_REQUESTS_JITTER
-forwarded_allow_ips = ENV.GUNICORN_FORWARDED_ALLOW_IPS
-loglevel = ENV.GUNICORN_LOG_LEVEL
+bind = [f"{_host}:{snapshot.GUNICORN_PORT}"]
+if snapshot.METRICS_PORT:
+    bind.append(f"{_host}:{snapshot.METRICS_PORT}")  # /metrics only; see observability/metrics.py
+timeout = snapshot.GUNICORN_TIMEOUT
+graceful_timeout = snapshot.GUNICORN_GRACEFUL_TIMEOUT
+keepalive = snapshot.GUNICORN_KEEPALIVE
+max_requests = snapshot.GUNICORN_MAX_REQUESTS
+max_requests_jitter = snapshot.GUNICORN_MAX_REQUESTS_JITTER
+forwarded_allow_ips = snapshot.GUNICORN_FORWARDED_ALLOW_IPS
+loglevel = snapshot.GUNICORN_LOG_LEVEL
 # The same logging for the master and every worker as settings.logging() gives Django.
 logconfig_dict = _logconfig.logging_config(
-    log_format=ENV.LOG_FORMAT, level=ENV.LOG_LEVEL, server_level=ENV.GUNICORN_LOG_LEVEL
+    log_format=snapshot.LOG_FORMAT,
+    level=snapshot.LOG_LEVEL,
+    server_level=snapshot.GUNICORN_LOG_LEVEL,
 )
 errorlog = "-"
 accesslog = None  # the application writes the access log (observability.observer)
 # The heartbeat file is touched several times a second: keep it off the (possibly
 # read-only, possibly slow) root file system.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - a tmpfs, on purpose
-if ENV.GUNICORN_CONTROL_SOCKET:
-    control_socket = ENV.GUNICORN_CONTROL_SOCKET
+if snapshot.GUNICORN_CONTROL_SOCKET:
+    control_socket = snapshot.GUNICORN_CONTROL_SOCKET
 else:
     control_socket_disable = True
 
-_shutdown_delay = ENV.GUNICORN_SHUTDOWN_DELAY
+_shutdown_delay = snapshot.GUNICORN_SHUTDOWN_DELAY
 
 
 def pre_fork(arbiter, worker):
@@ -119,22 +124,22 @@ def post_fork(arbiter, worker):
     # The connection's bounds and the memory limit, which Gunicorn's settings have
     # no place for.
     worker.bounds = limits.ConnectionLimits(
-        head_timeout=ENV.REQUEST_HEAD_TIMEOUT,
-        send_timeout=ENV.RESPONSE_SEND_TIMEOUT,
+        head_timeout=snapshot.REQUEST_HEAD_TIMEOUT,
+        send_timeout=snapshot.RESPONSE_SEND_TIMEOUT,
         connections=worker.cfg.worker_connections,
     )
-    worker.max_memory = ENV.WORKER_MAX_MEMORY_MIB * memory.MIB or None
+    worker.max_memory = snapshot.WORKER_MAX_MEMORY_MIB * memory.MIB or None
 
 
 def child_exit(arbiter, worker):
     cause = exits.cause_of_exit(worker)
-    if ENV.METRICS_PORT:
+    if snapshot.METRICS_PORT:
         metrics.worker_exited(worker.pid, cause)
 
 
 def when_ready(arbiter):
     drain.install_shutdown_delay(arbiter, _shutdown_delay)
-    if ENV.METRICS_PORT:
+    if snapshot.METRICS_PORT:
         metrics.get().expect_worker_exits(exits.CAUSES)
     log = logging.getLogger("gunicorn.error")
     if _cpu_limit is not None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import sys
 from types import TracebackType
 
+__all__ = ["execute_from_command_line"]
+
 CAUSES = (
     ("connection refused", "refused"),
     ("certificate verify failed", "TLS verification failed"),

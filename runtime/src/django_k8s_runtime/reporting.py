@@ -5,7 +5,7 @@ Django's ``SafeExceptionReporterFilter`` hides a setting by its *name* (``PASSWO
 secret inside a value is shown as it is: ``CACHES``' ``redis://:password@...``
 location, a service's URL setting such as ``EXAMPLE_UPSTREAM_URL``, a URL in a
 traceback's local variables. This filter also stars those, by the runtime's one
-rule (:func:`django_k8s_runtime.env.redact_url`), on ``DEBUG``'s error page and
+rule (:mod:`django_k8s_runtime.masking`), on ``DEBUG``'s error page and
 in the error reports Django mails to ``ADMINS``. The composition root installs it
 unless a project chose a filter of its own (``DEFAULT_EXCEPTION_REPORTER_FILTER``).
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from django.views.debug import SafeExceptionReporterFilter
 
-from django_k8s_runtime.env import redact_url
+from django_k8s_runtime.masking import redact_url
 
 FILTER = "django_k8s_runtime.reporting.SafeURLsExceptionReporterFilter"
 

@@ -21,11 +21,14 @@ from typing import Any
 from django_k8s_runtime import database, env, validation
 from django_k8s_runtime.observability import logconfig
 
+__all__ = ["caches", "checked", "databases", "logging", "middleware"]
+
 RECORD_ROUTE = "django_k8s_runtime.observability.middleware.record_route"
 
 
 def checked() -> env.Snapshot:
-    """This process's configuration, after every rule has passed."""
+    """This process's configuration snapshot (:func:`.env.snapshot`), after every
+    rule has passed: what a settings module reads its values from."""
     snapshot = env.snapshot()
     validation.check(snapshot)
     return snapshot

@@ -24,38 +24,40 @@ from django_k8s_runtime.env import DEFAULT, ConfigError, Snapshot
 from django_k8s_runtime.observability import metrics
 from django_k8s_runtime.server import memory
 
+__all__ = ["check", "problems", "rule", "warning", "warnings"]
 
-def recycling_problems(env: Snapshot) -> list[str]:
+
+def recycling_problems(snapshot: Snapshot) -> list[str]:
     found = []
-    jitter = gunicorn_value(env, "GUNICORN_MAX_REQUESTS_JITTER")
-    if jitter and not gunicorn_value(env, "GUNICORN_MAX_REQUESTS"):
+    jitter = gunicorn_value(snapshot, "GUNICORN_MAX_REQUESTS_JITTER")
+    if jitter and not gunicorn_value(snapshot, "GUNICORN_MAX_REQUESTS"):
         found.append(
-            f"{named(env, 'GUNICORN_MAX_REQUESTS_JITTER', jitter)} has no effect because "
-            f"{named(env, 'GUNICORN_MAX_REQUESTS', 0)} (never recycle); set "
+            f"{named(snapshot, 'GUNICORN_MAX_REQUESTS_JITTER', jitter)} has no effect because "
+            f"{named(snapshot, 'GUNICORN_MAX_REQUESTS', 0)} (never recycle); set "
             "GUNICORN_MAX_REQUESTS or remove the jitter."
         )
-    if env.WORKER_MAX_MEMORY_MIB and not memory.measurable():
+    if snapshot.WORKER_MAX_MEMORY_MIB and not memory.measurable():
         found.append(
-            f"WORKER_MAX_MEMORY_MIB={env.WORKER_MAX_MEMORY_MIB} cannot work here: this system "
+            f"WORKER_MAX_MEMORY_MIB={snapshot.WORKER_MAX_MEMORY_MIB} cannot work here: this system "
             f"does not tell a process its memory ({memory.STATM}, Linux only); set it to 0."
         )
     return found
 
 
-def metrics_problems(env: Snapshot) -> list[str]:
+def metrics_problems(snapshot: Snapshot) -> list[str]:
     """Metrics are on exactly when METRICS_PORT is not 0; nothing else decides it."""
     found = []
-    if env.METRICS_PORT == env.GUNICORN_PORT:
+    if snapshot.METRICS_PORT == snapshot.GUNICORN_PORT:
         found.append(
-            f"METRICS_PORT={env.METRICS_PORT} is the same as GUNICORN_PORT: "
+            f"METRICS_PORT={snapshot.METRICS_PORT} is the same as GUNICORN_PORT: "
             "metrics must not be served on the public port."
         )
-    directory = env.PROMETHEUS_MULTIPROC_DIR
+    directory = snapshot.PROMETHEUS_MULTIPROC_DIR
     if directory:
         found += _directory_problems(directory)
-    if not env.METRICS_PORT and env.PROMETHEUS_MULTIPROC_DIR:
+    if not snapshot.METRICS_PORT and snapshot.PROMETHEUS_MULTIPROC_DIR:
         found.append(
-            f"PROMETHEUS_MULTIPROC_DIR={env.PROMETHEUS_MULTIPROC_DIR!r} has no effect because "
+            f"PROMETHEUS_MULTIPROC_DIR={snapshot.PROMETHEUS_MULTIPROC_DIR!r} has no effect because "
             "METRICS_PORT=0 (metrics off); set METRICS_PORT or remove PROMETHEUS_MULTIPROC_DIR."
         )
     return found
@@ -129,8 +131,8 @@ def _nearest_existing(path: str) -> str:
     return path
 
 
-def health_problems(env: Snapshot) -> list[str]:
-    if "cache" in env.HEALTH_CHECKS and not env.CACHE_URL:
+def health_problems(snapshot: Snapshot) -> list[str]:
+    if "cache" in snapshot.HEALTH_CHECKS and not snapshot.CACHE_URL:
         return [
             "HEALTH_CHECKS includes cache but CACHE_URL is empty: there is no cache server "
             "to check; set CACHE_URL or remove cache from HEALTH_CHECKS."
@@ -138,10 +140,13 @@ def health_problems(env: Snapshot) -> list[str]:
     return []
 
 
-def websocket_problems(env: Snapshot) -> list[str]:
-    if not env.WEBSOCKET_PING_INTERVAL and env.source("WEBSOCKET_PING_TIMEOUT") != DEFAULT:
+def websocket_problems(snapshot: Snapshot) -> list[str]:
+    if (
+        not snapshot.WEBSOCKET_PING_INTERVAL
+        and snapshot.source("WEBSOCKET_PING_TIMEOUT") != DEFAULT
+    ):
         return [
-            f"WEBSOCKET_PING_TIMEOUT={env.WEBSOCKET_PING_TIMEOUT:g} has no effect because "
+            f"WEBSOCKET_PING_TIMEOUT={snapshot.WEBSOCKET_PING_TIMEOUT:g} has no effect because "
             "WEBSOCKET_PING_INTERVAL=0 (no pings); set WEBSOCKET_PING_INTERVAL or remove the "
             "timeout."
         ]
@@ -179,20 +184,20 @@ def warning(function: Rule) -> Rule:
     return function
 
 
-def problems(env: Snapshot) -> list[str]:
+def problems(snapshot: Snapshot) -> list[str]:
     """Every problem with this configuration, one line each, in a stable order."""
-    found = list(env.problems)
+    found = list(snapshot.problems)
     for each in RULES:
         try:
-            found += each(env)
+            found += each(snapshot)
         except ConfigError:
             continue  # the rule reads a value that did not parse; its line is listed
     return found
 
 
-def check(env: Snapshot) -> None:
+def check(snapshot: Snapshot) -> None:
     """Stop with every problem, one ``configuration error:`` line each, or return."""
-    found = problems(env)
+    found = problems(snapshot)
     if found:
         raise ConfigError(*found)
 
@@ -202,7 +207,9 @@ def check(env: Snapshot) -> None:
 KUBELET_PROBE_FIELDS = 4
 
 
-def warnings(env: Snapshot, *, fresh_worker_bytes: int | None = None, **gunicorn: Any) -> list[str]:
+def warnings(
+    snapshot: Snapshot, *, fresh_worker_bytes: int | None = None, **gunicorn: Any
+) -> list[str]:
     """Legal but unwise: one line each, logged at start-up and shown by ``check-env``.
 
     ``gunicorn`` holds the values Gunicorn really uses, by its setting's name
@@ -216,13 +223,13 @@ def warnings(env: Snapshot, *, fresh_worker_bytes: int | None = None, **gunicorn
     def value(setting: str) -> Any:
         if setting in gunicorn:
             return gunicorn[setting]
-        return gunicorn_value(env, command_line.GUNICORN_SETTINGS[setting])
+        return gunicorn_value(snapshot, command_line.GUNICORN_SETTINGS[setting])
 
     found = []
-    limit = env.WORKER_MAX_MEMORY_MIB * memory.MIB
+    limit = snapshot.WORKER_MAX_MEMORY_MIB * memory.MIB
     if limit and fresh_worker_bytes and fresh_worker_bytes > limit * FRESH_WORKER_SHARE:
         found.append(
-            f"WORKER_MAX_MEMORY_MIB={env.WORKER_MAX_MEMORY_MIB} leaves a worker little room: "
+            f"WORKER_MAX_MEMORY_MIB={snapshot.WORKER_MAX_MEMORY_MIB} leaves a worker little room: "
             f"it takes about {fresh_worker_bytes // memory.MIB} MiB before its first request, "
             "so it would be replaced after a few; raise it."
         )
@@ -235,10 +242,11 @@ def warnings(env: Snapshot, *, fresh_worker_bytes: int | None = None, **gunicorn
             "the timeout."
         )
     threads = value("threads")
-    pooled = env.DB_POOL and env.DATABASE_URL.startswith(("postgres://", "postgresql://"))
-    if pooled and threads > env.DB_POOL_MAX_SIZE:
+    pooled = snapshot.DB_POOL and snapshot.DATABASE_URL.startswith(("postgres://", "postgresql://"))
+    if pooled and threads > snapshot.DB_POOL_MAX_SIZE:
         found.append(
-            f"GUNICORN_THREADS={threads} is more than DB_POOL_MAX_SIZE={env.DB_POOL_MAX_SIZE}: "
+            f"GUNICORN_THREADS={threads} is more than "
+            f"DB_POOL_MAX_SIZE={snapshot.DB_POOL_MAX_SIZE}: "
             "synchronous views that need the database can wait up to DB_POOL_TIMEOUT for a "
             "connection; fine if many views never touch it."
         )
@@ -257,7 +265,7 @@ def warnings(env: Snapshot, *, fresh_worker_bytes: int | None = None, **gunicorn
         )
     for each in WARNINGS:
         try:
-            found += each(env)
+            found += each(snapshot)
         except ConfigError:
             continue
     return found
