@@ -3,9 +3,9 @@
 Every form of access to the process environment in the service's own code is
 found by walking the syntax tree: ``os.environ.get(...)``, ``os.environ[...]``,
 ``... in os.environ``, ``os.getenv(...)``, ``from os import environ``, and the
-environment handed over whole. Only the registry (django_k8s_runtime/env.py) may
-read it; every other
-access is listed below with the reason it is not a configuration read.
+environment handed over whole. Only the registry (django_k8s_runtime/registry.py,
+which reads what env.py and a project declare) may read it; every other access is
+listed below with the reason it is not a configuration read.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_CODE = ["config", "example", "manage.py", "runtime/src"]
 RUNTIME = "runtime/src/django_k8s_runtime"
-REGISTRY_MODULE = f"{RUNTIME}/env.py"
+REGISTRY_MODULE = f"{RUNTIME}/registry.py"
 ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
 
 # (file, variable, how) -> why that access is not a configuration read.

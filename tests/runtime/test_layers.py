@@ -1,8 +1,9 @@
 """The layering PROJECT.md describes, checked.
 
 * Inside the runtime, server/, health/ and observability/ import none of each
-  other and nothing else of the runtime: the composition root (asgi.py) hands
-  each what it needs.
+  other and nothing else of the runtime but one leaf, ``asgi_types`` (ASGI's
+  shapes and the small response), which imports nothing of the runtime: the
+  composition root (asgi.py) hands each layer what it needs.
 * Nothing in the runtime imports this project (config/, example/).
 * This project uses the runtime only through its public modules, as any project
   would (django_k8s_runtime.PUBLIC_MODULES), and of each only the names its
@@ -21,6 +22,7 @@ from django_k8s_runtime import PUBLIC_MODULES
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "runtime" / "src" / "django_k8s_runtime"
 LAYERS = ("server", "health", "observability")
+LEAF = "django_k8s_runtime.asgi_types"  # what every layer may import
 
 
 def imports(directory: Path, root: Path = ROOT) -> set[tuple[str, str]]:
@@ -44,9 +46,20 @@ def test_a_runtime_layer_imports_only_itself(layer: str) -> None:
     others = {
         (path, name)
         for path, name in imports(RUNTIME / layer)
-        if name.startswith("django_k8s_runtime") and not name.startswith(own)
+        if name.startswith("django_k8s_runtime")
+        and not name.startswith(own)
+        and not name.startswith(LEAF)
     }
     assert others == set(), "pass it in from django_k8s_runtime/asgi.py instead"
+
+
+def test_the_leaf_the_layers_share_imports_nothing_of_the_runtime() -> None:
+    found = {
+        (path, name)
+        for path, name in imports(RUNTIME)
+        if path.endswith("/asgi_types.py") and name.startswith("django_k8s_runtime")
+    }
+    assert found == set()
 
 
 def test_the_runtime_never_imports_this_project() -> None:
@@ -155,3 +168,4 @@ def test_the_checks_can_see_an_import() -> None:
     assert ("config/env.py", "django_k8s_runtime.validation", "rule") in uses
     handler = "runtime/src/django_k8s_runtime/server/handler.py"
     assert (handler, "django_k8s_runtime.server.threads") in imports(RUNTIME / "server")
+    assert (handler, LEAF) in imports(RUNTIME / "server")

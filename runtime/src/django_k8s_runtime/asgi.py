@@ -48,13 +48,23 @@ request's wait for a thread, and Django's exceptions are counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:  # imported where used, once Django is set up
+    from django_k8s_runtime.env import Snapshot
+    from django_k8s_runtime.health.probes import Probes
+    from django_k8s_runtime.observability.metrics import Metrics
+    from django_k8s_runtime.server.handler import DjangoApplication
+    from django_k8s_runtime.server.threads import ThreadPool
 
 __all__ = ["get_asgi_application"]
 
 
-def get_asgi_application(*, websocket: Any = None) -> Any:
+def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
     """Set Django up (as ``django.core.asgi.get_asgi_application`` does) and return
     the project's application inside the runtime's layers.
 
@@ -84,7 +94,6 @@ def get_asgi_application(*, websocket: Any = None) -> Any:
     from django_k8s_runtime import settings as runtime_settings
     from django_k8s_runtime.server import threads
     from django_k8s_runtime.server.handler import DjangoApplication
-    from django_k8s_runtime.server.threads import ThreadPool
     from django_k8s_runtime.server.worker_state import this_worker
 
     snapshot = runtime_settings.checked()
@@ -106,7 +115,7 @@ def get_asgi_application(*, websocket: Any = None) -> Any:
 
     django_application = DjangoApplication(
         threads=requests_pool,
-        waiting_threads=threads.waiting_pool,
+        background_threads=threads.background_pool,
         max_requests=lambda: this_worker.connections() or snapshot.GUNICORN_WORKER_CONNECTIONS,
     )
     if app_metrics is not None:
@@ -128,7 +137,7 @@ def get_asgi_application(*, websocket: Any = None) -> Any:
 SATURATION_SECONDS = 1.0  # how often each worker publishes its saturation gauges
 
 
-def _metrics(snapshot: Any) -> Any:
+def _metrics(snapshot: Snapshot) -> Metrics | None:
     """The metrics, wired to what reports into them; None when METRICS_PORT is 0."""
     from django_k8s_runtime.observability import metrics
     from django_k8s_runtime.observability.exceptions import count_exceptions
@@ -143,7 +152,11 @@ def _metrics(snapshot: Any) -> Any:
     return app_metrics
 
 
-def _record_saturation(app_metrics: Any, requests_pool: Any, django_application: Any) -> None:
+def _record_saturation(
+    app_metrics: Metrics,
+    requests_pool: Callable[[], ThreadPool],
+    django_application: DjangoApplication,
+) -> None:
     """Once a second in each worker: its threads, its async requests, its pools."""
     from django_k8s_runtime import database
 
@@ -157,7 +170,7 @@ def _record_saturation(app_metrics: Any, requests_pool: Any, django_application:
     app_metrics.record_database_pools(database.pool_stats())
 
 
-def stack(django_application: Any) -> Any:
+def stack(django_application: ASGIApp) -> ASGIApp:
     """Layers 1-5 around a Django ASGI application (``make bench`` also puts them
     around Django's own ``ASGIHandler``, to compare like with like). Django must be
     set up."""
@@ -180,7 +193,7 @@ def stack(django_application: Any) -> Any:
             timeout=snapshot.HEALTH_CHECK_TIMEOUT,
             cache_seconds=snapshot.HEALTH_CACHE_SECONDS,
             # A project's synchronous checks run in the worker's background pool.
-            run_in_thread=lambda function: threads.waiting_pool().run(function),
+            run_in_thread=lambda function: threads.background_pool().run(function),
         )
     except CannotLoadChecks as error:  # at start-up, before any worker serves
         raise env.ConfigError(*error.lines) from None
@@ -189,7 +202,7 @@ def stack(django_application: Any) -> Any:
         checks,
         draining=this_worker.is_draining,
     )
-    application: Any = RequestTimeout(probes, seconds=this_worker.request_timeout)
+    application: ASGIApp = RequestTimeout(probes, seconds=this_worker.request_timeout)
     application = RequestObserver(
         application,
         access_log=snapshot.GUNICORN_ACCESS_LOG,
@@ -206,13 +219,13 @@ def stack(django_application: Any) -> Any:
     return application
 
 
-async def _record_readiness(probes: Any, app_metrics: Any) -> None:
+async def _record_readiness(probes: Probes, app_metrics: Metrics) -> None:
     """Before each scrape: app_ready and app_health_check_ok as /health would answer now."""
     readiness = await probes.readiness()
     app_metrics.record_readiness(readiness.ready, {c.name: c.ok for c in readiness.checks})
 
 
-def websocket_stack(websocket_application: Any) -> Any:
+def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
     """Layers 1-3 of the WebSocket side around a project's WebSocket application (or
     its dotted path), and the worker told to serve WebSockets. Django must be set up."""
     from django.conf import settings as django_settings
@@ -239,7 +252,7 @@ def websocket_stack(websocket_application: Any) -> Any:
     if isinstance(websocket_application, str):
         websocket_application = import_string(websocket_application)
     origins = snapshot.WEBSOCKET_ALLOWED_ORIGINS
-    application: Any = (
+    application: ASGIApp = (
         OriginValidator(websocket_application, list(origins))
         if origins
         else AllowedHostsOriginValidator(websocket_application)
@@ -268,7 +281,7 @@ def websocket_stack(websocket_application: Any) -> Any:
     return application
 
 
-def _websocket_settings_without_websockets(snapshot: Any) -> list[str]:
+def _websocket_settings_without_websockets(snapshot: Snapshot) -> list[str]:
     """A WEBSOCKET_* variable set for an application without a WebSocket part would
     have no effect: an error, as any setting without effect (CONSTITUTION.md, rule 3).
     Only the application knows, so it is checked here, not with the other rules."""
@@ -294,12 +307,12 @@ class ByScopeType:
     stack. The metrics port serves /metrics and nothing else: a handshake there is
     answered 404."""
 
-    def __init__(self, *, http: Any, websocket: Any, metrics_port: int) -> None:
+    def __init__(self, *, http: ASGIApp, websocket: ASGIApp, metrics_port: int) -> None:
         self.http = http
         self.websocket = websocket
         self.metrics_port = metrics_port
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             await self.http(scope, receive, send)
             return

@@ -109,7 +109,7 @@ def test_an_async_view_runs_on_the_event_loop(server: Server) -> None:
     body = server.get("/_test/where/async", headers={"x-request-id": request_id}).json()
     assert body["main_thread"] is True
     middleware_thread = body["request_started_in"]
-    assert middleware_thread.startswith("waiting-")  # not one of GUNICORN_THREADS
+    assert middleware_thread.startswith("background-")  # not one of GUNICORN_THREADS
     assert signals_of(server, request_id)["finished"] == 1
 
 
@@ -261,7 +261,7 @@ def test_djangos_upload_limits_apply(server: Server) -> None:
 def test_an_async_view_under_a_script_prefix_ending_in_a_slash_runs_as_one() -> None:
     """With FORCE_SCRIPT_NAME = "/app/", Django 6.1 serves /app/_test/where/async with
     the async view; it must then run as an async view does (on the event loop, its
-    middleware in a waiting thread, cancelled when its client leaves), not in one of
+    middleware in a background thread, cancelled when its client leaves), not in one of
     GUNICORN_THREADS."""
     environ = {
         "GUNICORN_WORKERS": "1",
@@ -276,7 +276,7 @@ def test_an_async_view_under_a_script_prefix_ending_in_a_slash_runs_as_one() -> 
     assert response.status_code == 200
     body = response.json()
     assert body["main_thread"] is True
-    assert body["request_started_in"].startswith("waiting-")
+    assert body["request_started_in"].startswith("background-")
 
 
 @pytest.mark.slow

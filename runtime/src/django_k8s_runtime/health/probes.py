@@ -19,21 +19,18 @@ request observer outside labels its metrics and knows a probe from a page.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send, send_json
 from django_k8s_runtime.health.checks import Check, CheckResult
 
 LIVE_ROUTE, READY_ROUTE = "/health/live", "/health"
 ROUTES = frozenset({LIVE_ROUTE, READY_ROUTE})
 _ROUTE_OF_PATH = {path: route for route in ROUTES for path in (route, route + "/")}
 
-_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"cache-control", b"no-store"),
-]
+NO_STORE = [(b"cache-control", b"no-store")]
 
 
 @dataclass(frozen=True)
@@ -67,43 +64,30 @@ class Probes:
     ``draining`` is asked at each readiness probe: the pod's drain or this
     worker's own exit (``server/worker_state.py``)."""
 
-    def __init__(self, app: Any, checks: Sequence[Check], *, draining: Callable[[], bool]) -> None:
+    def __init__(
+        self, app: ASGIApp, checks: Sequence[Check], *, draining: Callable[[], bool]
+    ) -> None:
         self.app = app
         self.checks = list(checks)
         self.draining = draining
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = _ROUTE_OF_PATH.get(scope["path"]) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = route
+        head = scope["method"] == "HEAD"
         if scope["method"] not in ("GET", "HEAD"):
-            await _respond(
-                send, scope, 405, {"status": "method not allowed"}, extra=[(b"allow", b"GET, HEAD")]
-            )
+            allow = [*NO_STORE, (b"allow", b"GET, HEAD")]
+            await send_json(send, 405, {"status": "method not allowed"}, headers=allow)
             return
         if route == LIVE_ROUTE:
-            await _respond(send, scope, 200, {"status": "ok"})
+            await send_json(send, 200, {"status": "ok"}, headers=NO_STORE, head=head)
             return
         readiness = await self.readiness()
-        await _respond(send, scope, readiness.status, readiness.body())
+        await send_json(send, readiness.status, readiness.body(), headers=NO_STORE, head=head)
 
     async def readiness(self) -> Readiness:
         results = await asyncio.gather(*(check.run() for check in self.checks))
         return Readiness(draining=self.draining(), checks=list(results))
-
-
-async def _respond(
-    send: Any,
-    scope: dict[str, Any],
-    status: int,
-    body: dict[str, Any],
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    payload = json.dumps(body).encode()
-    headers = [*_HEADERS, (b"content-length", str(len(payload)).encode()), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send(
-        {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else payload}
-    )

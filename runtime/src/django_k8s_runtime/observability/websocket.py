@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send
 from django_k8s_runtime.observability import request_id
 
 if TYPE_CHECKING:
@@ -81,12 +82,14 @@ def get() -> SocketMetrics:
 
 
 class SocketObserver:
-    def __init__(self, app: Any, *, access_log: bool, metrics: SocketMetrics | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, access_log: bool, metrics: SocketMetrics | None = None
+    ) -> None:
         self.app = app
         self.access_log = access_log
         self.metrics = metrics
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
@@ -98,12 +101,12 @@ class SocketObserver:
         socket = _Socket()
         started = time.perf_counter()
 
-        async def observed_receive() -> dict[str, Any]:
+        async def observed_receive() -> Message:
             message = await receive()
             socket.received(message)
             return message
 
-        async def observed_send(message: dict[str, Any]) -> None:
+        async def observed_send(message: Message) -> None:
             if message["type"] in ("websocket.accept", "websocket.http.response.start"):
                 headers = [*message.get("headers", ()), (request_id.HEADER, rid.encode())]
                 message = {**message, "headers": headers}
@@ -145,14 +148,14 @@ class _Socket:
         self.messages_in = 0
         self.messages_out = 0
 
-    def received(self, message: dict[str, Any]) -> None:
+    def received(self, message: Message) -> None:
         kind = message["type"]
         if kind == "websocket.receive":
             self.messages_in += 1
         elif kind == "websocket.disconnect" and self.accepted and self.code is None:
             self.code = message.get("code", 1005)
 
-    def sent(self, message: dict[str, Any]) -> bool:
+    def sent(self, message: Message) -> bool:
         """Records ``message``; True when it accepted the socket."""
         kind = message["type"]
         if kind == "websocket.send":
@@ -182,7 +185,7 @@ class _Socket:
         return 403 if self.closed_before_accepting else 500
 
 
-def _log(scope: dict[str, Any], socket: _Socket, elapsed: float) -> None:
+def _log(scope: Scope, socket: _Socket, elapsed: float) -> None:
     client = scope.get("client")
     address = client[0] if client else "-"
     if socket.accepted:

@@ -55,7 +55,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import SyncToAsync, iscoroutinefunction
 from django.core import signals
@@ -65,12 +65,14 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse, HttpResponseBase
 from django.urls import Resolver404, URLResolver, get_resolver, set_script_prefix
 
+from django_k8s_runtime.asgi_types import Message, Receive, Scope, Send, send_json
 from django_k8s_runtime.server.threads import Job, ThreadPool
+
+if TYPE_CHECKING:
+    from django_k8s_runtime.server.timeout import Deadline
 
 logger = logging.getLogger("server.handler")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
 BUFFER_BYTES = 256 * 1024
 NOTHING_TO_SEND: tuple[list[Message], None] = ([], None)
 
@@ -78,9 +80,10 @@ NOTHING_TO_SEND: tuple[list[Message], None] = ([], None)
 class DjangoApplication:
     """The Django project as an ASGI application.
 
-    ``threads`` and ``waiting_threads`` give the pools of the process serving the
-    request (made after the worker forks): for synchronous views, and for the
-    synchronous middleware around async views. ``max_requests`` is how many
+    ``threads`` and ``background_threads`` give the pools of the process serving
+    the request (made after the worker forks): for synchronous views, and for what
+    must not wait for one of those (the synchronous middleware around async views,
+    a file's reads, a query's cancel). ``max_requests`` is how many
     requests this process holds at once (Gunicorn's ``worker_connections``); beyond
     it, and for a synchronous request that could not get a thread in time, the
     answer is a quick 503 (:func:`refuse`) the load balancer can retry elsewhere."""
@@ -89,18 +92,18 @@ class DjangoApplication:
         self,
         *,
         threads: Callable[[], ThreadPool],
-        waiting_threads: Callable[[], ThreadPool],
+        background_threads: Callable[[], ThreadPool],
         max_requests: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.threads = threads
-        self.waiting_threads = waiting_threads
+        self.background_threads = background_threads
         self.max_requests = max_requests
         self.in_flight = 0  # requests this process holds now
         self.async_in_flight = 0  # of them, requests to async views (the metrics read it)
-        self.handler = OneHopHandler(background=waiting_threads)
+        self.handler = OneHopHandler(background=background_threads)
         self.has_async_views = any_async_view(get_resolver())
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         limit = self.max_requests()
@@ -114,7 +117,7 @@ class DjangoApplication:
                 self.async_in_flight += 1
                 try:
                     await self.handler.serve(
-                        scope, receive, send, self.waiting_threads(), cancellable=True
+                        scope, receive, send, self.background_threads(), cancellable=True
                     )
                 finally:
                     self.async_in_flight -= 1
@@ -140,10 +143,10 @@ class DjangoApplication:
 QUEUE_SHARE = 0.5  # of the time left to its deadline, what a request may spend waiting
 REFUSED = -1.0
 RETRY_AFTER_SECONDS = 1
-BUSY_BODY = b'{"error": "server busy, retry"}'
+BUSY = {"error": "server busy, retry"}
 
 
-def admission(threads: ThreadPool, deadline: Any) -> float | None:
+def admission(threads: ThreadPool, deadline: Deadline | None) -> float | None:
     """For a synchronous request that finds every thread busy: REFUSED when it would
     not get a thread and finish within ``QUEUE_SHARE`` of the time left to its
     deadline (judged from the queue and how long requests take lately); otherwise
@@ -162,20 +165,14 @@ def admission(threads: ThreadPool, deadline: Any) -> float | None:
     return now + budget
 
 
-async def refuse(scope: Scope, send: Any, why: str) -> None:
+async def refuse(scope: Scope, send: Send, why: str) -> None:
     """503 with ``Retry-After``, at once: this process is full. A request with a body
     closes its connection (the body is not read)."""
     _refusals.note(why, scope)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(BUSY_BODY)),
-        (b"retry-after", b"%d" % RETRY_AFTER_SECONDS),
-        (b"cache-control", b"no-store"),
-    ]
+    headers = [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS), (b"cache-control", b"no-store")]
     if _has_body(scope):
         headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": BUSY_BODY})
+    await send_json(send, 503, BUSY, headers=headers)
 
 
 class _Refusals:
@@ -278,8 +275,8 @@ class OneHopHandler(ASGIHandler):
     async def serve(
         self,
         scope: Scope,
-        receive: Any,
-        send: Any,
+        receive: Receive,
+        send: Send,
         threads: ThreadPool,
         *,
         cancellable: bool,
@@ -291,22 +288,22 @@ class OneHopHandler(ASGIHandler):
             _record_route(scope)
             return
         loop = asyncio.get_running_loop()
-        client = _Client(loop, receive, send)
+        shared = _SharedRequest(loop, receive, send)
         view_tasks: list[asyncio.Task[Any]] | None = [] if cancellable else None
-        job = threads.submit(self.respond, scope, body_file, client, view_tasks)
+        job = threads.submit(self.respond, scope, body_file, shared, view_tasks)
         deadline = scope.get("deadline")
         if deadline is not None:
-            deadline.on_expiry(functools.partial(self._stop_queries, client, job))
+            deadline.on_expiry(functools.partial(self._stop_queries, shared, job))
         give_up = None
         if wait_until is not None:
-            give_up = loop.call_at(wait_until, self._give_up, threads, job, client)
+            give_up = loop.call_at(wait_until, self._give_up, threads, job, shared)
         try:
             if view_tasks is not None:
-                await client.unless_gone(job.future, on_gone=lambda: _cancel(view_tasks))
+                await shared.unless_gone(job.future, on_gone=lambda: _cancel(view_tasks))
             try:
                 messages, rest = await job.future
             except asyncio.CancelledError:
-                if not client.gave_up or asyncio.current_task().cancelling():
+                if not shared.gave_up or asyncio.current_task().cancelling():
                     raise
                 body_file.close()
                 await refuse(scope, send, "no thread came free in time")
@@ -314,7 +311,7 @@ class OneHopHandler(ASGIHandler):
             for message in messages:
                 await send(message)
             if isinstance(rest, FileParts):
-                await self._send_file_rest(rest, send, client)
+                await self._send_file_rest(rest, send, shared)
             elif rest is not None:
                 await self._send_async_stream(rest, send, threads)
         except asyncio.CancelledError:
@@ -324,18 +321,18 @@ class OneHopHandler(ASGIHandler):
         finally:
             if give_up is not None:
                 give_up.cancel()
-            client.forget()
+            shared.forget()
 
-    def _give_up(self, threads: ThreadPool, job: Job, client: _Client) -> None:
+    def _give_up(self, threads: ThreadPool, job: Job, shared: _SharedRequest) -> None:
         """The request waited its share of the deadline and no thread came free."""
         if threads.withdraw(job):
-            client.gave_up = True
+            shared.gave_up = True
 
-    def _stop_queries(self, client: _Client, job: Job) -> None:
+    def _stop_queries(self, shared: _SharedRequest, job: Job) -> None:
         """At the request's deadline: a view still running in its thread has its
         database query cancelled, so the thread and the connection come back."""
         if job.taken and not job.future.done():
-            self.background().run(client.cancel_queries)
+            self.background().run(shared.cancel_queries)
 
     # In the thread --------------------------------------------------------------
 
@@ -343,12 +340,12 @@ class OneHopHandler(ASGIHandler):
         self,
         scope: Scope,
         body_file: Any,
-        client: _Client,
+        shared: _SharedRequest,
         view_tasks: list[asyncio.Task[Any]] | None,
     ) -> tuple[list[Message], HttpResponseBase | FileParts | None]:
         """Everything synchronous about one request. Returns the messages still to
         send and what is left of a streaming response to send from the event loop."""
-        client.databases = _databases_of_this_thread()
+        shared.databases = _databases_of_this_thread()
         # asgiref adds the task running an async view here, so it can be cancelled.
         SyncToAsync.threadlocal.task_context = view_tasks
         try:
@@ -366,15 +363,15 @@ class OneHopHandler(ASGIHandler):
             # The async view was cancelled (the client left, or the request timed
             # out): Django's ASGIHandler then ends the request the same way.
             body_file.close()
-            client.finish(signals.request_finished.send, sender=self.__class__)
+            shared.finish(signals.request_finished.send, sender=self.__class__)
             return NOTHING_TO_SEND
         finally:
             SyncToAsync.threadlocal.task_context = None
         response._handler_class = self.__class__
-        return self._render(response, client)
+        return self._render(response, shared)
 
     def _render(
-        self, response: HttpResponseBase, client: _Client
+        self, response: HttpResponseBase, shared: _SharedRequest
     ) -> tuple[list[Message], HttpResponseBase | FileParts | None]:
         streamed_later = False
         try:
@@ -386,14 +383,14 @@ class OneHopHandler(ASGIHandler):
                 return [start], response
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
-            return self._read_stream(response, start, client)
+            return self._read_stream(response, start, shared)
         finally:
             if not streamed_later:
-                client.finish(response.close)
+                shared.finish(response.close)
 
     @staticmethod
     def _read_stream(
-        response: HttpResponseBase, start: Message, client: _Client
+        response: HttpResponseBase, start: Message, shared: _SharedRequest
     ) -> tuple[list[Message], FileParts | None]:
         """A synchronous streaming response, up to ``BUFFER_BYTES`` at a time.
 
@@ -412,7 +409,7 @@ class OneHopHandler(ASGIHandler):
             if buffered >= BUFFER_BYTES:
                 if isinstance(response, FileResponse):
                     return pending, FileParts(parts, response)
-                if not client.send_from_thread(pending):
+                if not shared.send_from_thread(pending):
                     return [], None  # the client is gone (or the request timed out)
                 pending, buffered = [], 0
         pending.append({"type": "http.response.body", "body": b"", "more_body": False})
@@ -436,17 +433,17 @@ class OneHopHandler(ASGIHandler):
 
     # On the event loop ----------------------------------------------------------
 
-    async def _send_file_rest(self, rest: FileParts, send: Any, client: _Client) -> None:
+    async def _send_file_rest(self, rest: FileParts, send: Send, shared: _SharedRequest) -> None:
         """The rest of a file: read in the background pool, ``BUFFER_BYTES`` at a
         time, sent as the client takes it."""
         background = self.background()
-        client.start_watching()
+        shared.start_watching()
         try:
             more = True
             while more:
                 parts, more = await background.run(rest.read, BUFFER_BYTES)
                 for part in parts:
-                    if client.gone:
+                    if shared.gone:
                         return
                     await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -454,7 +451,7 @@ class OneHopHandler(ASGIHandler):
             await background.run(rest.close)
 
     async def _send_async_stream(
-        self, response: HttpResponseBase, send: Any, threads: ThreadPool
+        self, response: HttpResponseBase, send: Send, threads: ThreadPool
     ) -> None:
         try:
             async with contextlib.aclosing(aiter(response)) as content:
@@ -537,7 +534,7 @@ def cancel_running_query(database: Any) -> bool:
 CANCEL_SECONDS = 5.0
 
 
-class _Client:
+class _SharedRequest:
     """The request as the event loop and its thread share it: whether the client is
     still there, a way to hand it a long streaming response part by part, and the
     database connections the thread uses (cancelled at the deadline).
@@ -547,7 +544,7 @@ class _Client:
     a long streaming response is under way (which then stops being read). The
     request timeout looks the same as a client going away (server/timeout.py)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Any, send: Any) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Receive, send: Send) -> None:
         self._loop = loop
         self._receive = receive
         self._send = send

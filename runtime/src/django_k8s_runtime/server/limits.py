@@ -22,6 +22,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
+
 logger = logging.getLogger("server.limits")
 
 # Gunicorn's bounds (gunicorn/http/message.py).
@@ -104,11 +106,11 @@ def refusal(status: int, message: str) -> bytes:
 class BodyLimit:
     """Answer 413 for a request body larger than ``max_bytes``."""
 
-    def __init__(self, app: Any, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -120,7 +122,7 @@ class BodyLimit:
         refused = False
         response_started = False
 
-        async def limited_receive() -> dict[str, Any]:
+        async def limited_receive() -> Message:
             nonlocal received, refused
             if refused:
                 return {"type": "http.disconnect"}
@@ -134,7 +136,7 @@ class BodyLimit:
                     return {"type": "http.disconnect"}  # the application stops reading
             return message
 
-        async def guarded_send(message: dict[str, Any]) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal response_started
             if refused:
                 return  # the client has its 413
@@ -144,7 +146,7 @@ class BodyLimit:
 
         await self.app(scope, limited_receive, guarded_send)
 
-    async def _refuse(self, scope: dict[str, Any], send: Any, what: str) -> None:
+    async def _refuse(self, scope: Scope, send: Send, what: str) -> None:
         logger.warning(
             "request body refused: %s over REQUEST_MAX_BODY_SIZE=%d: %s %s",
             what,
@@ -152,22 +154,13 @@ class BodyLimit:
             scope.get("method", ""),
             scope.get("path", ""),
         )
-        body = b'{"error": "request body too large"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 413, TOO_LARGE, headers=[(b"connection", b"close")])
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+TOO_LARGE = {"error": "request body too large"}
+
+
+def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:

@@ -9,11 +9,13 @@ Two pools per worker:
 
 * **requests**: ``GUNICORN_THREADS`` threads for requests to synchronous views,
   as Gunicorn's ``gthread`` worker has. A request waits for a free one.
-* **waiting**: one thread per request to an ``async def`` view, for as long as
-  it is in flight, and no limit. The thread runs the synchronous middleware
-  around the view and waits while the view itself runs on the event loop, as
-  Django documents for a site with synchronous middleware. Idle threads are kept
-  for reuse and end after ``IDLE_SECONDS``.
+* **background**: as many threads as there are jobs, for what must never wait
+  for one of those: above all one thread per request to an ``async def`` view,
+  for as long as it is in flight, which runs the synchronous middleware around
+  the view and waits while the view itself runs on the event loop (as Django
+  documents for a site with synchronous middleware); also a file's reads, a
+  query's cancel, a project's readiness check. Idle threads are kept for reuse
+  and end after ``IDLE_SECONDS``.
 
 A job is handed over with as little machinery as possible, because the hop is
 paid on every request: one ``SimpleQueue.put`` (C) to wake a thread, one
@@ -265,11 +267,12 @@ def requests_pool(size: int, on_wait: Callable[[float], None] | None = None) -> 
     return pool
 
 
-def waiting_pool() -> ThreadPool:
-    """The pool for the synchronous middleware around async views: no limit."""
-    pool = _pools.get("waiting")
+def background_pool() -> ThreadPool:
+    """The pool without a limit: the synchronous middleware around async views,
+    and short work that must not wait for one of the requests pool's threads."""
+    pool = _pools.get("background")
     if pool is None:
-        pool = _pools["waiting"] = ThreadPool(None, "waiting")
+        pool = _pools["background"] = ThreadPool(None, "background")
     return pool
 
 

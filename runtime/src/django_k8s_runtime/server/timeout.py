@@ -24,14 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+
+from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
 
 logger = logging.getLogger("server.timeout")
 
-Scope = dict[str, Any]
 GRACE_SECONDS = 1.0
 BODY = b'{"error": "request timed out"}'
-DISCONNECT = {"type": "http.disconnect"}
+DISCONNECT: Message = {"type": "http.disconnect"}
 
 
 class RequestTimeout:
@@ -42,7 +42,7 @@ class RequestTimeout:
 
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         seconds: Callable[[], float | None],
         grace: float = GRACE_SECONDS,
@@ -51,7 +51,7 @@ class RequestTimeout:
         self.seconds = seconds
         self.grace = grace
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         seconds = self.seconds()
         if scope["type"] != "http" or not seconds:
             await self.app(scope, receive, send)
@@ -72,7 +72,9 @@ class RequestTimeout:
 class Deadline:
     """One request's deadline: what the application sees, and what happens at expiry."""
 
-    def __init__(self, scope: Scope, seconds: float, grace: float, receive: Any, send: Any) -> None:
+    def __init__(
+        self, scope: Scope, seconds: float, grace: float, receive: Receive, send: Send
+    ) -> None:
         # The method and path, not the scope: the scope holds this object, and a
         # cycle would leave every request's objects to the garbage collector.
         self._what = (scope.get("method", ""), scope.get("path", ""))
@@ -86,12 +88,12 @@ class Deadline:
         self.expired = False
         self.response_started = False
         self._request_task = asyncio.current_task()
-        self._receiving: set[asyncio.Task[Any]] = set()
-        self._interrupted: set[asyncio.Task[Any]] = set()
+        self._receiving: set[asyncio.Task[object]] = set()
+        self._interrupted: set[asyncio.Task[object]] = set()
         self._hard_cancel: asyncio.TimerHandle | None = None
         self._hard_cancelled = False
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         if self.expired:
             return DISCONNECT
         task = asyncio.current_task()
@@ -107,7 +109,7 @@ class Deadline:
         finally:
             self._receiving.discard(task)
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         if self.expired:
             return  # the client gets (or got) its 504 instead
         if message["type"] == "http.response.start":
@@ -170,15 +172,4 @@ class Deadline:
             )
             return
         logger.error("request exceeded the %gs timeout, answered 504: %s %s", seconds, method, path)
-        await self._send(
-            {
-                "type": "http.response.start",
-                "status": 504,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(BODY)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await self._send({"type": "http.response.body", "body": BODY})
+        await send_json(self._send, 504, BODY, headers=[(b"connection", b"close")])

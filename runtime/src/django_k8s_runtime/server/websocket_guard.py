@@ -23,14 +23,13 @@ handshake is closed (403).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+
+from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
 
 logger = logging.getLogger("server.websocket")
 
-Scope = dict[str, Any]
 HANDSHAKE_DECIDED = frozenset(
     {"websocket.accept", "websocket.close", "websocket.http.response.start"}
 )
@@ -42,7 +41,7 @@ class HandshakeGuard:
 
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         allowed_hosts: Sequence[str],
         max_sockets: int,
@@ -54,7 +53,7 @@ class HandshakeGuard:
         self.handshake_timeout = handshake_timeout
         self.open = 0  # sockets (and handshakes) in this worker now
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
@@ -91,7 +90,7 @@ class HandshakeGuard:
         domain, _ = split_domain_port(host)
         return bool(domain) and validate_host(domain, self.allowed_hosts)
 
-    async def _within_deadline(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def _within_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
         seconds = self.handshake_timeout()
         if not seconds:
             await self.app(scope, receive, send)
@@ -107,7 +106,7 @@ class HandshakeGuard:
 
         timer = asyncio.get_running_loop().call_later(seconds, expire)
 
-        async def send_in_time(message: dict[str, Any]) -> None:
+        async def send_in_time(message: Message) -> None:
             if expired:
                 return  # the client has its 504
             if message["type"] in HANDSHAKE_DECIDED:
@@ -129,20 +128,9 @@ class HandshakeGuard:
             timer.cancel()
 
 
-async def refuse(scope: Scope, send: Any, status: int, reason: str) -> None:
+async def refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
     """Answer the handshake with an HTTP error instead of a socket."""
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008})  # the server answers 403
         return
-    body = json.dumps({"error": reason}).encode()
-    await send(
-        {
-            "type": "websocket.http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "websocket.http.response.body", "body": body})
+    await send_json(send, status, {"error": reason}, websocket=True)
