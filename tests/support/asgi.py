@@ -176,3 +176,71 @@ async def echo_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.accept"})
     while (message := await receive())["type"] != "websocket.disconnect":
         await send({"type": "websocket.send", "text": message.get("text")})
+
+
+class FakeTransport:
+    """The transport an HTTP protocol writes to, as Uvicorn's own protocol tests fake
+    it: what was written, whether it was closed; never a socket."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False  # by the protocol, or by Uvicorn's connection_lost()
+        self.closed_by_server = False  # before the connection was lost
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        extra = {"sockname": ("127.0.0.1", 8000), "peername": ("10.0.0.9", 51000)}
+        return extra.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def lose(self, protocol: Any) -> None:
+        """The connection ends (the client goes): note whether the server had closed
+        it, then tell the protocol, as the event loop would."""
+        self.closed_by_server = self.closed
+        protocol.connection_lost(None)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_protocol(self, protocol: Any) -> None:
+        pass
+
+    @property
+    def status(self) -> int | None:
+        """The status of the first response written, if any."""
+        if not self.written.startswith(b"HTTP/1.1 "):
+            return None
+        return int(self.written[9:12])
+
+
+def connected(
+    protocol_class: type, app: Any = None, **protocol_kwargs: Any
+) -> tuple[Any, FakeTransport]:
+    """An HTTP protocol of ``protocol_class`` serving ``app`` (default :func:`hello`)
+    over a :class:`FakeTransport`, on the running event loop."""
+    from uvicorn import Config
+    from uvicorn.server import ServerState
+
+    config = Config(app or hello, lifespan="off", log_level="warning")
+    protocol = protocol_class(
+        config=config, server_state=ServerState(), app_state={}, **protocol_kwargs
+    )
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    return protocol, transport

@@ -1,6 +1,6 @@
 """The probes in-process: answers, readiness, draining and the route they record.
 
-tests/health/test_probes.py asks a real Gunicorn as the kubelet does, against a
+test_probes_under_gunicorn.py asks a real Gunicorn as the kubelet does, against a
 real PostgreSQL; here the checks are real :class:`health.checks.Check` objects
 around tiny async functions.
 """

@@ -1,7 +1,7 @@
 """RequestObserver in-process: the request id, the access-log line and the metrics.
 
 The metrics are prometheus_client's own, on a registry of the test's (not the
-multiprocess files a server writes; tests/observability/test_metrics.py scrapes
+multiprocess files a server writes; test_metrics.py scrapes
 those from a real server).
 """
 

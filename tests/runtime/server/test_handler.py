@@ -6,19 +6,228 @@ test_handler_under_gunicorn.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import json
 import threading
+import uuid
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from asgiref.sync import SyncToAsync, async_to_sync
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
+from django.core.signals import request_finished, request_started
 from django.http import FileResponse, HttpResponse, HttpResponseBase
 
-from django_k8s_runtime.server.handler import OneHopHandler, is_for_async_view
+from django_k8s_runtime.server.handler import (
+    BUFFER_BYTES,
+    DjangoApplication,
+    OneHopHandler,
+    is_for_async_view,
+)
 from django_k8s_runtime.server.threads import ThreadPool
+from django_k8s_runtime.server.timeout import RequestTimeout
+from tests.site import views
+from tests.support.asgi import Client, http_scope, run
 
 pytestmark = pytest.mark.in_process  # no server: the layers driven in this process
+
+
+@contextlib.asynccontextmanager
+async def django_application(
+    threads: int = 2, max_requests: int | None = None
+) -> AsyncIterator[DjangoApplication]:
+    """The real DjangoApplication with pools of its own, as a worker makes them."""
+    requests, background = ThreadPool(threads, "request"), ThreadPool(None, "background")
+    try:
+        yield DjangoApplication(
+            threads=lambda: requests,
+            background_threads=lambda: background,
+            max_requests=lambda: max_requests,
+        )
+    finally:
+        requests.shutdown()
+        background.shutdown()
+
+
+def https_client(app) -> httpx.AsyncClient:
+    """httpx talking to ``app`` in this process over https (the settings assume it)."""
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.9", 51000))
+    return httpx.AsyncClient(transport=transport, base_url="https://testserver")
+
+
+def get(path: str, **options) -> httpx.Response:
+    async def scenario() -> httpx.Response:
+        async with django_application(**options) as app, https_client(app) as client:
+            return await client.get(path)
+
+    return run(scenario())
+
+
+@pytest.fixture
+def signals():
+    """Each request_started and request_finished, with the thread that sent it."""
+    sent: list[tuple[str, str]] = []
+
+    def started(**kwargs) -> None:
+        sent.append(("started", threading.current_thread().name))
+
+    def finished(**kwargs) -> None:
+        sent.append(("finished", threading.current_thread().name))
+
+    request_started.connect(started, dispatch_uid="test_handler.started")
+    request_finished.connect(finished, dispatch_uid="test_handler.finished")
+    yield sent
+    request_started.disconnect(dispatch_uid="test_handler.started")
+    request_finished.disconnect(dispatch_uid="test_handler.finished")
+
+
+def https_scope(path: str) -> dict:
+    bare, _, query = path.partition("?")
+    scope = http_scope(bare, query=query.encode(), headers=[(b"host", b"testserver")])
+    return {**scope, "scheme": "https"}
+
+
+# One visit to one thread --------------------------------------------------------------
+
+
+def test_a_sync_view_its_middleware_and_both_signals_run_in_one_pool_thread(signals) -> None:
+    response = get("/_test/where/sync")
+    assert response.status_code == 200
+    thread = response.json()["thread"]
+    assert thread.startswith("request-")
+    assert response.json()["request_started_in"] == thread
+    assert response.headers["x-middleware-threads"] == f"{thread},{thread}"
+    assert signals == [("started", thread), ("finished", thread)]
+
+
+def test_an_async_view_runs_on_the_loop_its_middleware_in_a_background_thread(signals) -> None:
+    response = get("/_test/where/async")
+    body = response.json()
+    assert body["main_thread"] is True  # the event loop's thread
+    middleware = response.headers["x-middleware-threads"].split(",")
+    assert middleware[0] == middleware[1] == body["request_started_in"]
+    assert middleware[0].startswith("background-")  # not one of the request threads
+    assert signals == [("started", middleware[0]), ("finished", middleware[0])]
+
+
+@pytest.mark.parametrize(
+    ("path", "length"),
+    [
+        ("/_test/stream/sync?bytes=1000", 1000),
+        (f"/_test/stream/sync?bytes={3 * BUFFER_BYTES + 7}&chunk=65536", 3 * BUFFER_BYTES + 7),
+        ("/_test/stream/async?bytes=300001&chunk=10000", 300001),
+        ("/_test/file?bytes=1000", 1000),
+        (f"/_test/file?bytes={3 * BUFFER_BYTES + 7}", 3 * BUFFER_BYTES + 7),
+    ],
+    ids=["short stream", "long stream", "async stream", "small file", "large file"],
+)
+def test_a_streamed_response_arrives_whole_and_signals_once(
+    signals, path: str, length: int
+) -> None:
+    response = get(path)
+    assert len(response.content) == length
+    if "file" in path:
+        assert response.content[:256] == bytes(range(256))
+    assert [kind for kind, _ in signals] == ["started", "finished"]
+
+
+# A client that leaves -----------------------------------------------------------------
+
+
+def test_a_client_that_leaves_has_its_async_view_cancelled(signals) -> None:
+    cancelled_before = len(views._cancelled_views)
+
+    async def scenario() -> Client:
+        client = Client()
+        async with django_application() as app:
+            request = asyncio.ensure_future(
+                app(https_scope("/_test/cancellable-sleep?s=30"), client.receive, client.send)
+            )
+            await asyncio.sleep(0.2)
+            client.disconnect()
+            await asyncio.wait_for(request, 5)  # not the 30 s the view would sleep
+        return client
+
+    client = run(scenario())
+    assert client.sent == []  # nothing was answered
+    assert len(views._cancelled_views) == cancelled_before + 1
+    assert [kind for kind, _ in signals] == ["started", "finished"]
+
+
+class StopsReading(Client):
+    """A client that takes a few parts of a response and then none: its sends wait,
+    as a server's do once the client's window is full."""
+
+    async def send(self, message) -> None:
+        if len(self.sent) >= 4:
+            await asyncio.Event().wait()  # until cancelled
+        await super().send(message)
+
+
+def test_a_long_stream_stops_being_read_when_the_client_leaves(signals) -> None:
+    """The view's thread, waiting for the client to take a part, is let go when the
+    client leaves; it reads no further and closes the response."""
+    key = uuid.uuid4().hex
+    endless = f"/_test/stream/sync?bytes={10**10}&chunk=65536&key={key}"
+
+    async def scenario() -> None:
+        client = StopsReading()
+        async with django_application() as app:
+            request = asyncio.ensure_future(app(https_scope(endless), client.receive, client.send))
+            await asyncio.sleep(0.2)
+            client.disconnect()
+            await asyncio.wait_for(request, 5)
+            for _ in range(100):  # the thread closes the response on its way out
+                if f"{key}:closed" in views._stream_progress:
+                    break
+                await asyncio.sleep(0.02)
+
+    run(scenario())
+    assert views._stream_progress[f"{key}:closed"] <= 3 * BUFFER_BYTES
+    assert [kind for kind, _ in signals] == ["started", "finished"]
+
+
+# A worker that is full ----------------------------------------------------------------
+
+
+def test_a_request_beyond_the_workers_requests_is_answered_503_at_once() -> None:
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with django_application(max_requests=1) as app, https_client(app) as client:
+            holding = asyncio.ensure_future(client.get("/_test/async-sleep?s=0.3"))
+            await asyncio.sleep(0.1)
+            refused = await asyncio.wait_for(client.get("/_test/where/sync"), 0.2)
+            return await holding, refused
+
+    held, refused = run(scenario())
+    assert held.status_code == 200
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert json.loads(refused.content) == {"error": "server busy, retry"}
+
+
+def test_a_request_that_gets_no_thread_within_its_share_of_the_deadline_is_answered_503() -> None:
+    """Admitted (the queue looked short), it waited half its time for the one thread,
+    busy with a view past its own deadline, and was withdrawn: a quick 503 the load
+    balancer can retry elsewhere, not a 504 after the whole timeout."""
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, float]:
+        async with django_application(threads=1) as django:
+            app = RequestTimeout(django, seconds=lambda: 0.4, grace=0.05)
+            async with https_client(app) as client:
+                busy = asyncio.ensure_future(client.get("/_test/sleep?s=0.8"))
+                await asyncio.sleep(0.1)
+                started = asyncio.get_running_loop().time()
+                waiting = await client.get("/_test/where/sync")
+                waited = asyncio.get_running_loop().time() - started
+                return await busy, waiting, waited
+
+    busy, waiting, waited = run(scenario())
+    assert busy.status_code == 504
+    assert waiting.status_code == 503
+    assert waited < 0.4  # before its own deadline
 
 
 # As the newest Django does it, on every series --------------------------------------

@@ -1,6 +1,6 @@
 """GracefulHttpToolsProtocol in a real Uvicorn server in this process, real sockets.
 
-tests/server/test_protocol.py shows a request surviving a SIGHUP through Gunicorn;
+test_protocol_under_gunicorn.py shows a request surviving a SIGHUP through Gunicorn;
 here each connection state is set up exactly when the server begins to stop:
 fresh, half-read, idle after a response, and silent past the grace.
 """

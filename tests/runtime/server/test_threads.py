@@ -146,3 +146,104 @@ def test_a_failing_wait_report_never_takes_a_thread_down(caplog) -> None:
 
     assert run(scenario()) == [None, None, None]
     assert "could not record a wait for a thread" in caplog.text
+
+
+def pool_threads(name: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(f"{name}-")]
+
+
+async def threads_end(name: str, within: float = 5.0) -> bool:
+    """Whether the pool's threads have all ended within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while pool_threads(name) and time.monotonic() < deadline:  # noqa: ASYNC110 - no event to await
+        await asyncio.sleep(0.02)
+    return not pool_threads(name)
+
+
+def test_an_unbounded_pool_gives_a_job_to_an_idle_thread_before_starting_one() -> None:
+    async def scenario() -> list[str]:
+        pool = ThreadPool(None, "claim")
+        names = [await pool.run(lambda: threading.current_thread().name) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert pool_threads("claim") == ["claim-1"]
+        pool.shutdown()
+        return names
+
+    assert run(scenario()) == ["claim-1"] * 5
+
+
+def test_an_unbounded_pool_starts_a_thread_for_each_job_in_flight() -> None:
+    async def scenario() -> None:
+        pool = ThreadPool(None, "many")
+        release = threading.Event()
+        jobs = [pool.submit(release.wait, 10) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        assert pool.busy == 4
+        assert len(pool_threads("many")) == 4
+        release.set()
+        await asyncio.gather(*(job.future for job in jobs))
+        pool.shutdown()
+
+    run(scenario())
+
+
+def test_idle_threads_of_an_unbounded_pool_end_after_a_while(monkeypatch) -> None:
+    from django_k8s_runtime.server import threads
+
+    monkeypatch.setattr(threads, "IDLE_SECONDS", 0.05)
+
+    async def scenario() -> None:
+        pool = ThreadPool(None, "idle")
+        release = threading.Event()
+        jobs = [pool.submit(release.wait, 10) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(*(job.future for job in jobs))
+        assert await threads_end("idle"), pool_threads("idle")
+        # and the pool still serves: a new job starts a new thread
+        assert await pool.run(lambda: "again") == "again"
+        pool.shutdown()
+
+    run(scenario())
+
+
+def test_a_job_whose_caller_gave_up_before_a_thread_took_it_never_runs() -> None:
+    """The awaiting task cancelled (its client left, its deadline passed) while the job
+    waited: the thread that comes free skips it and counts nothing."""
+    ran = []
+
+    async def scenario() -> None:
+        pool = ThreadPool(1, "cancel")
+        release = threading.Event()
+        busy = pool.submit(release.wait, 10)
+        waiter = asyncio.ensure_future(pool.run(ran.append, "cancelled"))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        release.set()
+        await busy.future
+        assert await pool.run(ran.append, "next") is None
+        assert (pool.busy, pool.waiting) == (0, 0)
+        pool.shutdown()
+
+    run(scenario())
+    assert ran == ["next"]
+
+
+def test_shutdown_ends_idle_threads_and_lets_a_running_job_finish() -> None:
+    async def scenario() -> str:
+        pool = ThreadPool(2, "stop")
+        started = threading.Event()
+
+        def work() -> str:
+            started.set()
+            time.sleep(0.1)
+            return "finished"
+
+        job = pool.submit(work)
+        await asyncio.to_thread(started.wait, 5)
+        pool.shutdown()
+        result = await job.future
+        assert await threads_end("stop"), pool_threads("stop")
+        return result
+
+    assert run(scenario()) == "finished"

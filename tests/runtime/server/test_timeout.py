@@ -1,6 +1,6 @@
 """RequestTimeout in-process: every branch of a request's deadline, in milliseconds.
 
-The whole-server tests (tests/server/test_worker.py) show a 504 through Gunicorn;
+The whole-server tests (test_worker.py) show a 504 through Gunicorn;
 these show what happens around it: the application told its client is gone, the
 one that ignores it cancelled after the grace, a response already under way, and
 cancellations that are not ours to swallow.

@@ -4,7 +4,7 @@
 Each behaviour that differs from Uvicorn's is shown against Uvicorn's own
 ``websockets-sansio`` protocol too (the ``stock`` tests): they document what is
 changed, and fail the day Uvicorn changes it, so the fit can be dropped.
-tests/server/test_websockets.py shows the same through Gunicorn, with signals.
+test_websockets.py shows the same through Gunicorn, with signals.
 """
 
 from __future__ import annotations

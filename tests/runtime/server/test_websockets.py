@@ -2,8 +2,8 @@
 ``websockets`` client: open sockets beside HTTP, every way a worker stops, the
 handshake's checks and the limits.
 
-tests/asgi/test_websocket_protocol.py shows, in one process, each of Uvicorn's
-behaviours that the worker changes; tests/example/ the example's consumers.
+test_websocket_protocol.py shows, in one process, each of Uvicorn's
+behaviours that the worker changes; tests/project/example/ the example's consumers.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ class EchoClient(threading.Thread):
 
 
 def _ws_pod(port: int) -> Server:
-    # As the HTTP rolling-restart test's pods (tests/server/test_shutdown.py): the
+    # As the HTTP rolling-restart test's pods (test_shutdown.py): the
     # delay (4 s) outlasts the balancer's detection of a draining pod (about 2 s).
     return Server(
         {

@@ -104,7 +104,8 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         self.bounds = bounds or ConnectionLimits()
         self._reading_head = True  # until a request's headers are complete
         self._head_bytes = 0
-        self._in_request_line = True
+        self._in_request_line = True  # until the first header field is reported
+        self._line_ended = False  # a newline of this head was fed
         self._fields = 0
         self._refused = False
         self._served = 0  # responses completed on this connection
@@ -267,8 +268,13 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
                 # Feed only what a head within the limits could hold; if the head
                 # has not ended by then, it is too large.
                 self._feed(data[:room])
+                self._line_ended = self._line_ended or b"\n" in data[:room]
                 if self._reading_head and not self._refused:
-                    if self._in_request_line:
+                    # httptools reports a field only once it is whole: a first field
+                    # too large to end looks like the request line still going, but
+                    # the line ended with its newline. (A newline of the request before
+                    # it, read together with this one, counts too: 431, still refused.)
+                    if self._in_request_line and not self._line_ended:
                         self._refuse(414, f"request line over {self.limits.request_line} bytes")
                     else:
                         self._refuse(431, f"request head over {self.limits.head_bytes} bytes")
@@ -277,6 +283,8 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
                 return
             self._head_bytes += len(data)
         self._feed(data)
+        if self._reading_head:
+            self._line_ended = self._line_ended or b"\n" in data
         if not self._refused:
             self._start_head_clock()
 
@@ -331,7 +339,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._messages_begun += 1
-        self._in_request_line, self._fields = True, 0
+        self._in_request_line, self._line_ended, self._fields = True, False, 0
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:

@@ -233,9 +233,10 @@ class ThreadPool:
             with self._lock:
                 self._busy -= 1
         # Free before the result is handed back: a job submitted the moment the awaiting
-        # task resumes finds this thread idle, not busy.
-        loop.call_soon_threadsafe(outcome[0], job.future, outcome[1])
+        # task resumes finds this thread idle, not busy (and an unbounded pool gives
+        # it this thread instead of starting another).
         self._done()
+        loop.call_soon_threadsafe(outcome[0], job.future, outcome[1])
 
     def _done(self) -> None:
         if self.size is None:

@@ -1,0 +1,254 @@
+"""Request size limits in this process: BodyLimit around a tiny application that
+reads its body, and the head's limits and deadline in GracefulHttpToolsProtocol fed
+bytes over a fake transport, as Uvicorn's own protocol tests feed theirs. The same
+limits with real sockets through Gunicorn are in test_limits_under_gunicorn.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from django_k8s_runtime.server.limits import (
+    MAX_HEADERS,
+    MAX_REQUEST_LINE,
+    UNLIMITED_REQUEST_LINE,
+    BodyLimit,
+    ConnectionLimits,
+    HeadLimits,
+)
+from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+from tests.support.asgi import FakeTransport, Seen, connected, http_scope, respond, run
+
+pytestmark = pytest.mark.in_process  # no server: the layers driven in this process
+
+MAX_BYTES = 1024
+
+
+class BodyClient:
+    """Uvicorn's side of a request whose body arrives in ``chunks``; then
+    ``http.disconnect`` once the body is done (the client has nothing more to say)."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self._messages = [
+            {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+            for i, chunk in enumerate(chunks)
+        ]
+        self.sent: list[dict] = []
+
+    async def receive(self) -> dict:
+        if self._messages:
+            return self._messages.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(self, message: dict) -> None:
+        self.sent.append(message)
+
+    @property
+    def statuses(self) -> list[int]:
+        return [m["status"] for m in self.sent if m["type"] == "http.response.start"]
+
+
+def body_reader(seen: Seen, *, answer_first: bool = False):
+    """Reads its whole body (until the last part, or a disconnect), then answers 200
+    with the length it got; ``answer_first`` starts its response before reading."""
+
+    async def app(scope, receive, send) -> None:
+        if answer_first:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        length = 0
+        while True:
+            message = await receive()
+            seen.received.append(message)
+            if message["type"] == "http.disconnect":
+                break
+            length += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        if answer_first:
+            await send({"type": "http.response.body", "body": b"%d" % length})
+        else:
+            await respond(send, 200, b"%d" % length)
+        seen.finished = True
+
+    return app
+
+
+def post(*chunks: bytes, declared: int | None = None, answer_first: bool = False):
+    seen = Seen()
+    headers = [] if declared is None else [(b"content-length", b"%d" % declared)]
+    scope = http_scope("/upload", method="POST", headers=headers)
+    client = BodyClient(*chunks)
+    app = BodyLimit(body_reader(seen, answer_first=answer_first), max_bytes=MAX_BYTES)
+    run(asyncio.wait_for(app(scope, client.receive, client.send), 5))
+    return client, seen
+
+
+# The body ---------------------------------------------------------------------------
+
+
+def test_a_declared_length_over_the_limit_is_answered_413_before_the_app_runs() -> None:
+    client, seen = post(b"x" * (MAX_BYTES + 1), declared=MAX_BYTES + 1)
+    assert client.statuses == [413]
+    assert seen.received == []  # the body was never read
+    start = client.sent[0]
+    assert (b"connection", b"close") in start["headers"]
+    assert json.loads(client.sent[1]["body"]) == {"error": "request body too large"}
+
+
+def test_a_body_of_exactly_the_limit_is_served() -> None:
+    client, _ = post(b"x" * MAX_BYTES, declared=MAX_BYTES)
+    assert client.statuses == [200]
+    assert client.sent[-1]["body"] == b"%d" % MAX_BYTES
+
+
+def test_a_chunked_body_is_cut_as_it_passes_the_limit() -> None:
+    client, seen = post(b"x" * 1000, b"x" * 1000, b"x" * 1000)
+    assert client.statuses == [413]  # the application's own 200 is dropped
+    assert [m["type"] for m in seen.received] == ["http.request", "http.disconnect"]
+    assert seen.finished
+
+
+def test_a_body_over_the_limit_after_the_response_began_only_stops_the_reading() -> None:
+    """The status is out already: no 413 can follow it; the application hears the
+    client leave, and what it sends after is not written."""
+    client, seen = post(b"x" * 1000, b"x" * 1000, answer_first=True)
+    assert client.statuses == [200]
+    assert [m["type"] for m in client.sent] == ["http.response.start"]
+    assert seen.received[-1] == {"type": "http.disconnect"}
+
+
+def test_a_length_that_is_not_a_number_is_left_to_the_parser() -> None:
+    seen = Seen()
+    scope = http_scope("/upload", method="POST", headers=[(b"content-length", b"ten")])
+    client = BodyClient(b"0123456789")
+    run(BodyLimit(body_reader(seen), max_bytes=MAX_BYTES)(scope, client.receive, client.send))
+    assert client.statuses == [200]
+
+
+# The head's limits, as Gunicorn normalises its settings -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "fields", "field_size", "expected"),
+    [
+        (4094, 100, 8190, HeadLimits(4094, 100, 8190)),  # Gunicorn's defaults
+        (0, 0, 0, HeadLimits(UNLIMITED_REQUEST_LINE, MAX_HEADERS, 8190)),  # 0: unlimited
+        (-1, -1, -1, HeadLimits(MAX_REQUEST_LINE, MAX_HEADERS, 8190)),
+        (99999, 99999, 99999, HeadLimits(MAX_REQUEST_LINE, MAX_HEADERS, 99999)),
+    ],
+)
+def test_gunicorns_settings_are_normalised_as_gunicorn_does(
+    line: int, fields: int, field_size: int, expected: HeadLimits
+) -> None:
+    cfg = SimpleNamespace(
+        limit_request_line=line, limit_request_fields=fields, limit_request_field_size=field_size
+    )
+    assert HeadLimits.from_gunicorn(cfg) == expected
+
+
+LIMITS = HeadLimits(request_line=100, fields=4, field_size=64)
+
+
+def request_line(length: int) -> bytes:
+    """``GET /aaa... HTTP/1.1``, ``length`` bytes long."""
+    return b"GET /" + b"a" * (length - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"
+
+
+def head(line: bytes = b"GET / HTTP/1.1", *fields: bytes) -> bytes:
+    return b"\r\n".join([line, b"Host: x", *fields]) + b"\r\n\r\n"
+
+
+def feed(*chunks: bytes, limits: HeadLimits = LIMITS, settle: float = 0.05) -> FakeTransport:
+    async def scenario() -> FakeTransport:
+        protocol, transport = connected(GracefulHttpToolsProtocol, limits=limits)
+        for chunk in chunks:
+            if not transport.closed:
+                protocol.data_received(chunk)
+            await asyncio.sleep(0)
+        await asyncio.sleep(settle)  # the application answers a request that passed
+        transport.lose(protocol)
+        return transport
+
+    return run(scenario())
+
+
+@pytest.mark.parametrize(("length", "status"), [(100, 200), (101, 414)])
+def test_a_request_line_is_allowed_up_to_exactly_its_limit(length: int, status: int) -> None:
+    transport = feed(head(request_line(length)))
+    assert transport.status == status
+    assert transport.closed_by_server == (status != 200)
+
+
+@pytest.mark.parametrize(("count", "status"), [(3, 200), (4, 431)])  # Host is the 4th/5th
+def test_header_fields_are_allowed_up_to_exactly_their_number(count: int, status: int) -> None:
+    fields = [b"X-%d: y" % i for i in range(count)]
+    assert feed(head(b"GET / HTTP/1.1", *fields)).status == status
+
+
+@pytest.mark.parametrize(("size", "status"), [(64, 200), (65, 431)])
+def test_a_header_field_is_allowed_up_to_exactly_its_size(size: int, status: int) -> None:
+    field = b"X-A: " + b"v" * (size - len(b"X-A: "))  # name, ": " and value
+    assert feed(head(b"GET / HTTP/1.1", field)).status == status
+
+
+def test_a_field_that_never_ends_is_cut_where_no_head_within_the_limits_could_go() -> None:
+    """httptools gathers a field whole before it reports it: the protocol feeds it no
+    more than a head within the limits could hold, whatever one read brings."""
+    transport = feed(b"GET / HTTP/1.1\r\nX-A: " + b"v" * 100_000)
+    assert transport.status == 431
+    assert b"request head over %d bytes" % LIMITS.head_bytes in transport.written
+
+
+def test_a_request_line_that_never_ends_is_answered_414() -> None:
+    transport = feed(b"GET /" + b"a" * 100_000)
+    assert transport.status == 414
+
+
+def test_a_head_within_the_limits_may_arrive_a_byte_at_a_time() -> None:
+    whole = head(request_line(100), b"X-A: " + b"v" * 59)
+    transport = feed(*(whole[i : i + 1] for i in range(len(whole))), settle=0.1)
+    assert transport.status == 200
+
+
+def test_each_request_on_a_keep_alive_connection_has_the_whole_limit() -> None:
+    """The head's byte count starts again with each request: ten heads together are
+    far over one head's limit, each alone within it."""
+    one = head(request_line(100), b"X-A: " + b"v" * 59)
+    assert len(one) * 10 > LIMITS.head_bytes
+    transport = feed(*([one] * 10), settle=0.2)
+    assert transport.written.count(b"HTTP/1.1 200 OK") == 10
+    assert not transport.closed_by_server
+
+
+# The head's deadline ----------------------------------------------------------------
+
+
+def test_a_head_not_complete_in_time_is_answered_408() -> None:
+    async def scenario() -> FakeTransport:
+        bounds = ConnectionLimits(head_timeout=0.05)
+        protocol, transport = connected(GracefulHttpToolsProtocol, bounds=bounds)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and then silence
+        await asyncio.sleep(0.2)
+        transport.lose(protocol)
+        return transport
+
+    transport = run(scenario())
+    assert transport.status == 408
+    assert transport.closed_by_server
+
+
+def test_a_connection_that_sends_nothing_in_time_is_closed_without_an_answer() -> None:
+    async def scenario() -> FakeTransport:
+        bounds = ConnectionLimits(head_timeout=0.05)
+        protocol, transport = connected(GracefulHttpToolsProtocol, bounds=bounds)
+        await asyncio.sleep(0.2)
+        transport.lose(protocol)
+        return transport
+
+    transport = run(scenario())
+    assert transport.written == b""
+    assert transport.closed_by_server
