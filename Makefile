@@ -87,7 +87,7 @@ test-fast: venv ## The quick tests only (in-process ASGI tier, units, a few shor
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: docs
-docs: venv ## Regenerate README's variables table from config/env.py
+docs: venv ## Regenerate the variables reference (docs/configuration.md, runtime/README.md) from the declarations
 	$(PY) scripts/update-readme
 
 .PHONY: bench

@@ -7,7 +7,7 @@
   when the layer is Redis (CHANNEL_LAYER_URL).
 
 When the server stops, a socket is closed with 1001 (going away) and
-``disconnect()`` runs; a client reconnects (README, "Shutdown").
+``disconnect()`` runs; a client reconnects (docs/shutdown.md).
 """
 
 from __future__ import annotations

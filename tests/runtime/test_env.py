@@ -297,6 +297,13 @@ def test_the_variables_reference_is_generated_from_the_declarations() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_readme_names_the_requested_variables_with_their_declared_defaults() -> None:
+    """README keeps the five variables of the original request, and their defaults."""
+    readme = (ROOT / "README.md").read_text()
+    shown = dict(re.findall(r"^\| `([A-Z_]+)` \| `([^`]*)` \|", readme, re.MULTILINE))
+    assert shown == {name: REGISTRY[name].default for name in SEED_DEFAULTS}
+
+
 def test_the_runtime_declares_none_of_djangos_own_variables() -> None:
     names = {variable.name for variable in env.RUNTIME_VARIABLES}
     assert not {name for name in names if name.startswith(("DJANGO_", "EXAMPLE_"))}

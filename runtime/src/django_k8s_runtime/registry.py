@@ -30,7 +30,7 @@ class ConfigError(SystemExit):
 @dataclass(frozen=True)
 class Variable:
     name: str
-    default: str | None  # the raw default, as the README shows it; None: no default
+    default: str | None  # the raw default, as the reference shows it; None: no default
     parser: Parser
     help: str
     section: str

@@ -389,10 +389,10 @@ def test_the_database_connections_fit_postgres_defaults(objects, web, job) -> No
     assert (max_pods + surge) * per_pod + migration <= POSTGRES_DEFAULT_CONNECTIONS
 
 
-def test_readme_gives_the_order_with_these_names_and_numbers(rendered, objects, job) -> None:
+def test_the_docs_give_the_order_with_these_names_and_numbers(rendered, objects, job) -> None:
     """Delete the last Job, apply the Job alone, wait for it (longer than it may run),
     then apply the rest and follow the rollout: with the names and label used here."""
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "kubernetes.md").read_text()
     name = objects["Job"]["metadata"]["name"]
     deployment = objects["Deployment"]["metadata"]["name"]
     steps = [
@@ -402,9 +402,9 @@ def test_readme_gives_the_order_with_these_names_and_numbers(rendered, objects, 
         r"kubectl apply -k deploy/kubernetes(?= *(#|$))",
         rf"kubectl rollout status deployment/{deployment}\b",
     ]
-    found = [re.search(step, readme, re.MULTILINE) for step in steps]
+    found = [re.search(step, page, re.MULTILINE) for step in steps]
     for step, match in zip(steps, found, strict=True):
-        assert match, f"README lacks {step!r}"
+        assert match, f"docs/kubernetes.md lacks {step!r}"
     assert [match.start() for match in found] == sorted(match.start() for match in found)
     selector = found[1]
     selected = [

@@ -302,8 +302,8 @@ def test_check_env_imports_the_entries_as_start_up_does() -> None:
     assert "configuration ok" in good.stdout
 
 
-def test_the_readmes_redis_check_follows_a_real_redis(tmp_path, monkeypatch, settings) -> None:
-    """README's Redis check, as written there, against a Redis server of the test's own:
+def test_the_documented_redis_check_follows_a_real_redis(tmp_path, monkeypatch, settings) -> None:
+    """docs/probes.md's Redis check, as written there, against a Redis server of the test's own:
     ready while it answers, not ready within the check's bound once it is gone."""
     import re
     import sys
@@ -313,11 +313,11 @@ def test_the_readmes_redis_check_follows_a_real_redis(tmp_path, monkeypatch, set
     from tests.support.requirements import require_tool
 
     require_tool("redis-server")
-    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    page = (Path(__file__).resolve().parents[3] / "docs" / "probes.md").read_text()
     block = re.search(
-        r"<!-- redis-check:start -->\n```python\n(.*?)```\n<!-- redis-check:end -->", readme, re.S
+        r"<!-- redis-check:start -->\n```python\n(.*?)```\n<!-- redis-check:end -->", page, re.S
     )
-    assert block, "README's Redis check is between its markers"
+    assert block, "docs/probes.md's Redis check is between its markers"
     (tmp_path / "readme_checks.py").write_text(block.group(1))
     monkeypatch.syspath_prepend(str(tmp_path))
     with RedisServer() as redis_server:

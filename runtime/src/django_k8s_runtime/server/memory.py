@@ -11,7 +11,7 @@ The measure is the resident set (RSS, as ``ps`` and Granian's
 the worker's event loop: about 10 µs, never per request. It counts the pages a
 preloaded worker still shares with the master, so the workers' RSS add up to
 more than the container is charged for: a limit derived from the container's
-(README, "Memory") errs on the safe side.
+(docs/serving.md, "Memory") errs on the safe side.
 """
 
 from __future__ import annotations
