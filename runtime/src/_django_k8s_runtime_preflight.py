@@ -1,13 +1,14 @@
-"""Run at every start of Python in an environment where django-k8s-runtime is
-installed (``django_k8s_runtime.pth``), and does nothing unless it is Gunicorn.
+"""Imported when Python starts ``gunicorn`` in an environment where
+django-k8s-runtime is installed: ``django_k8s_runtime.pth`` looks at the program's
+name and imports this only then, so any other Python start pays a comparison.
 
 Gunicorn reads two variables of its own before any config module runs:
 ``WEB_CONCURRENCY`` with ``int()`` while importing its settings, and
 ``GUNICORN_CMD_ARGS`` with its argument parser. ``WEB_CONCURRENCY=x`` ended in a
 traceback, and a ``GUNICORN_CMD_ARGS`` Gunicorn's parser refuses in its usage
 text, instead of the one line every other mistake gets. This says that line
-first; ``check-env`` says the same (:func:`problems`). Kept tiny: it costs every
-Python start in the environment one small import.
+first; ``check-env`` says the same (:func:`problems`). Why a start-up hook at all:
+PROJECT.md, "The start-up hook".
 """
 
 import os
@@ -54,7 +55,7 @@ def problems() -> list[str]:
 
 def _check() -> None:
     if not sys.argv or os.path.basename(sys.argv[0]) != "gunicorn":
-        return
+        return  # imported by check-env, or by hand
     try:
         found = problems()
     except ImportError:  # the runtime half-installed: Gunicorn will say what it says
