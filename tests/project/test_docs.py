@@ -43,3 +43,22 @@ def test_the_link_check_sees_a_broken_anchor(tmp_path: Path) -> None:
     page.write_text("# A heading\n\n[there](#a-heading) [nowhere](#elsewhere)\n")
     assert "a-heading" in anchors(page)
     assert "elsewhere" not in anchors(page)
+
+
+def code_lines(text: str) -> list[str]:
+    """Lines of Python without their comments and indentation; not blank, not ``...``."""
+    found = []
+    for line in text.splitlines():
+        code = line.split("  #", 1)[0].strip()
+        if code and not code.startswith("#") and code != "...":
+            found.append(code)
+    return found
+
+
+def test_project_md_quotes_the_composition_root_as_it_is() -> None:
+    project = (ROOT / "PROJECT.md").read_text()
+    quoted = re.search(r"```python\n(# get_asgi_application\(\).*?)```", project, re.S)
+    assert quoted, "PROJECT.md's quotation of asgi.py"
+    source = set(code_lines((ROOT / "runtime/src/django_k8s_runtime/asgi.py").read_text()))
+    drifted = [line for line in code_lines(quoted.group(1)) if line not in source]
+    assert drifted == [], "PROJECT.md quotes lines asgi.py no longer has"
