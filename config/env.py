@@ -3,8 +3,8 @@
 The runtime (django_k8s_runtime) declares the server's, the database's, the
 probes' and the logs'; a project declares the rest the same way, with
 ``env.declare``, so every variable is still declared once and the variables
-reference (docs/configuration.md) lists them all. Importing this module declares them; config/settings.py reads
-them from the runtime's snapshot.
+reference (docs/configuration.md) lists them all. Importing this module declares
+them; config/settings.py reads them from the runtime's snapshot.
 """
 
 from urllib.parse import urlsplit

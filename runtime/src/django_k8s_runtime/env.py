@@ -452,7 +452,7 @@ HEALTH_CHECKS = declare(
     "Dependencies `/health` (readiness) checks: `database` (each configured database), "
     "`cache` (`CACHE_URL`'s server), and a project's own as `package.module:callable` (a "
     "function of no arguments, plain or `async def`, that raises or returns `False` when its "
-    'dependency is down; docs/probes.md). `/health/live` never checks any.',
+    "dependency is down; docs/probes.md). `/health/live` never checks any.",
     HEALTH,
 )
 HEALTH_CHECK_TIMEOUT = declare(
