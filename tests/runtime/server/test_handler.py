@@ -48,6 +48,12 @@ async def django_application(
             max_requests=lambda: max_requests,
         )
     finally:
+        # A view still running in a thread (past its deadline, say) hands its result
+        # to this loop: let it, before the loop closes.
+        for _ in range(250):
+            if not (requests.busy or background.busy):
+                break
+            await asyncio.sleep(0.02)
         requests.shutdown()
         background.shutdown()
 

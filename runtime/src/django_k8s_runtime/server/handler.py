@@ -143,7 +143,7 @@ class DjangoApplication:
 QUEUE_SHARE = 0.5  # of the time left to its deadline, what a request may spend waiting
 REFUSED = -1.0
 RETRY_AFTER_SECONDS = 1
-BUSY = {"error": "server busy, retry"}
+BUSY = b'{"error": "server busy, retry"}'
 
 
 def admission(threads: ThreadPool, deadline: Deadline | None) -> float | None:

@@ -157,7 +157,7 @@ class BodyLimit:
         await send_json(send, 413, TOO_LARGE, headers=[(b"connection", b"close")])
 
 
-TOO_LARGE = {"error": "request body too large"}
+TOO_LARGE = b'{"error": "request body too large"}'
 
 
 def _content_length(scope: Scope) -> int | None:
