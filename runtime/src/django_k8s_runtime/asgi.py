@@ -214,13 +214,15 @@ def stack(django_application: ASGIApp) -> ASGIApp:
             application,
             port=snapshot.METRICS_PORT,
             registry=metrics.multiprocess_registry(),
-            before_scrape=partial(_record_readiness, probes, app_metrics),
+            before_scrape=partial(_before_scrape, probes, app_metrics),
         )
     return application
 
 
-async def _record_readiness(probes: Probes, app_metrics: Metrics) -> None:
-    """Before each scrape: app_ready and app_health_check_ok as /health would answer now."""
+async def _before_scrape(probes: Probes, app_metrics: Metrics) -> None:
+    """Before each scrape: what this worker counted since its last second, and
+    app_ready and app_health_check_ok as /health would answer now."""
+    app_metrics.publish()
     readiness = await probes.readiness()
     app_metrics.record_readiness(readiness.ready, {c.name: c.ok for c in readiness.checks})
 

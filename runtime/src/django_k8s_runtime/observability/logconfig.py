@@ -12,8 +12,15 @@ that it never shadows the standard library's ``logging``.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import time
+from datetime import UTC, datetime
+from json import dumps
 from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 from django_k8s_runtime.observability.request_id import current_request_id
 
@@ -75,15 +82,96 @@ def text_formatter() -> logging.Formatter:
     return TextFormatter(TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S%z")
 
 
-def json_formatter() -> logging.Formatter:
-    from pythonjsonlogger.json import JsonFormatter
+class JsonLines(JsonFormatter):
+    """The JSON format: python-json-logger's, which can also write a line of the
+    access log without a ``LogRecord`` (:meth:`info_line`)."""
 
-    return JsonFormatter(
+    def info_line(self, logger: str, message: str, fields: dict[str, Any]) -> str:
+        """The line :meth:`format` writes for an INFO record of ``logger`` with
+        ``message`` and the ``extra`` fields, stamped with the request id by
+        :class:`RequestContextFilter`; the same keys in the same order
+        (tests/runtime/observability/test_access_log.py compares them), at a fifth of
+        the cost."""
+        line = {
+            "timestamp": datetime.fromtimestamp(time.time(), tz=UTC).isoformat(),
+            "level": "INFO",
+            "logger": logger,
+            "message": message,
+            "pid": _pid,
+            **fields,
+        }
+        request_id = fields.get("request_id") or current_request_id()
+        if request_id:
+            line["request_id"] = request_id
+        return dumps(line)
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonLines(
         JSON_FIELDS,
         rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
         timestamp=True,
         reserved_attrs=[*_RESERVED, "request_suffix", "color_message"],
     )
+
+
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler: a ``StreamHandler`` that also takes lines already formatted
+    (:meth:`write_line`, the access log's), written together at the end of the event
+    loop's turn: one write to the stream for every request finished in it, not one
+    each. :meth:`flush` writes what is waiting, which logging does at exit and the
+    worker when it exits without waiting; a record emitted in between writes it
+    first, so lines keep their order."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._flush_scheduled = False
+
+    def write_line(self, line: str) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            if self._flush_scheduled:
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on an event loop: now
+                self._write_waiting()
+                super().flush()
+                return
+            self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._lines:  # called with the lock held (Handler.handle)
+            self._write_waiting()
+        super().emit(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._flush_scheduled = False
+            self._write_waiting()
+            super().flush()
+
+    def _write_waiting(self) -> None:
+        lines, self._lines = self._lines, []
+        if not lines:
+            return
+        try:
+            self.stream.write("\n".join(lines) + self.terminator)
+        except Exception:  # as emit() does: report it on stderr, go on
+            self.handleError(logging.makeLogRecord({"msg": f"{len(lines)} access-log lines"}))
 
 
 # LogRecord attributes that are not fields of their own in the JSON output.
@@ -141,7 +229,7 @@ def logging_config(*, log_format: str, level: str, server_level: str) -> dict[st
         "formatters": {"default": formatter},
         "handlers": {
             "console": {
-                "class": "logging.StreamHandler",
+                "class": "django_k8s_runtime.observability.logconfig.ConsoleHandler",
                 "stream": "ext://sys.stdout",
                 "formatter": "default",
                 "filters": ["request"],

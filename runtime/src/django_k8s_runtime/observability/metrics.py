@@ -44,6 +44,9 @@ ENVIRONMENT_KEY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads this
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A wait for a thread is bounded by half the request's time left (admission), so
 # from a few milliseconds to GUNICORN_TIMEOUT / 2.
+# How late a request may be in a scrape: it is counted in its worker, and added to
+# what a scrape reads at most this long after (Metrics.publish).
+PUBLISH_SECONDS = 1.0
 THREAD_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -163,39 +166,44 @@ def _remove_if_abandoned(directory: Path) -> bool:
 
 
 class BatchedHistogram:
-    """Observations of a histogram (without labels) kept in this process and added to
-    it by :meth:`publish`, all at once.
+    """Observations of a histogram kept in this process, by labels, and added to it by
+    :meth:`publish`, all at once; with ``counter``, the count of each set of labels is
+    added to that counter too (``http_requests_total`` beside the durations).
 
     prometheus_client's multiprocess ``observe()`` takes a lock and writes two values
-    to a memory-mapped file (microseconds each); a request's wait for a thread is
-    observed on most requests under load. Here an observation is a bisection and two
-    additions under a lock of its own; :meth:`publish` adds each bucket's count with
-    what ``observe()`` itself uses (``_sum``, ``_buckets``, ``_upper_bounds``: private,
-    pinned with prometheus-client by tests/observability/test_metrics_batched.py)."""
+    to a memory-mapped file (microseconds each), and ``labels()`` takes another lock
+    to find the child. Here an observation is a bisection and three additions under a
+    lock of its own; :meth:`publish` adds each bucket's count with what ``observe()``
+    itself uses (``_sum``, ``_buckets``, ``_upper_bounds``: private, pinned with
+    prometheus-client by tests/runtime/observability/test_metrics_batched.py)."""
 
-    def __init__(self, histogram: Any) -> None:
+    def __init__(self, histogram: Any, counter: Any = None) -> None:
         self._histogram = histogram
+        self._counter = counter
         self._bounds = list(histogram._upper_bounds)  # ends with +Inf
         self._lock = threading.Lock()
-        self._counts = [0] * len(self._bounds)
-        self._sum = 0.0
+        self._pending: dict[tuple[str, ...], list[Any]] = {}
 
-    def observe(self, amount: float) -> None:
+    def observe(self, amount: float, labels: tuple[str, ...] = ()) -> None:
         index = bisect.bisect_left(self._bounds, amount)  # the first bound >= amount
         with self._lock:
-            self._counts[index] += 1
-            self._sum += amount
+            pending = self._pending.get(labels)
+            if pending is None:
+                pending = self._pending[labels] = [0.0, [0] * len(self._bounds)]
+            pending[0] += amount
+            pending[1][index] += 1
 
     def publish(self) -> None:
         with self._lock:
-            counts, self._counts = self._counts, [0] * len(self._bounds)
-            total, self._sum = self._sum, 0.0
-        if not any(counts):
-            return
-        self._histogram._sum.inc(total)
-        for bucket, count in zip(self._histogram._buckets, counts, strict=True):
-            if count:
-                bucket.inc(count)
+            pending, self._pending = self._pending, {}
+        for labels, (total, counts) in pending.items():
+            histogram = self._histogram.labels(*labels) if labels else self._histogram
+            histogram._sum.inc(total)
+            for bucket, count in zip(histogram._buckets, counts, strict=True):
+                if count:
+                    bucket.inc(count)
+            if self._counter is not None:
+                self._counter.labels(*labels).inc(sum(counts))
 
 
 class Metrics:
@@ -218,6 +226,8 @@ class Metrics:
             labels,
             registry=registry,
         )
+        self._answered = BatchedHistogram(self.duration, counter=self.requests)
+        self._in_flight = 0  # this worker's; published as in_flight
         self.in_flight = Gauge(
             "http_requests_in_flight",
             "HTTP requests being answered now.",
@@ -335,20 +345,37 @@ class Metrics:
             registry=registry,
         )
         self._pool_totals: dict[tuple[str, str], float] = {}  # this process's, last seen
+        self._publish_due = 0.0
+        self._in_flight_published: int | None = None  # set at the first publish
+        atexit.register(self.publish)  # in each process: what it counted last
 
     def request_started(self) -> None:
-        self.in_flight.inc()
+        self._in_flight += 1  # on the event loop, as request_finished
 
     def request_finished(self, scope: dict[str, Any], status: int, seconds: float) -> None:
-        self.in_flight.dec()
+        """Kept in the worker until :meth:`publish`, like the saturation gauges."""
+        self._in_flight -= 1
         method = scope.get("method", "")
         labels = (
             method if method in KNOWN_METHODS else "other",
             scope.get("route") or "<unmatched>",
             str(status),
         )
-        self.requests.labels(*labels).inc()
-        self.duration.labels(*labels).observe(seconds)
+        self._answered.observe(seconds, labels)
+        if time.monotonic() >= self._publish_due:  # a server without the timer
+            self.publish()
+
+    def publish(self) -> None:
+        """Add what this worker counted since the last call to what every scrape
+        reads: once a second (the worker's timer, or the next request where the
+        server has none), before a scrape this worker answers, and when the worker
+        has finished serving."""
+        self._publish_due = time.monotonic() + PUBLISH_SECONDS
+        self._answered.publish()
+        self._thread_waits.publish()
+        if self._in_flight != self._in_flight_published:
+            self._in_flight_published = self._in_flight
+            self.in_flight.set(self._in_flight)
 
     def connection_dropped(self, reason: str) -> None:
         self.connections_dropped.labels(reason).inc()
@@ -366,7 +393,7 @@ class Metrics:
     ) -> None:
         """This worker's request threads and async requests now, and the waits for a
         thread since the last call (once a second, and when the worker is done)."""
-        self._thread_waits.publish()
+        self.publish()
         self.threads.set(threads)
         self.threads_busy.set(busy)
         self.waiting_for_thread.set(waiting)

@@ -22,15 +22,15 @@ with the application's status beside it in the log (``answered``).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Collection
 from typing import Any
 
 from django_k8s_runtime.observability import request_id
+from django_k8s_runtime.observability.access_log import AccessLog
 from django_k8s_runtime.observability.metrics import Metrics
 
-access_logger = logging.getLogger("access")
+access_log = AccessLog("access")
 
 
 class RequestObserver:
@@ -56,33 +56,20 @@ class RequestObserver:
         )
         rid = request_id.accept_or_make(incoming)
         token = request_id.bind(rid)
-        status = 0
-        complete = False
         if self.metrics is not None:
             self.metrics.request_started()
         started = time.perf_counter()
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status, complete
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", ()), (request_id.HEADER, rid.encode())],
-                }
-            elif not message.get("more_body"):
-                complete = True
-            await send(message)
-
+        response = _ObservedSend(send, rid)
         failed = True
         answered = None  # the status of a complete response the client never got
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, response)
             failed = False
         finally:
+            status = response.status
             if failed:
                 status = 500
-            elif not complete:
+            elif not response.complete:
                 status = _unfinished(scope, status)
             elif scope.get("client_gone"):
                 answered, status = status, CLIENT_CLOSED
@@ -110,19 +97,33 @@ class RequestObserver:
         if answered is not None:
             fields["answered"] = answered
             note = f" (client gone before its response; the application answered {answered})"
-        access_logger.info(
-            '%s "%s %s" %d %.1fms%s',
-            address,
-            scope["method"],
-            path,
-            status,
-            elapsed * 1000,
-            note,
-            extra=fields,
-        )
+        message = f'{address} "{scope["method"]} {path}" {status} {elapsed * 1000:.1f}ms{note}'
+        access_log.write(message, fields)
 
 
 CLIENT_CLOSED = 499  # nginx's status for a client that went away
+
+
+class _ObservedSend:
+    """The application's ``send``: notes the response's status and whether it
+    completed, and adds the request id to its head. Not a coroutine of its own: it
+    hands back the awaitable of the ``send`` it wraps."""
+
+    __slots__ = ("complete", "header", "send", "status")
+
+    def __init__(self, send: Any, rid: str) -> None:
+        self.send = send
+        self.header = (request_id.HEADER, rid.encode())
+        self.status = 0
+        self.complete = False
+
+    def __call__(self, message: dict[str, Any]) -> Any:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message = {**message, "headers": [*message.get("headers", ()), self.header]}
+        elif not message.get("more_body"):
+            self.complete = True
+        return self.send(message)
 
 
 def _unfinished(scope: dict[str, Any], status: int) -> int:
