@@ -83,22 +83,15 @@ class RequestObserver:
     @staticmethod
     def _log(scope: dict[str, Any], status: int, elapsed: float, answered: int | None) -> None:
         client = scope.get("client")
-        address = client[0] if client else "-"
         query = scope.get("query_string", b"")
-        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        fields = {
-            "method": scope["method"],
-            "path": path,
-            "status": status,
-            "duration_ms": round(elapsed * 1000, 2),
-            "client": address,
-        }
-        note = ""
-        if answered is not None:
-            fields["answered"] = answered
-            note = f" (client gone before its response; the application answered {answered})"
-        message = f'{address} "{scope["method"]} {path}" {status} {elapsed * 1000:.1f}ms{note}'
-        access_log.write(message, fields)
+        access_log.request(
+            client[0] if client else "-",
+            scope["method"],
+            scope["path"] + ("?" + query.decode("latin-1") if query else ""),
+            status,
+            elapsed,
+            answered,
+        )
 
 
 CLIENT_CLOSED = 499  # nginx's status for a client that went away
