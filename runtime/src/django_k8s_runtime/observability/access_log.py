@@ -21,6 +21,7 @@ from django_k8s_runtime.observability.logconfig import (
     ConsoleHandler,
     JsonLines,
     RequestContextFilter,
+    json_string,
 )
 from django_k8s_runtime.observability.request_id import current_request_id
 
@@ -83,19 +84,27 @@ class AccessLog:
 def _message_and_fields(
     address: str, method: str, path: str, status: int, seconds: float, answered: int | None
 ) -> tuple[str, dict[str, Any]]:
-    milliseconds = seconds * 1000
     fields: dict[str, Any] = {
         "method": method,
         "path": path,
         "status": status,
-        "duration_ms": round(milliseconds, 2),
+        "duration_ms": round(seconds * 1000, 2),
         "client": address,
     }
-    note = ""
     if answered is not None:
         fields["answered"] = answered
-        note = f" (client gone before its response; the application answered {answered})"
-    return f'{address} "{method} {path}" {status} {milliseconds:.1f}ms{note}', fields
+    return _message(address, method, path, status, seconds, answered), fields
+
+
+def _message(
+    address: str, method: str, path: str, status: int, seconds: float, answered: int | None
+) -> str:
+    note = (
+        ""
+        if answered is None
+        else f" (client gone before its response; the application answered {answered})"
+    )
+    return f'{address} "{method} {path}" {status} {seconds * 1000:.1f}ms{note}'
 
 
 def _line(
@@ -103,9 +112,23 @@ def _line(
     logger: str,
     created: float,
     request_id: str | None,
-    *request: Any,
+    address: str,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    answered: int | None,
 ) -> str:
-    message, fields = _message_and_fields(*request)
+    """The JSON line of :func:`_message_and_fields`' record, as the formatter writes
+    it (the same keys in the same order), without making the record."""
+    message = _message(address, method, path, status, seconds, answered)
+    line = (
+        f"{formatter.info_head(logger, message, created)}, "
+        f'"method": {json_string(method)}, "path": {json_string(path)}, "status": {status}, '
+        f'"duration_ms": {round(seconds * 1000, 2)!r}, "client": {json_string(address)}'
+    )
+    if answered is not None:
+        line += f', "answered": {answered}'
     if request_id:
-        fields["request_id"] = request_id
-    return formatter.info_line(logger, message, fields, created)
+        line += f', "request_id": {json_string(request_id)}'
+    return line + "}"

@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -87,41 +86,22 @@ class JsonLines(JsonFormatter):
     """The JSON format: python-json-logger's, which can also write a line of the
     access log without a ``LogRecord`` (:meth:`info_line`)."""
 
-    def info_line(
-        self, logger: str, message: str, fields: dict[str, Any], created: float | None = None
-    ) -> str:
-        """The line :meth:`format` writes for an INFO record of ``logger`` with
-        ``message`` and the ``extra`` fields, stamped with the request id as
-        :class:`RequestContextFilter` does: the same keys, values and order
-        (tests/runtime/observability/test_access_log.py compares them), for a quarter
-        of the cost."""
-        if "request_id" not in fields:
-            request_id = current_request_id()
-            if request_id:
-                fields = {**fields, "request_id": request_id}
-        head = (
-            f'{{"timestamp": "{_timestamp(created or time.time())}", "level": "INFO", '
-            f'"logger": {_encode_string(logger)}, "message": {_encode_string(message)}, '
+    def info_head(self, logger: str, message: str, created: float) -> str:
+        """The start of the line :meth:`format` writes for an INFO record of
+        ``logger`` with ``message`` made at ``created``: the keys every line has,
+        without the closing brace; the record's own fields follow, as
+        ``, "key": value`` each (tests/runtime/observability/test_access_log.py
+        compares such a line with the formatter's)."""
+        return (
+            f'{{"timestamp": "{_timestamp(created)}", "level": "INFO", '
+            f'"logger": {json_string(logger)}, "message": {json_string(message)}, '
             f'"pid": {_pid}'
         )
-        if not fields:
-            return head + "}"
-        return f"{head}, {_encode_object(fields)[1:]}"
 
 
-# The standard library's JSON encoder in C, made once: json.dumps() makes one for
-# each call, a third of its cost for a line. The same output as json.dumps().
-_encode_string = json.encoder.encode_basestring_ascii
-if json.encoder.c_make_encoder is not None:
-    _make = json.encoder.c_make_encoder(
-        None, json.JSONEncoder().default, _encode_string, None, ": ", ", ", False, False, True
-    )
-
-    def _encode_object(value: dict[str, Any]) -> str:
-        return _make(value, 0)[0]  # type: ignore[no-any-return]
-
-else:  # pragma: no cover - a Python without the _json module
-    _encode_object = json.dumps
+# A string as json.dumps() writes it (ASCII, the rest escaped), by the standard
+# library's encoder in C.
+json_string = json.encoder.encode_basestring_ascii
 
 
 _second_prefix = (0, "")  # the last whole second stamped, as isoformat() writes it
