@@ -35,7 +35,8 @@ def stack(registry: CollectorRegistry, state: WorkerState) -> MetricsEndpoint:
     app_metrics = Metrics(registry)
     probes = Probes(django_stand_in, [], draining=state.is_draining)
 
-    async def record_readiness() -> None:
+    async def record_readiness() -> None:  # as asgi.py's before_scrape
+        app_metrics.publish()
         readiness = await probes.readiness()
         app_metrics.record_readiness(readiness.ready, {c.name: c.ok for c in readiness.checks})
 

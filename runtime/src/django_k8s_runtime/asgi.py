@@ -48,8 +48,9 @@ request's wait for a thread, and Django's exceptions are counted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
+from inspect import markcoroutinefunction
 from typing import TYPE_CHECKING, Any
 
 from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send
@@ -314,10 +315,13 @@ class ByScopeType:
         self.websocket = websocket
         self.metrics_port = metrics_port
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @markcoroutinefunction
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "websocket":
-            await self.http(scope, receive, send)
-            return
+            return self.http(scope, receive, send)  # no coroutine of ours on its way
+        return self._websocket(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
         if self.metrics_port and server and server[1] == self.metrics_port:
             from django_k8s_runtime.server.websocket_guard import refuse

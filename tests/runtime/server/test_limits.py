@@ -79,7 +79,12 @@ def body_reader(seen: Seen, *, answer_first: bool = False):
 
 def post(*chunks: bytes, declared: int | None = None, answer_first: bool = False):
     seen = Seen()
-    headers = [] if declared is None else [(b"content-length", b"%d" % declared)]
+    # A body of unknown length comes in chunks, and the server says so.
+    headers = (
+        [(b"transfer-encoding", b"chunked")]
+        if declared is None
+        else [(b"content-length", b"%d" % declared)]
+    )
     scope = http_scope("/upload", method="POST", headers=headers)
     client = BodyClient(*chunks)
     app = BodyLimit(body_reader(seen, answer_first=answer_first), max_bytes=MAX_BYTES)
@@ -110,6 +115,27 @@ def test_a_chunked_body_is_cut_as_it_passes_the_limit() -> None:
     assert client.statuses == [413]  # the application's own 200 is dropped
     assert [m["type"] for m in seen.received] == ["http.request", "http.disconnect"]
     assert seen.finished
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers", "counted"),
+    [
+        ("1.1", [], False),  # no length and no chunks: HTTP/1 says there is no body
+        ("1.1", [(b"content-length", b"10")], False),  # the parser reads no more
+        ("1.1", [(b"transfer-encoding", b"chunked")], True),
+        ("2", [], True),  # HTTP/2 may send a body without declaring its length
+    ],
+)
+def test_only_a_body_of_unknown_length_is_counted(http_version, headers, counted) -> None:
+    seen_receive = []
+
+    async def app(scope, receive, send) -> None:
+        seen_receive.append(receive)
+
+    client = BodyClient(b"")
+    scope = {**http_scope("/upload", method="POST", headers=headers), "http_version": http_version}
+    run(BodyLimit(app, max_bytes=MAX_BYTES)(scope, client.receive, client.send))
+    assert (seen_receive[0] != client.receive) is counted
 
 
 def test_a_body_over_the_limit_after_the_response_began_only_stops_the_reading() -> None:

@@ -19,8 +19,9 @@ request observer outside labels its metrics and knows a probe from a page.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from inspect import markcoroutinefunction
 from typing import Any
 
 from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send, send_json
@@ -71,11 +72,14 @@ class Probes:
         self.checks = list(checks)
         self.draining = draining
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @markcoroutinefunction
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         route = _ROUTE_OF_PATH.get(scope["path"]) if scope["type"] == "http" else None
-        if route is None:
-            await self.app(scope, receive, send)
-            return
+        if route is None:  # the application's awaitable: no coroutine of ours on its way
+            return self.app(scope, receive, send)
+        return self._answer(route, scope, send)
+
+    async def _answer(self, route: str, scope: Scope, send: Send) -> None:
         scope["route"] = route
         head = scope["method"] == "HEAD"
         if scope["method"] not in ("GET", "HEAD"):

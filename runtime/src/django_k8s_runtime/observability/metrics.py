@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from inspect import markcoroutinefunction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -486,11 +487,14 @@ class MetricsEndpoint:
         self.before_scrape = before_scrape
         self.exposition = make_asgi_app(registry)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    @markcoroutinefunction
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         server = scope.get("server")
         if scope["type"] != "http" or not server or server[1] != self.port:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # no coroutine of ours on its way
+        return self._serve(scope, receive, send)
+
+    async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         head = scope["method"] == "HEAD"
         if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
             await _not_found(send, head=head)

@@ -18,8 +18,11 @@ anyone who can reach the pod.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from inspect import markcoroutinefunction
 from typing import Any
 
 from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
@@ -104,20 +107,32 @@ def refusal(status: int, message: str) -> bytes:
 
 
 class BodyLimit:
-    """Answer 413 for a request body larger than ``max_bytes``."""
+    """Answer 413 for a request body larger than ``max_bytes``.
+
+    Only a body of unknown length is counted as it arrives: one that declares its
+    length within the limit goes to ``app`` as it is (HTTP/1.1's parser reads no
+    more than that), as does an HTTP/1 request that declares neither a length nor
+    chunks (it has no body), the application's own awaitable handed back, with no
+    coroutine of this layer on its way."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @markcoroutinefunction
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, send, f"Content-Length {declared}")
-            return
+            return self.app(scope, receive, send)
+        declared, chunked = _framing(scope)
+        if declared is not None and not chunked:
+            if declared > self.max_bytes:
+                return self._refuse(scope, send, f"Content-Length {declared}")
+            return self.app(scope, receive, send)
+        if not chunked and scope.get("http_version") in ("1.0", "1.1"):
+            return self.app(scope, receive, send)
+        return self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
         refused = False
         response_started = False
@@ -160,11 +175,14 @@ class BodyLimit:
 TOO_LARGE = b'{"error": "request body too large"}'
 
 
-def _content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The body's declared length, if any, and whether it comes in chunks."""
+    length = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None  # the HTTP parser has refused such a request already
-    return None
+            with contextlib.suppress(ValueError):  # the HTTP parser refused such a one
+                length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length, chunked
