@@ -1,0 +1,53 @@
+"""Request ids made in the process: random version-4 UUIDs, never shared by workers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from django_k8s_runtime.observability import request_id
+
+pytestmark = pytest.mark.in_process
+
+
+def test_a_made_id_is_a_random_uuid_in_hex() -> None:
+    made = [request_id.make() for _ in range(3000)]  # more than one draw
+    assert len(set(made)) == len(made)
+    for each in made:
+        parsed = uuid.UUID(hex=each)
+        assert (parsed.hex, parsed.version, parsed.variant) == (each, 4, uuid.RFC_4122)
+
+
+def test_a_forked_worker_draws_its_own_ids() -> None:
+    request_id.make()  # the parent has ids drawn and waiting
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        os.write(writer, " ".join(request_id.make() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        childs = set(pipe.read().split())
+    os.waitpid(child, 0)
+    parents = {request_id.make() for _ in range(10)}
+    assert len(childs) == 10
+    assert not childs & parents
+
+
+@pytest.mark.parametrize(
+    ("incoming", "kept"),
+    [
+        (b"abc-12345", True),
+        (b"x" * 128, True),
+        (b"short", False),
+        (b"x" * 129, False),
+        (b"a b c d e f", False),
+        (b"line\r\nbreak", False),
+        (None, False),
+    ],
+)
+def test_only_a_short_plain_incoming_id_is_kept(incoming, kept) -> None:
+    accepted = request_id.accept_or_make(incoming)
+    assert (accepted == (incoming or b"").decode()) is kept
