@@ -16,6 +16,15 @@ def scrape(port: int) -> str:
     return response.text
 
 
+def scrape_published(port: int) -> str:
+    """A scrape once every worker has published what it has counted so far: each
+    adds its requests to what a scrape reads once a second (``PUBLISH_SECONDS``)."""
+    from django_k8s_runtime.observability.metrics import PUBLISH_SECONDS
+
+    time.sleep(PUBLISH_SECONDS + 0.3)
+    return scrape(port)
+
+
 def sample(text: str, name: str, **labels: str) -> float:
     """One sample's value; its labels given in the order the metric declares them."""
     selector = ",".join(f'{key}="{value}"' for key, value in labels.items())

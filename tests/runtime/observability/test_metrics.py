@@ -17,7 +17,7 @@ HTTPS = {"x-forwarded-proto": "https"}
 
 
 def scrape(server: Server, port: int) -> str:
-    return metrics.scrape(port)
+    return metrics.scrape_published(port)
 
 
 def test_counters_sum_across_workers_and_survive_recycling() -> None:
@@ -84,11 +84,16 @@ def test_in_flight_requests_are_counted_across_workers() -> None:
         Server({"GUNICORN_WORKERS": "2", "METRICS_PORT": str(port), "HEALTH_CHECKS": ""}) as server,
         concurrent.futures.ThreadPoolExecutor(4) as pool,
     ):
-        slow = [pool.submit(server.get, "/_test/sleep?s=3") for _ in range(4)]
-        time.sleep(1.5)
-        in_flight = sample(scrape(server, port), "http_requests_in_flight")
+        slow = [pool.submit(server.get, "/_test/sleep?s=5") for _ in range(4)]
+        time.sleep(0.5)
+        # Each worker publishes its count once a second.
+        in_flight = sample(
+            metrics.scrape_until(port, metrics.has("http_requests_in_flight", 4), 4),
+            "http_requests_in_flight",
+        )
         assert all(request.result().status_code == 200 for request in slow)
-        assert sample(scrape(server, port), "http_requests_in_flight") == 0
+        after = metrics.scrape_until(port, metrics.has("http_requests_in_flight", 0), 4)
+        assert sample(after, "http_requests_in_flight") == 0
     assert in_flight == 4
 
 

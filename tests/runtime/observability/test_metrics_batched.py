@@ -60,3 +60,68 @@ def test_observations_from_many_threads_are_all_kept() -> None:
         batch.publish()
 
     assert samples(from_threads)[("wait_seconds_count", ())] == 80_000
+
+
+# The request metrics: a scrape after the same traffic, recorded one by one as
+# before (prometheus-client's shared files written at each request) and as now (kept
+# in the worker, published), in a process of its own each, as a worker is.
+TRAFFIC = """
+import json, os, sys
+from django_k8s_runtime.observability.metrics import Metrics, multiprocess_registry
+from prometheus_client import generate_latest
+
+metrics = Metrics()
+requests = json.loads(sys.argv[2])
+for method, route, status, seconds in requests:
+    scope = {"method": method, "route": route}
+    if sys.argv[1] == "one-by-one":  # what each request did before
+        metrics.in_flight.inc()
+        metrics.in_flight.dec()
+        known = method if method in ("GET", "POST") else "other"
+        labels = (known, route or "<unmatched>", str(status))
+        metrics.requests.labels(*labels).inc()
+        metrics.duration.labels(*labels).observe(seconds)
+    else:
+        metrics.request_started()
+        metrics.request_finished(scope, status, seconds)
+metrics.publish()
+sys.stdout.write(generate_latest(multiprocess_registry()).decode())
+"""
+
+REQUESTS = [
+    ("GET", "/api/items", 200, 0.004),
+    ("GET", "/api/items", 200, 0.011),
+    ("POST", "/api/items", 201, 0.3),
+    ("GET", None, 404, 0.0005),
+    ("BREW", "/api/items", 405, 12.0),
+    ("GET", "/api/items", 200, 0.25),  # on a bucket's bound
+    ("GET", "/health", 200, 1e-6),
+] * 7
+
+
+def scrape_after(way: str, directory) -> str:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    directory.mkdir()
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    done = subprocess.run(
+        [sys.executable, "-c", TRAFFIC, way, json.dumps(REQUESTS)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout
+
+
+def test_a_scrape_reads_the_same_as_when_each_request_wrote_its_own(tmp_path) -> None:
+    before = scrape_after("one-by-one", tmp_path / "before")
+    after = scrape_after("kept-and-published", tmp_path / "after")
+    assert 'http_requests_total{method="other",route="/api/items",status="405"} 7.0' in after
+    assert "http_requests_in_flight 0.0" in after
+    # The same lines; the families come in the order their files are read.
+    assert sorted(after.splitlines()) == sorted(before.splitlines())
