@@ -32,6 +32,7 @@ ROUTES = frozenset({LIVE_ROUTE, READY_ROUTE})
 _ROUTE_OF_PATH = {path: route for route in ROUTES for path in (route, route + "/")}
 
 NO_STORE = [(b"cache-control", b"no-store")]
+LIVE_BODY = b'{"status": "ok"}'  # json.dumps({"status": "ok"}), once
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Probes:
             await send_json(send, 405, {"status": "method not allowed"}, headers=allow)
             return
         if route == LIVE_ROUTE:
-            await send_json(send, 200, {"status": "ok"}, headers=NO_STORE, head=head)
+            await send_json(send, 200, LIVE_BODY, headers=NO_STORE, head=head)
             return
         readiness = await self.readiness()
         await send_json(send, readiness.status, readiness.body(), headers=NO_STORE, head=head)

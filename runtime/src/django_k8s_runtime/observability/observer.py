@@ -51,9 +51,11 @@ class RequestObserver:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next(
-            (value for name, value in scope["headers"] if name == request_id.HEADER), None
-        )
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":  # request_id.HEADER
+                incoming = value
+                break
         rid = request_id.accept_or_make(incoming)
         token = request_id.bind(rid)
         if self.metrics is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
 
@@ -32,6 +32,16 @@ logger = logging.getLogger("server.timeout")
 GRACE_SECONDS = 1.0
 BODY = b'{"error": "request timed out"}'
 DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+class _Nothing:
+    """An awaitable that is done at once, as often as it is awaited."""
+
+    def __await__(self) -> Iterator[None]:
+        return iter(())
+
+
+_NOTHING = _Nothing()
 
 
 class RequestTimeout:
@@ -56,9 +66,10 @@ class RequestTimeout:
         if scope["type"] != "http" or not seconds:
             await self.app(scope, receive, send)
             return
-        deadline = Deadline(scope, seconds, self.grace, receive, send)
+        loop = asyncio.get_running_loop()
+        deadline = Deadline(scope, loop.time() + seconds, seconds, self.grace, receive, send)
         scope["deadline"] = deadline
-        timer = asyncio.get_running_loop().call_at(deadline.at, deadline.expire)
+        timer = loop.call_at(deadline.at, deadline.expire)
         try:
             await self.app(scope, deadline.receive, deadline.send)
         except asyncio.CancelledError:
@@ -66,32 +77,35 @@ class RequestTimeout:
                 raise  # e.g. the server's own shutdown: not ours to swallow
         finally:
             timer.cancel()
-            await deadline.finish()
+            if deadline.expired:
+                await deadline.answered()
+            deadline.release()
 
 
 class Deadline:
     """One request's deadline: what the application sees, and what happens at expiry."""
 
+    _on_expiry: list[Callable[[], None]] | None = None
+    _answer: asyncio.Task[None] | None = None
+    _hard_cancel: asyncio.TimerHandle | None = None
+    _hard_cancelled = False
+    expired = False
+    response_started = False
+
     def __init__(
-        self, scope: Scope, seconds: float, grace: float, receive: Receive, send: Send
+        self, scope: Scope, at: float, seconds: float, grace: float, receive: Receive, send: Send
     ) -> None:
         # The method and path, not the scope: the scope holds this object, and a
         # cycle would leave every request's objects to the garbage collector.
         self._what = (scope.get("method", ""), scope.get("path", ""))
+        self.at = at  # on the event loop's clock
         self._seconds = seconds
-        self.at = asyncio.get_running_loop().time() + seconds
-        self._on_expiry: list[Callable[[], None]] | None = None
         self._grace = grace
         self._receive = receive
         self._send = send
-        self._answer: asyncio.Task[None] | None = None
-        self.expired = False
-        self.response_started = False
         self._request_task = asyncio.current_task()
         self._receiving: set[asyncio.Task[object]] = set()
         self._interrupted: set[asyncio.Task[object]] = set()
-        self._hard_cancel: asyncio.TimerHandle | None = None
-        self._hard_cancelled = False
 
     async def receive(self) -> Message:
         if self.expired:
@@ -109,12 +123,14 @@ class Deadline:
         finally:
             self._receiving.discard(task)
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """The server's ``send``'s awaitable (no coroutine of ours on its way), or,
+        once expired, one that sends nothing: the client gets (or got) its 504."""
         if self.expired:
-            return  # the client gets (or got) its 504 instead
+            return _NOTHING
         if message["type"] == "http.response.start":
             self.response_started = True
-        await self._send(message)
+        return self._send(message)
 
     def on_expiry(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the event loop) if the deadline passes."""
@@ -151,13 +167,16 @@ class Deadline:
             return False
         return self._request_task.uncancel() == 0
 
-    async def finish(self) -> None:
+    async def answered(self) -> None:
+        """Once expired: wait for the 504 to be sent."""
         if self._hard_cancel is not None:
             self._hard_cancel.cancel()
         if self._answer is not None:
             await self._answer
-        # The request is over: let go of what it held (inner layers' callbacks hold
-        # the request's objects, and the scope still holds this deadline).
+
+    def release(self) -> None:
+        """The request is over: let go of what it held (inner layers' callbacks hold
+        the request's objects, and the scope still holds this deadline)."""
         self._on_expiry = None
         self._receive = self._send = self._request_task = None  # type: ignore[assignment]
 
