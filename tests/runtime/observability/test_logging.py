@@ -201,3 +201,34 @@ def test_too_many_fields_or_files_is_one_warning_line(
     assert refused[0]["level"] == "WARNING"
     assert "exc_info" not in refused[0]
     assert not [r for r in lines if r["level"] == "ERROR"], lines
+
+
+def test_no_access_line_or_request_count_is_lost_at_a_graceful_stop(tmp_path) -> None:
+    """Lines wait a moment to be written together and counts are published once a
+    second: a worker stopping writes and publishes what waited before it exits."""
+    import concurrent.futures
+
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    from tests.support.server import free_port
+
+    directory = tmp_path / "metrics"  # an operator's directory outlives the server
+    environ = {
+        "GUNICORN_WORKERS": "2",
+        "HEALTH_CHECKS": "",
+        "METRICS_PORT": str(free_port()),
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+    }
+    with Server(environ) as server, concurrent.futures.ThreadPoolExecutor(8) as pool:
+        server.wait_for_workers(2)
+        answered = list(pool.map(lambda _: server.get("/api/hello"), range(60)))
+        server.signal(signal.SIGTERM)  # at once: lines and counts still waiting
+        assert server.wait(timeout=30) == 0
+        access = [r for r in records(server) if r["logger"] == "access"]
+
+    assert [r.status_code for r in answered] == [200] * 60
+    assert len([r for r in access if r["path"] == "/api/hello"]) == 60
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))
+    labels = {"method": "GET", "route": "/api/hello", "status": "200"}
+    assert registry.get_sample_value("http_requests_total", labels) == 60

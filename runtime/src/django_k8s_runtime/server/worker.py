@@ -118,6 +118,8 @@ class _Server(Server):
     async def shutdown(self, sockets: Any = None) -> None:
         await super().shutdown(sockets)
         this_worker.finished()
+        _flush_logs()  # lines that wait to be written together: a worker stopped by
+        # SIGTERM dies of the signal Uvicorn re-raises, without logging's own flush
 
 
 class UvicornWorker(BaseUvicornWorker):
@@ -270,8 +272,15 @@ class UvicornWorker(BaseUvicornWorker):
 
     def _exit_now(self, reason: str) -> None:
         self.log.info("Worker exiting without waiting: %s (pid: %s)", reason, self.pid)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
+        _flush_logs()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _flush_logs() -> None:
+    """Flush every logging handler, as logging does at a normal exit."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for each in loggers:
+        for handler in getattr(each, "handlers", ()):  # not a logging.PlaceHolder's
+            handler.flush()
