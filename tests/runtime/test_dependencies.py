@@ -47,6 +47,16 @@ INTERNALS_USED = {
     "uvicorn-worker": (__file__, "test_the_uvicorn_worker_internals_the_worker_overrides"),
     "httptools": (__file__, "test_httptools_reports_a_callbacks_exception_as_its_context"),
     "gunicorn": (__file__, "test_the_gunicorn_internals_the_drain_and_worker_use"),
+    # The access log writes python-json-logger's line itself; a histogram's
+    # observations are added to prometheus-client's values in a batch.
+    "python-json-logger": (
+        "tests/runtime/observability/test_access_log.py",
+        "test_the_direct_line_is_the_one_logging_writes",
+    ),
+    "prometheus-client": (
+        "tests/runtime/observability/test_metrics_batched.py",
+        "test_a_scrape_reads_the_same_as_when_each_request_wrote_its_own",
+    ),
 }
 
 
