@@ -163,6 +163,19 @@ def test_waiting_lines_are_written_before_a_later_record_and_at_flush() -> None:
     assert json.loads(warning)["message"] == "a warning"
 
 
+def test_a_loop_that_closed_before_its_timer_leaves_no_line_waiting_on_the_next() -> None:
+    stream = io.StringIO()
+    handler = ConsoleHandler(stream)
+
+    async def write(text: str, wait: float) -> None:
+        handler.write_later(str, (text,))
+        await asyncio.sleep(wait)
+
+    asyncio.run(write("first", 0))  # closed before the timer: the line waits...
+    asyncio.run(write("second", logconfig.LINES_WAIT_SECONDS * 3))  # ...this one's timer
+    assert stream.getvalue() == "first\nsecond\n"
+
+
 def test_lines_off_an_event_loop_are_written_at_once_and_many_do_not_wait() -> None:
     stream = io.StringIO()
     handler = ConsoleHandler(stream)

@@ -158,7 +158,7 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self._waiting: list[tuple[Callable[..., str], tuple[Any, ...]]] = []
-        self._flush_scheduled = False
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop whose timer will
 
     def write_later(self, make_line: Callable[..., str], arguments: tuple[Any, ...]) -> None:
         """Write the line ``make_line(*arguments)`` makes, with others, soon."""
@@ -168,15 +168,15 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
             if len(waiting) >= LINES_WAIT_MAX:
                 self._write_waiting()
                 return
-            if self._flush_scheduled:
-                return
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # not on an event loop: no timer to wait for
                 self._write_waiting()
                 super().flush()
                 return
-            self._flush_scheduled = True
+            if self._flush_on is loop:
+                return
+            self._flush_on = loop  # (a loop closed before its timer ran is not this one)
         loop.call_later(LINES_WAIT_SECONDS, self.flush)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -186,7 +186,7 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
-            self._flush_scheduled = False
+            self._flush_on = None
             self._write_waiting()
             super().flush()
 
