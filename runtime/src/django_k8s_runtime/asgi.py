@@ -120,9 +120,11 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
         max_requests=lambda: this_worker.connections() or snapshot.GUNICORN_WORKER_CONNECTIONS,
     )
     if app_metrics is not None:
+        from django_k8s_runtime.observability.metrics import PUBLISH_SECONDS
+
         this_worker.every(
-            SATURATION_SECONDS,
-            partial(_record_saturation, app_metrics, requests_pool, django_application),
+            PUBLISH_SECONDS,
+            partial(_publish_metrics, app_metrics, requests_pool, django_application),
         )
     http = stack(django_application)
     if websocket is None:
@@ -133,9 +135,6 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
     return ByScopeType(
         http=http, websocket=websocket_stack(websocket), metrics_port=snapshot.METRICS_PORT
     )
-
-
-SATURATION_SECONDS = 1.0  # how often each worker publishes its saturation gauges
 
 
 def _metrics(snapshot: Snapshot) -> Metrics | None:
@@ -153,14 +152,17 @@ def _metrics(snapshot: Snapshot) -> Metrics | None:
     return app_metrics
 
 
-def _record_saturation(
+def _publish_metrics(
     app_metrics: Metrics,
     requests_pool: Callable[[], ThreadPool],
     django_application: DjangoApplication,
 ) -> None:
-    """Once a second in each worker: its threads, its async requests, its pools."""
+    """Once a second in each worker, and when it has finished serving: what it
+    counted since (its requests, its waits for a thread), and its threads, its async
+    requests and its pools now."""
     from django_k8s_runtime import database
 
+    app_metrics.publish()
     pool = requests_pool()
     app_metrics.record_saturation(
         threads=pool.size,

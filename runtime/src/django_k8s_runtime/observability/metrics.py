@@ -13,13 +13,13 @@ nowhere else: the public port never answers it, and the Service does not expose
 the metrics port. prometheus_client renders it (``make_asgi_app``: the text or
 OpenMetrics format as the scraper asks, gzip if it accepts it).
 
-Saturation (threads busy and waiting, requests to async views, the database pools)
-is published by each worker once a second (:meth:`Metrics.record_saturation`,
-called from a timer the composition root sets), as gauges summed over the live
-workers: no request pays for it. A request's wait for a thread is observed only
-when it found every thread busy, which under load is most requests: it is kept in
-the worker (:class:`BatchedHistogram`, under a microsecond) and added to the shared
-histogram with the gauges, and once more when the worker has finished serving.
+No request writes to the shared files. Each worker keeps its requests (counts,
+durations, in flight) and its waits for a thread (:class:`BatchedHistogram`) in its
+own memory, and :meth:`Metrics.publish` adds them to the files every
+``PUBLISH_SECONDS`` from a timer the composition root sets, before a scrape the
+worker answers, and once more when it has finished serving; with them the timer
+records the saturation gauges (threads busy and waiting, requests to async views,
+the database pools; :meth:`Metrics.record_saturation`), summed over the live workers.
 """
 
 from __future__ import annotations
@@ -383,7 +383,7 @@ class Metrics:
 
     def thread_waited(self, seconds: float) -> None:
         """A request waited for a thread (in the thread that took it): kept here until
-        :meth:`record_saturation` publishes it."""
+        :meth:`publish`."""
         self._thread_waits.observe(seconds)
 
     def exception_raised(self, exception: str, route: str | None) -> None:
@@ -392,9 +392,7 @@ class Metrics:
     def record_saturation(
         self, *, threads: int, busy: int, waiting: int, async_in_flight: int
     ) -> None:
-        """This worker's request threads and async requests now, and the waits for a
-        thread since the last call (once a second, and when the worker is done)."""
-        self.publish()
+        """This worker's request threads and async requests now."""
         self.threads.set(threads)
         self.threads_busy.set(busy)
         self.waiting_for_thread.set(waiting)
