@@ -88,12 +88,16 @@ def _message_and_fields(
         "method": method,
         "path": path,
         "status": status,
-        "duration_ms": round(seconds * 1000, 2),
+        "duration_ms": _milliseconds(seconds),
         "client": address,
     }
     if answered is not None:
         fields["answered"] = answered
     return _message(address, method, path, status, seconds, answered), fields
+
+
+def _milliseconds(seconds: float) -> float:
+    return round(seconds * 1000, 2)
 
 
 def _message(
@@ -125,7 +129,7 @@ def _line(
     line = (
         f"{formatter.info_head(logger, message, created)}, "
         f'"method": {json_string(method)}, "path": {json_string(path)}, "status": {status}, '
-        f'"duration_ms": {round(seconds * 1000, 2)!r}, "client": {json_string(address)}'
+        f'"duration_ms": {_milliseconds(seconds)!r}, "client": {json_string(address)}'
     )
     if answered is not None:
         line += f', "answered": {answered}'

@@ -83,8 +83,8 @@ def text_formatter() -> logging.Formatter:
 
 
 class JsonLines(JsonFormatter):
-    """The JSON format: python-json-logger's, which can also write a line of the
-    access log without a ``LogRecord`` (:meth:`info_line`)."""
+    """The JSON format: python-json-logger's, which can also start a line of the
+    access log without a ``LogRecord`` (:meth:`info_head`)."""
 
     def info_head(self, logger: str, message: str, created: float) -> str:
         """The start of the line :meth:`format` writes for an INFO record of

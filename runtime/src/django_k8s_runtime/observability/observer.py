@@ -53,7 +53,7 @@ class RequestObserver:
             return
         incoming = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id":  # request_id.HEADER
+            if name == request_id.HEADER:
                 incoming = value
                 break
         rid = request_id.accept_or_make(incoming)
