@@ -112,12 +112,15 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
         return threads.requests_pool(
             this_worker.threads() or snapshot.GUNICORN_THREADS,
             on_wait=app_metrics.thread_waited if app_metrics is not None else None,
+            after_job=database.give_back_connections,
         )
 
     django_application = DjangoApplication(
         threads=requests_pool,
-        background_threads=threads.background_pool,
+        background_threads=background_pool,
         max_requests=lambda: this_worker.connections() or snapshot.GUNICORN_WORKER_CONNECTIONS,
+        thread_connections=database.thread_connections,
+        cancel_query=database.cancel_running_query,
     )
     if app_metrics is not None:
         from django_k8s_runtime.observability.metrics import PUBLISH_SECONDS
@@ -135,6 +138,15 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
     return ByScopeType(
         http=http, websocket=websocket_stack(websocket), metrics_port=snapshot.METRICS_PORT
     )
+
+
+def background_pool() -> ThreadPool:
+    """The worker's pool without a limit; its threads give their database
+    connections back after every job, as the requests pool's do."""
+    from django_k8s_runtime import database
+    from django_k8s_runtime.server import threads
+
+    return threads.background_pool(after_job=database.give_back_connections)
 
 
 def _metrics(snapshot: Snapshot) -> Metrics | None:
@@ -183,7 +195,6 @@ def stack(django_application: ASGIApp) -> ASGIApp:
     from django_k8s_runtime.health.probes import Probes
     from django_k8s_runtime.observability import metrics
     from django_k8s_runtime.observability.observer import RequestObserver
-    from django_k8s_runtime.server import threads
     from django_k8s_runtime.server.limits import BodyLimit
     from django_k8s_runtime.server.timeout import RequestTimeout
     from django_k8s_runtime.server.worker_state import this_worker
@@ -196,7 +207,7 @@ def stack(django_application: ASGIApp) -> ASGIApp:
             timeout=snapshot.HEALTH_CHECK_TIMEOUT,
             cache_seconds=snapshot.HEALTH_CACHE_SECONDS,
             # A project's synchronous checks run in the worker's background pool.
-            run_in_thread=lambda function: threads.background_pool().run(function),
+            run_in_thread=lambda function: background_pool().run(function),
         )
     except CannotLoadChecks as error:  # at start-up, before any worker serves
         raise env.ConfigError(*error.lines) from None

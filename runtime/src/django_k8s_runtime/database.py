@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,57 @@ def bound_by_request(databases: dict[str, Any], seconds: float) -> None:
         given = options.get("options") or ""
         added = [f"-c {name}={milliseconds}" for name in REQUEST_BOUNDS if name not in given]
         options["options"] = " ".join([given, *added]).strip()
+
+
+# The server's threads and their connections ------------------------------------
+#
+# The server hands these to its thread pools and its request path (asgi.py): no
+# thread it owns keeps a connection between jobs, and a request past its deadline
+# has its statement cancelled. Django keeps one connection per alias and thread.
+
+_this_thread = threading.local()
+CANCEL_SECONDS = 5.0
+
+
+def thread_connections() -> list[Any]:
+    """This thread's Django connections, one per alias (found once per thread)."""
+    try:
+        found: list[Any] = _this_thread.connections
+    except AttributeError:
+        from django.db import connections
+
+        found = _this_thread.connections = [connections[alias] for alias in connections]
+    return found
+
+
+def give_back_connections() -> None:
+    """After every job of the server's threads: a connection the job left open is
+    dealt with as at the end of a request (Django's ``close_old_connections``):
+    a pooled one goes back to its pool; only one Django means to keep
+    (``CONN_MAX_AGE``) stays. A request's own ``request_finished`` has done this
+    already; this catches every other job (a project's readiness check, the end of
+    a stream) and a receiver that was disconnected."""
+    for connection in thread_connections():
+        if connection.connection is not None and not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+def cancel_running_query(connection: Any) -> bool:
+    """Cancel the statement a Django connection is running, from another thread."""
+    raw = connection.connection
+    if raw is None:
+        return False
+    if connection.vendor == "postgresql":
+        from psycopg import pq
+
+        if raw.info.transaction_status != pq.TransactionStatus.ACTIVE:
+            return False
+        raw.cancel_safe(timeout=CANCEL_SECONDS)
+        return True
+    if connection.vendor == "sqlite":
+        raw.interrupt()
+        return True
+    return False
 
 
 def pool_stats() -> dict[str, dict[str, int]]:

@@ -23,11 +23,12 @@ from django_k8s_runtime.observability.logconfig import ConsoleHandler
 pytestmark = pytest.mark.in_process
 
 REQUESTS = [
-    # address, method, path, status, seconds, answered
-    ("10.0.0.9", "GET", "/api/items?page=2", 200, 0.0123456, None),
-    ("2001:db8::1", "POST", "/upload", 499, 1.5, 201),  # answered after the client left
-    ("-", "GET", '/caf\u00e9/"quoted"\\/\r\n\x1b[31m', 404, 0.0, None),  # escaped, not written
-    ("10.0.0.9", "HEAD", "/", 504, 30.000049, None),
+    # address, method, path, status, seconds, answered, ended
+    ("10.0.0.9", "GET", "/api/items?page=2", 200, 0.0123456, None, None),
+    ("2001:db8::1", "POST", "/upload", 499, 1.5, 201, None),  # answered after the client left
+    ("-", "GET", '/caf\u00e9/"quoted"\\/\r\n\x1b[31m', 404, 0.0, None, None),  # escaped
+    ("10.0.0.9", "HEAD", "/", 504, 30.000049, None, None),
+    ("10.0.0.9", "GET", "/events", 200, 61.5, None, "send_timeout"),  # a 200, cut
 ]
 
 

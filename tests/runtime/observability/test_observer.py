@@ -179,19 +179,15 @@ def test_other_scopes_pass_through_unobserved(caplog) -> None:
     assert access_lines(caplog) == []
 
 
-# A response that never completed: whose fault it was ---------------------------------
-
-
-class _Deadline:
-    def __init__(self, expired: bool) -> None:
-        self.expired = expired
+# A response that never completed: the status sent, and why it ended early -----------
 
 
 def ended_without_completing(
     *, started: bool, scope_extra: dict | None = None, raises: bool = False
 ):
     """An application that sends its head (or nothing) and returns, as one whose
-    client left does; ``scope_extra`` is what an inner layer recorded."""
+    client left does; ``scope_extra`` is what the server or an inner layer recorded
+    before it sent anything."""
 
     async def app(scope, receive, send) -> None:
         scope.update(scope_extra or {})
@@ -206,26 +202,47 @@ def ended_without_completing(
 
 
 @pytest.mark.parametrize(
-    ("case", "expected"),
+    ("case", "status", "ended"),
     [
-        ({"started": False}, 499),  # the client left before the answer
-        ({"started": True}, 499),  # it left, or stopped reading, mid-answer
-        ({"started": False, "scope_extra": {"client_error": 400}}, 400),  # its body was refused
-        ({"started": True, "scope_extra": {"deadline": _Deadline(expired=True)}}, 504),
-        ({"started": True, "scope_extra": {"deadline": _Deadline(expired=False)}}, 499),
-        ({"started": True, "raises": True}, 500),  # only the application's failure is a 500
+        ({"started": False}, 499, None),  # the client left before the answer
+        ({"started": True}, 200, "client_gone"),  # it left mid-answer: the 200 went out
+        ({"started": False, "scope_extra": {"client_error": 400}}, 400, None),  # body refused
+        ({"started": True, "scope_extra": {"ended_early": "stalled"}}, 200, "stalled"),
+        ({"started": True, "scope_extra": {"ended_early": "send_timeout"}}, 200, "send_timeout"),
+        ({"started": True, "raises": True}, 200, "error"),  # its head went out: 200, cut
+        ({"started": False, "raises": True}, 500, None),  # only a failure with nothing sent
+        ({"started": True, "scope_extra": {"client_gone": True}}, 499, None),  # no one heard it
     ],
-    ids=["left-before", "left-during", "bad-body", "deadline", "deadline-not-yet", "app-failed"],
+    ids=[
+        "left-before",
+        "left-during",
+        "bad-body",
+        "stalled",
+        "send-timeout",
+        "failed-during",
+        "failed-before",
+        "gone-before-head",
+    ],
 )
-def test_an_unfinished_response_is_recorded_as_whoever_ended_it(case, expected, metrics) -> None:
+def test_an_unfinished_response_is_recorded_with_the_status_sent(
+    case, status, ended, metrics, caplog
+) -> None:
+    """Never a 504 for a response whose 200 went out (a stream cut when it stalled,
+    a client that stopped reading): the status sent, and why it ended early."""
     from tests.support.asgi import Client, http_scope
 
     app_metrics, registry = metrics
     observer = RequestObserver(
-        ended_without_completing(**case), access_log=False, metrics=app_metrics
+        ended_without_completing(**case), access_log=True, metrics=app_metrics
     )
-    with contextlib.suppress(RuntimeError):
+    with caplog.at_level(logging.INFO), contextlib.suppress(RuntimeError):
         run(observer(http_scope("/r"), Client().receive, Client().send))
     app_metrics.publish()
-    labels = {"method": "GET", "route": "/r", "status": str(expected)}
+    labels = {"method": "GET", "route": "/r", "status": str(status)}
     assert registry.get_sample_value("http_requests_total", labels) == 1
+    early = {"route": "/r", "reason": ended}
+    assert registry.get_sample_value("http_responses_ended_early_total", early) == (
+        1 if ended else None
+    )
+    (line,) = access_lines(caplog)
+    assert (line.status, getattr(line, "ended", None)) == (status, ended)

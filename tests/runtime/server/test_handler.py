@@ -21,12 +21,9 @@ from django.core.handlers.base import BaseHandler
 from django.core.signals import request_finished, request_started
 from django.http import FileResponse, HttpResponse, HttpResponseBase
 
-from django_k8s_runtime.server.handler import (
-    BUFFER_BYTES,
-    DjangoApplication,
-    OneHopHandler,
-    is_for_async_view,
-)
+from django_k8s_runtime.server.handler import DjangoApplication, OneHopHandler
+from django_k8s_runtime.server.routes import is_for_async_view
+from django_k8s_runtime.server.streaming import BUFFER_BYTES
 from django_k8s_runtime.server.threads import ThreadPool
 from django_k8s_runtime.server.timeout import RequestTimeout
 from tests.site import views

@@ -18,7 +18,7 @@ import django
 import httpx
 import pytest
 
-from django_k8s_runtime.server.handler import BUFFER_BYTES
+from django_k8s_runtime.server.streaming import BUFFER_BYTES
 from tests.support.server import Server
 
 pytestmark = pytest.mark.series  # on every Django series and Python (make test-series)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from django_k8s_runtime.server.handler import REFUSED, admission
+from django_k8s_runtime.server.admission import REFUSED, admission
 from django_k8s_runtime.server.threads import ThreadPool
 from tests.support.asgi import run
 

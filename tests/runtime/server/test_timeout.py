@@ -161,10 +161,35 @@ def test_the_request_task_is_not_left_cancelled_by_the_hard_cancel() -> None:
     assert after == [0]
 
 
-def test_once_the_headers_are_out_the_timeout_is_only_logged(caplog) -> None:
-    sent_after = []
+def test_a_stream_that_keeps_producing_is_never_cut(caplog) -> None:
+    """Once the head is out the timeout bounds the quiet between parts, not the whole:
+    server-sent events and long exports live past GUNICORN_TIMEOUT."""
 
     async def streams(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for number in range(8):  # 8 parts, DEADLINE / 2 apart: 4x the deadline in all
+            await send({"type": "http.response.body", "body": b"%d" % number, "more_body": True})
+            await asyncio.sleep(DEADLINE / 2)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    scope = http_scope("/events")
+    client_ = Client()
+    with caplog.at_level(logging.ERROR, logger="server.timeout"):
+        started = time.monotonic()
+        run(bounded(streams)(scope, client_.receive, client_.send))
+        elapsed = time.monotonic() - started
+    assert (client_.status, client_.body) == (200, b"01234567")
+    assert client_.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert elapsed >= 4 * DEADLINE
+    assert "ended_early" not in scope
+    assert caplog.records == []
+
+
+def test_a_stream_quiet_for_the_whole_timeout_is_cut_as_stalled(caplog) -> None:
+    sent_after = []
+    scope = http_scope("/slow")
+
+    async def stalls(scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"part 1", "more_body": True})
         await asyncio.sleep(DEADLINE * 2)
@@ -172,14 +197,21 @@ def test_once_the_headers_are_out_the_timeout_is_only_logged(caplog) -> None:
         sent_after.append("part 2")
         await asyncio.sleep(30)  # and never listens: cancelled after the grace
 
+    async def scenario():
+        client_ = Client()
+        started = time.monotonic()
+        await asyncio.create_task(bounded(stalls)(scope, client_.receive, client_.send))
+        return client_, time.monotonic() - started
+
     with caplog.at_level(logging.ERROR, logger="server.timeout"):
-        client_, elapsed = run(serve(bounded(streams)))
+        client_, elapsed = run(scenario())
     assert client_.status == 200  # the status could not change any more
-    assert client_.body == b"part 1"  # nothing after the deadline; the response never ends
+    assert client_.body == b"part 1"  # nothing after the cut; the response never ends
     assert sent_after == ["part 2"]  # its send returned: dropped, not an error
     assert elapsed >= DEADLINE + GRACE
+    assert scope["ended_early"] == "stalled"  # recorded with its 200, never as a 504
     assert [r.getMessage() for r in caplog.records] == [
-        "request exceeded the 0.05s timeout while streaming: GET /slow"
+        "response stalled: nothing sent for the 0.05s timeout, cut: GET /slow"
     ]
 
 

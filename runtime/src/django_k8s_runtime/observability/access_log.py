@@ -38,12 +38,16 @@ class AccessLog:
         status: int,
         seconds: float,
         answered: int | None = None,
+        ended: str | None = None,
     ) -> None:
         """The line of a request: ``answered`` is the status of a response the
-        application completed after its client had gone (``status`` is then 499)."""
+        application completed after its client had gone (``status`` is then 499);
+        ``ended``, why a response under way ended early (``status`` is the one sent)."""
         handler = self._direct_handler()
         if handler is None:
-            message, fields = _message_and_fields(address, method, path, status, seconds, answered)
+            message, fields = _message_and_fields(
+                address, method, path, status, seconds, answered, ended
+            )
             self.logger.info(message, extra=fields)
             return
         handler.write_later(
@@ -59,6 +63,7 @@ class AccessLog:
                 status,
                 seconds,
                 answered,
+                ended,
             ),
         )
 
@@ -82,7 +87,13 @@ class AccessLog:
 
 
 def _message_and_fields(
-    address: str, method: str, path: str, status: int, seconds: float, answered: int | None
+    address: str,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    answered: int | None,
+    ended: str | None,
 ) -> tuple[str, dict[str, Any]]:
     fields: dict[str, Any] = {
         "method": method,
@@ -93,7 +104,9 @@ def _message_and_fields(
     }
     if answered is not None:
         fields["answered"] = answered
-    return _message(address, method, path, status, seconds, answered), fields
+    if ended is not None:
+        fields["ended"] = ended
+    return _message(address, method, path, status, seconds, answered, ended), fields
 
 
 def _milliseconds(seconds: float) -> float:
@@ -101,13 +114,20 @@ def _milliseconds(seconds: float) -> float:
 
 
 def _message(
-    address: str, method: str, path: str, status: int, seconds: float, answered: int | None
+    address: str,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    answered: int | None,
+    ended: str | None,
 ) -> str:
-    note = (
-        ""
-        if answered is None
-        else f" (client gone before its response; the application answered {answered})"
-    )
+    if answered is not None:
+        note = f" (client gone before its response; the application answered {answered})"
+    elif ended is not None:
+        note = f" (ended early: {ended.replace('_', ' ')})"
+    else:
+        note = ""
     return f'{address} "{method} {path}" {status} {seconds * 1000:.1f}ms{note}'
 
 
@@ -122,10 +142,11 @@ def _line(
     status: int,
     seconds: float,
     answered: int | None,
+    ended: str | None,
 ) -> str:
     """The JSON line of :func:`_message_and_fields`' record, as the formatter writes
     it (the same keys in the same order), without making the record."""
-    message = _message(address, method, path, status, seconds, answered)
+    message = _message(address, method, path, status, seconds, answered, ended)
     line = (
         f"{formatter.info_head(logger, message, created)}, "
         f'"method": {json_string(method)}, "path": {json_string(path)}, "status": {status}, '
@@ -133,6 +154,8 @@ def _line(
     )
     if answered is not None:
         line += f', "answered": {answered}'
+    if ended is not None:
+        line += f', "ended": {json_string(ended)}'
     if request_id:
         line += f', "request_id": {json_string(request_id)}'
     return line + "}"

@@ -256,6 +256,15 @@ class Metrics:
             ("reason",),
             registry=registry,
         )
+        self.ended_early = Counter(
+            "http_responses_ended_early",
+            "Responses whose head went out (their status is in http_requests_total) but that "
+            "did not end as the application meant, by reason: client_gone, send_timeout (the "
+            "client stopped reading), stalled (nothing sent for GUNICORN_TIMEOUT), error (the "
+            "application raised or returned early).",
+            ("route", "reason"),
+            registry=registry,
+        )
         self.worker_restarts = Counter(
             "gunicorn_worker_restarts",
             "Workers that exited, by cause: max_requests, memory (WORKER_MAX_MEMORY_MIB), "
@@ -353,16 +362,18 @@ class Metrics:
     def request_started(self) -> None:
         self._in_flight += 1  # on the event loop, as request_finished
 
-    def request_finished(self, scope: dict[str, Any], status: int, seconds: float) -> None:
-        """Kept in the worker until :meth:`publish`, like the saturation gauges."""
+    def request_finished(
+        self, scope: dict[str, Any], status: int, seconds: float, ended: str | None = None
+    ) -> None:
+        """Kept in the worker until :meth:`publish`, like the saturation gauges; a
+        response that ended early (rare) is counted at once."""
         self._in_flight -= 1
         method = scope.get("method", "")
-        labels = (
-            method if method in KNOWN_METHODS else "other",
-            scope.get("route") or "<unmatched>",
-            str(status),
-        )
+        route = scope.get("route") or "<unmatched>"
+        labels = (method if method in KNOWN_METHODS else "other", route, str(status))
         self._answered.observe(seconds, labels)
+        if ended is not None:
+            self.ended_early.labels(route, ended).inc()
         if time.monotonic() >= self._publish_due:  # a server without the timer
             self.publish()
 

@@ -10,13 +10,16 @@ probes, or Django's ``record_route``); the observer reads it when the response i
 done, to label the metrics and to leave ``quiet_routes`` (the probes, unless
 LOG_PROBES) out of the access log. It knows nothing of either layer.
 
-A request whose response never completed is recorded by who was at fault, so a
-client cannot drive the 5xx rate: 499 when the client left or stopped reading
-(nginx's code for it), the client's own 400 when the server refused its body
-(``scope["client_error"]``), 504 when the request's deadline cut it
-(``scope["deadline"]``), and 500 only when the application failed. A response
+**The status recorded is the status sent.** A response whose head went out is
+recorded with that status, even if it did not end as the application meant it
+to; why it ended early is beside it (``scope[ENDED_EARLY]``, or the client gone,
+or the application's error): the access line's ``ended`` and
+``http_responses_ended_early_total``. A request answered with nothing is recorded
+by who was at fault, so a client cannot drive the 5xx rate: 499 when the client
+left first (nginx's code for it), the client's own 400 when the server refused its
+body (``scope[CLIENT_ERROR]``), and 500 when the application failed. A response
 the application completed after its client had gone (the HTTP protocol marks the
-scope ``client_gone``; Uvicorn drops what is sent then) reached no one: 499 too,
+scope ``CLIENT_GONE``; Uvicorn drops what is sent then) reached no one: 499 too,
 with the application's status beside it in the log (``answered``).
 """
 
@@ -26,6 +29,14 @@ import time
 from collections.abc import Collection
 from typing import Any
 
+from django_k8s_runtime.asgi_types import (
+    CLIENT_ERROR,
+    CLIENT_GONE,
+    CLIENT_LEFT,
+    ENDED_EARLY,
+    FAILED,
+    ROUTE,
+)
 from django_k8s_runtime.observability import request_id
 from django_k8s_runtime.observability.access_log import AccessLog
 from django_k8s_runtime.observability.metrics import Metrics
@@ -61,38 +72,40 @@ class RequestObserver:
         if self.metrics is not None:
             self.metrics.request_started()
         started = time.perf_counter()
-        response = _ObservedSend(send, rid)
+        response = _ObservedSend(send, rid, scope)
         failed = True
-        answered = None  # the status of a complete response the client never got
         try:
             await self.app(scope, receive, response)
             failed = False
         finally:
-            status = response.status
-            if failed:
-                status = 500
-            elif not response.complete:
-                status = _unfinished(scope, status)
-            elif scope.get("client_gone"):
-                answered, status = status, CLIENT_CLOSED
+            status, answered, ended = _outcome(scope, response, failed)
             elapsed = time.perf_counter() - started
             if self.metrics is not None:
-                self.metrics.request_finished(scope, status, elapsed)
-            if self.access_log and scope.get("route") not in self.quiet_routes:
-                self._log(scope, status, elapsed, answered)
+                self.metrics.request_finished(scope, status, elapsed, ended)
+            if self.access_log and scope.get(ROUTE) not in self.quiet_routes:
+                self._log(scope, status, elapsed, answered, ended)
             request_id.unbind(token)
 
     @staticmethod
-    def _log(scope: dict[str, Any], status: int, elapsed: float, answered: int | None) -> None:
+    def _log(
+        scope: dict[str, Any],
+        status: int,
+        elapsed: float,
+        answered: int | None,
+        ended: str | None,
+    ) -> None:
         client = scope.get("client")
         query = scope.get("query_string", b"")
+        if isinstance(query, bytes):  # as ASGI has it; Django accepts a str too
+            query = query.decode("latin-1")
         access_log.request(
             client[0] if client else "-",
             scope["method"],
-            scope["path"] + ("?" + query.decode("latin-1") if query else ""),
+            scope["path"] + ("?" + query if query else ""),
             status,
             elapsed,
             answered,
+            ended,
         )
 
 
@@ -104,28 +117,37 @@ class _ObservedSend:
     completed, and adds the request id to its head. Not a coroutine of its own: it
     hands back the awaitable of the ``send`` it wraps."""
 
-    __slots__ = ("complete", "header", "send", "status")
+    __slots__ = ("complete", "header", "scope", "send", "status", "unheard")
 
-    def __init__(self, send: Any, rid: str) -> None:
+    def __init__(self, send: Any, rid: str, scope: dict[str, Any]) -> None:
         self.send = send
         self.header = (request_id.HEADER, rid.encode())
+        self.scope = scope
         self.status = 0
         self.complete = False
+        self.unheard = False  # the head was sent after the client had gone
 
     def __call__(self, message: dict[str, Any]) -> Any:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            self.unheard = self.scope.get(CLIENT_GONE, False)
             message = {**message, "headers": [*message.get("headers", ()), self.header]}
         elif not message.get("more_body"):
             self.complete = True
         return self.send(message)
 
 
-def _unfinished(scope: dict[str, Any], status: int) -> int:
-    """The status to record for a response the application ended without completing."""
-    deadline = scope.get("deadline")
-    if deadline is not None and deadline.expired:
-        return 504
-    if not status:
-        return scope.get("client_error", CLIENT_CLOSED)
-    return CLIENT_CLOSED
+def _outcome(
+    scope: dict[str, Any], response: _ObservedSend, failed: bool
+) -> tuple[int, int | None, str | None]:
+    """The status to record; the status of a response no one heard (``answered``);
+    and why a response under way ended early (``ended``)."""
+    if not response.status:  # nothing was sent
+        return (500 if failed else scope.get(CLIENT_ERROR, CLIENT_CLOSED)), None, None
+    if response.unheard or (response.complete and scope.get(CLIENT_GONE)):
+        return CLIENT_CLOSED, response.status, None
+    if response.complete:
+        return response.status, None, None
+    # An application that returns mid-response does so when its client has left.
+    ended = scope.get(ENDED_EARLY) or (FAILED if failed else CLIENT_LEFT)
+    return response.status, None, ended

@@ -45,12 +45,13 @@ reset by the client kept its protocol, cycle and buffers alive until the timer
 fired, ``GUNICORN_KEEPALIVE`` (75 s) later.
 
 **A malformed body is the client's 400**, not the server's 500: the parser's 400
-is recorded in the scope (``scope["client_error"]``) for the access log and
+is recorded in the scope (``scope[CLIENT_ERROR]``) for the access log and
 metrics, as the application only sees the client leave.
 
 **A client gone before its response** is recorded in the scope
-(``scope["client_gone"]``): Uvicorn drops what the application sends then, and
-the access log said 200 for a response nobody got. That includes a client that
+(``scope[CLIENT_GONE]``, False from the start, so the application knows this
+server tells it, at no cost per request): Uvicorn drops what the application
+sends then, and the access log said 200 for a response nobody got. That includes a client that
 half-closes after its request (``shutdown(SHUT_WR)``, ``nc -N``): TCP tells that
 from a client that left only once a write fails, and this server, like nginx,
 reads the end of input as the client gone, so an abandoned async view is
@@ -72,6 +73,13 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from django_k8s_runtime.asgi_types import (
+    CLIENT_ERROR,
+    CLIENT_GONE,
+    ENDED_EARLY,
+    ROUTE,
+    SEND_TIMEOUT,
+)
 from django_k8s_runtime.server.limits import ConnectionLimits, HeadLimits, refusal
 from django_k8s_runtime.server.worker_state import this_worker
 
@@ -217,10 +225,12 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             self.client[0] if self.client else "-",
             scope.get("method", "-"),
             scope.get("path", "-"),
-            scope.get("route", "-"),
+            scope.get(ROUTE, "-"),
             self.transport.get_write_buffer_size(),
         )
         this_worker.connection_dropped("send_timeout")
+        if cycle is not None:
+            cycle.scope.setdefault(ENDED_EARLY, SEND_TIMEOUT)
         self._reset()
 
     def _reset(self) -> None:
@@ -241,7 +251,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         for cycle in (self._running, self.cycle, *(cycle for cycle, _ in self.pipeline)):
             if cycle is not None and not cycle.response_complete:
                 cycle.disconnected = True
-                cycle.scope["client_gone"] = True  # for the access log: nothing more is sent
+                cycle.scope[CLIENT_GONE] = True  # for the application and the access log
                 cycle.message_event.set()
 
     def _unsupported_upgrade_warning(self) -> None:
@@ -302,7 +312,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             if self._reading_head:
                 this_worker.connection_dropped("malformed")
             elif self.cycle is not None:
-                self.cycle.scope["client_error"] = 400  # in the body: not the app's fault
+                self.cycle.scope[CLIENT_ERROR] = 400  # in the body: not the app's fault
             self.send_400_response(message)
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -347,7 +357,10 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous:
+            self.cycle.scope[CLIENT_GONE] = False  # this server says when it changes
         self._cycles_started += 1
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False  # answer with Connection: close

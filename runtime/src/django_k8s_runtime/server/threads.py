@@ -22,6 +22,14 @@ paid on every request: one ``SimpleQueue.put`` (C) to wake a thread, one
 ``call_soon_threadsafe`` to wake the event loop with the result. The job runs in
 a copy of the caller's context, so the request id and everything else kept in
 context variables follow it into the thread, as ``asgiref.sync_to_async`` does.
+Its result goes to the event loop that submitted it, whichever that is: a process
+may run several loops one after the other (a test suite runs one per test).
+
+Each job ends with ``after_job`` in its thread (the composition root hands in
+the giving back of the thread's database connections), so no thread the runtime
+owns holds a connection while it is idle or after it has ended, whatever the job.
+A job that will run long (a response streamed over an async iterator) may leave
+its fixed pool (:meth:`ThreadPool.leave`), which starts another thread in its place.
 
 What saturation metrics need costs nothing more per request: the pool counts its
 busy threads and waiting jobs anyway (read once a second, not per request), and
@@ -38,6 +46,7 @@ doing so). Without it every call would start a new event loop in a new thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
@@ -66,6 +75,7 @@ class Job:
         "context",
         "function",
         "future",
+        "loop",
         "queued_at",
         "taken",
         "withdrawn",
@@ -75,6 +85,7 @@ class Job:
         self, future: asyncio.Future[Any], function: Callable[..., Any], args: tuple[Any, ...]
     ) -> None:
         self.future = future
+        self.loop = future.get_loop()
         self.context = contextvars.copy_context()
         self.function = function
         self.args = args
@@ -91,22 +102,29 @@ class ThreadPool:
     jobs wait for a thread, and how long a job has taken lately. ``on_wait`` is told
     how many seconds a job that found every thread busy waited for one (until a
     thread took it, or it was withdrawn); it runs in that thread, or in the
-    withdrawing one."""
+    withdrawing one. ``after_job`` runs in the thread after each job, whatever
+    became of it."""
 
     def __init__(
-        self, size: int | None, name: str, on_wait: Callable[[float], None] | None = None
+        self,
+        size: int | None,
+        name: str,
+        on_wait: Callable[[float], None] | None = None,
+        after_job: Callable[[], None] | None = None,
     ) -> None:
         if size is not None and size < 1:
             raise ValueError("a thread pool needs at least one thread")
         self.size = size
         self.name = name
         self.on_wait = on_wait
+        self.after_job = after_job
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0  # threads waiting for a job that no queued job has claimed
         self._busy = 0
         self._waiting = 0  # jobs queued that no thread has taken yet
+        self._started = 0  # threads started so far (their names' numbers)
         self.job_seconds = 0.0  # a moving average of how long a job takes
 
     @property
@@ -130,18 +148,30 @@ class ThreadPool:
     def submit(self, function: Callable[..., Any], *args: Any) -> Job:
         """Hand ``function(*args)`` to a thread. Once a thread takes the job it runs
         to the end (a thread cannot be interrupted); until then it can be withdrawn."""
-        loop = asyncio.get_running_loop()
-        job = Job(loop.create_future(), function, args)
+        job = Job(asyncio.get_running_loop().create_future(), function, args)
         with self._lock:
             job.behind = self.size is not None and self._busy + self._waiting >= self.size
             self._waiting += 1
         self._jobs.put(job)
         if self.size is None:
-            self._claim_or_start(loop)
+            self._claim_or_start()
         elif self._threads < self.size:
             while self._threads < self.size:
-                self._start(loop)
+                self._start()
         return job
+
+    def leave(self) -> None:
+        """Called by a job running in one of this pool's threads: that thread ends
+        with the job instead of taking another, and a fixed pool starts a thread in
+        its place now, so a job that runs long (a stream) does not hold one of
+        ``size``. A pool without a limit has no place to free: nothing happens."""
+        if self.size is None or getattr(_this_thread, "pool", None) is not self:
+            return
+        _this_thread.pool = None
+        with self._lock:
+            self._threads -= 1
+            self._busy -= 1
+        self._start()
 
     def withdraw(self, job: Job) -> bool:
         """Take back a job no thread has taken yet (its future is then cancelled).
@@ -169,34 +199,40 @@ class ThreadPool:
         for _ in range(self._threads):
             self._jobs.put(_STOP)
 
-    def _claim_or_start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _claim_or_start(self) -> None:
         with self._lock:
             if self._idle:
                 self._idle -= 1
                 return
-        self._start(loop)
+        self._start()
 
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _start(self) -> None:
         with self._lock:
             self._threads += 1
-            index = self._threads
+            self._started += 1
+            index = self._started
         threading.Thread(
             target=self._work,
-            args=(loop,),
             name=f"{self.name}-{index}",
             daemon=True,  # the worker decides at exit whether to wait (server/worker.py)
         ).start()
 
-    def _work(self, loop: asyncio.AbstractEventLoop) -> None:
-        SyncToAsync.threadlocal.main_event_loop = loop
+    def _work(self) -> None:
+        _this_thread.pool = self
         SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
         try:
             while (job := self._next_job()) is not _STOP:
-                self._run(loop, job)
+                # asgiref's async_to_sync in this thread runs on the job's loop.
+                SyncToAsync.threadlocal.main_event_loop = job.loop
+                self._run(job)
                 del job
+                if _this_thread.pool is not self:  # the job left the pool
+                    return
         finally:
-            with self._lock:
-                self._threads -= 1
+            SyncToAsync.threadlocal.main_event_loop = None
+            if _this_thread.pool is self:
+                with self._lock:
+                    self._threads -= 1
 
     def _next_job(self) -> Any:
         if self.size is not None:
@@ -210,7 +246,7 @@ class ThreadPool:
                         self._idle -= 1
                         return _STOP
 
-    def _run(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
+    def _run(self, job: Job) -> None:
         with self._lock:
             if not job.withdrawn:
                 job.taken = True
@@ -229,19 +265,35 @@ class ThreadPool:
         except BaseException as error:  # handed to the awaiting task, as run_in_executor does
             outcome = (_fail, error)
         finally:
+            self._after_job()
             self.job_seconds += (time.perf_counter() - started - self.job_seconds) * _WEIGHT
-            with self._lock:
-                self._busy -= 1
+            if _this_thread.pool is self:  # not a job that left the pool
+                with self._lock:
+                    self._busy -= 1
         # Free before the result is handed back: a job submitted the moment the awaiting
         # task resumes finds this thread idle, not busy (and an unbounded pool gives
         # it this thread instead of starting another).
-        self._done()
-        loop.call_soon_threadsafe(outcome[0], job.future, outcome[1])
+        if _this_thread.pool is self:
+            self._done()
+        # A loop that has closed has no one awaiting the result any more.
+        with contextlib.suppress(RuntimeError):
+            job.loop.call_soon_threadsafe(outcome[0], job.future, outcome[1])
+
+    def _after_job(self) -> None:
+        if self.after_job is None:
+            return
+        try:
+            self.after_job()
+        except Exception:  # the next job must still find this thread
+            logger.exception("the work after a job failed (thread %s)", self.name)
 
     def _done(self) -> None:
         if self.size is None:
             with self._lock:
                 self._idle += 1
+
+
+_this_thread = threading.local()  # .pool: the pool this thread serves
 
 
 def _succeed(future: asyncio.Future[Any], result: Any) -> None:
@@ -259,22 +311,34 @@ def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
 _pools: dict[str, ThreadPool] = {}
 
 
-def requests_pool(size: int, on_wait: Callable[[float], None] | None = None) -> ThreadPool:
+def requests_pool(
+    size: int,
+    on_wait: Callable[[float], None] | None = None,
+    after_job: Callable[[], None] | None = None,
+) -> ThreadPool:
     """The pool for synchronous views, made with ``size`` threads on first use;
-    ``on_wait`` as :class:`ThreadPool` takes it."""
+    ``on_wait`` and ``after_job`` as :class:`ThreadPool` takes them."""
     pool = _pools.get("requests")
     if pool is None:
-        pool = _pools["requests"] = ThreadPool(size, "request", on_wait)
+        pool = _pools["requests"] = ThreadPool(size, "request", on_wait, after_job)
     return pool
 
 
-def background_pool() -> ThreadPool:
+def background_pool(after_job: Callable[[], None] | None = None) -> ThreadPool:
     """The pool without a limit: the synchronous middleware around async views,
-    and short work that must not wait for one of the requests pool's threads."""
+    and short work that must not wait for one of the requests pool's threads.
+    ``after_job`` counts when the pool is made (the first call in a process)."""
     pool = _pools.get("background")
     if pool is None:
-        pool = _pools["background"] = ThreadPool(None, "background")
+        pool = _pools["background"] = ThreadPool(None, "background", after_job=after_job)
     return pool
+
+
+def leave_pool() -> None:
+    """From a job: the thread running it leaves its pool (:meth:`ThreadPool.leave`)."""
+    pool = getattr(_this_thread, "pool", None)
+    if pool is not None:
+        pool.leave()
 
 
 def made() -> list[ThreadPool]:

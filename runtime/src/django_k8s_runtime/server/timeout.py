@@ -2,7 +2,15 @@
 
 For async workers Gunicorn's own ``timeout`` only bounds how long a worker's
 event loop may go without a heartbeat; a slow request on a healthy loop runs
-forever. This ASGI middleware answers 504 when a request outlives the timeout.
+forever. This ASGI middleware answers 504 when a request has not begun its
+response within the timeout.
+
+**Streams.** Once the response's head is out, the timeout bounds the time between
+two of its parts, not the whole: a stream that keeps producing (server-sent
+events, a long export) is never cut, as under Uvicorn, gthread or any other
+server; one that sends nothing for the timeout is cut (``stalled``) and recorded
+with the status it sent, never as a 504. A client that stops reading is the
+HTTP protocol's to cut (``RESPONSE_SEND_TIMEOUT``).
 
 It stops the application the way a vanishing client would: ``receive()`` starts
 returning ``http.disconnect``, which Django (and Starlette) answer by cancelling
@@ -13,10 +21,10 @@ background and its response is dropped.
 The common case, a request that finishes in time, costs one timer: no extra
 task per request, nothing per ``receive()``.
 
-The request's :class:`Deadline` is in the scope (``scope["deadline"]``) for the
-layers inside: when it falls (:attr:`Deadline.at`, on the event loop's clock),
-whether it has passed, and :meth:`Deadline.on_expiry` for work that must stop
-with the request (the handler cancels a timed-out view's database query) .
+The request's :class:`RequestDeadline` is in the scope (``scope[DEADLINE]``) for
+the layers inside, as ``asgi_types.Deadline`` describes it: when it falls, and
+:meth:`RequestDeadline.on_expiry` for work that must stop with the request (the
+handler cancels a timed-out view's database query).
 """
 
 from __future__ import annotations
@@ -25,7 +33,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 
-from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
+from django_k8s_runtime.asgi_types import (
+    DEADLINE,
+    ENDED_EARLY,
+    STALLED,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    send_json,
+)
 
 logger = logging.getLogger("server.timeout")
 
@@ -66,23 +84,23 @@ class RequestTimeout:
         if scope["type"] != "http" or not seconds:
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        deadline = Deadline(scope, loop.time() + seconds, seconds, self.grace, receive, send)
-        scope["deadline"] = deadline
-        timer = loop.call_at(deadline.at, deadline.expire)
+        deadline = RequestDeadline(scope, seconds, self.grace, receive, send)
+        scope[DEADLINE] = deadline
         try:
             await self.app(scope, deadline.receive, deadline.send)
         except asyncio.CancelledError:
             if not deadline.cancelled_by_us():
                 raise  # e.g. the server's own shutdown: not ours to swallow
         finally:
-            timer.cancel()
+            deadline.disarm()
             if deadline.expired:
+                if deadline.response_started:
+                    scope.setdefault(ENDED_EARLY, STALLED)
                 await deadline.answered()
             deadline.release()
 
 
-class Deadline:
+class RequestDeadline:
     """One request's deadline: what the application sees, and what happens at expiry."""
 
     _on_expiry: list[Callable[[], None]] | None = None
@@ -93,19 +111,27 @@ class Deadline:
     response_started = False
 
     def __init__(
-        self, scope: Scope, at: float, seconds: float, grace: float, receive: Receive, send: Send
+        self, scope: Scope, seconds: float, grace: float, receive: Receive, send: Send
     ) -> None:
         # The method and path, not the scope: the scope holds this object, and a
         # cycle would leave every request's objects to the garbage collector.
         self._what = (scope.get("method", ""), scope.get("path", ""))
-        self.at = at  # on the event loop's clock
+        self._loop = asyncio.get_running_loop()
+        self.at = self._loop.time() + seconds  # on the event loop's clock
         self._seconds = seconds
         self._grace = grace
         self._receive = receive
         self._send = send
+        self._last_sent = 0.0  # when the application last sent, once its head is out
         self._request_task = asyncio.current_task()
         self._receiving: set[asyncio.Task[object]] = set()
         self._interrupted: set[asyncio.Task[object]] = set()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self.at, self.expire)
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def receive(self) -> Message:
         if self.expired:
@@ -128,8 +154,11 @@ class Deadline:
         once expired, one that sends nothing: the client gets (or got) its 504."""
         if self.expired:
             return _NOTHING
-        if message["type"] == "http.response.start":
+        if self.response_started:
+            self._last_sent = self._loop.time()
+        elif message["type"] == "http.response.start":
             self.response_started = True
+            self._last_sent = self._loop.time()
         return self._send(message)
 
     def on_expiry(self, callback: Callable[[], None]) -> None:
@@ -141,9 +170,16 @@ class Deadline:
     def expire(self) -> None:
         """At the deadline: answer 504 now, and tell the application its client is
         gone. (A cancelled synchronous Django view returns only when its thread
-        does, so the answer cannot wait for the application.)"""
+        does, so the answer cannot wait for the application.) A response under way
+        is cut only if it has sent nothing for the whole timeout."""
+        self._timer = None
+        if self.response_started:
+            quiet_until = self._last_sent + self._seconds
+            if quiet_until > self._loop.time():
+                self._timer = self._loop.call_at(quiet_until, self.expire)
+                return
         self.expired = True
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         for callback in self._on_expiry or ():
             try:
                 callback()
@@ -187,7 +223,10 @@ class Deadline:
             # Headers are out: the status cannot change. The server closes the
             # connection, as the response never completed.
             logger.error(
-                "request exceeded the %gs timeout while streaming: %s %s", seconds, method, path
+                "response stalled: nothing sent for the %gs timeout, cut: %s %s",
+                seconds,
+                method,
+                path,
             )
             return
         logger.error("request exceeded the %gs timeout, answered 504: %s %s", seconds, method, path)
