@@ -56,6 +56,19 @@ run: venv .secret_key ## Migrate, collect static files and serve on :8000 (Gunic
 system-packages: ## Install the Debian packages tests use (PostgreSQL, Chromium, HAProxy, wrk, podman...)
 	scripts/install-system-packages
 
+# The published schemas the manifest tests check custom resources against (Gateway
+# API's, KEDA's), from the npm registry, as tests/project/deploy/schemas/ locks them.
+SCHEMAS := tests/project/deploy/schemas
+
+$(SCHEMAS)/node_modules/.package-lock.json: $(SCHEMAS)/package.json $(SCHEMAS)/package-lock.json
+	npm ci --prefix $(SCHEMAS) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: node-packages
+node-packages: ## Install the npm packages the manifest tests use (Gateway API's and KEDA's schemas)
+	@if command -v npm >/dev/null; then $(MAKE) -s $(SCHEMAS)/node_modules/.package-lock.json; \
+	else echo "npm is missing: the schema tests will skip (make system-packages installs it)"; fi
+
 .PHONY: lint
 lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check .
@@ -72,7 +85,7 @@ format: venv ## Format and fix with ruff
 VENV_CELL := 5.2/3.12
 
 .PHONY: test
-test: venv ## Lint, the whole test suite (the image tests included), then every other Django series × Python
+test: venv node-packages ## Lint, the whole test suite (the image tests included), then every other Django series × Python
 	@scripts/install-system-packages || echo "(tests that need these packages will skip)"
 	$(MAKE) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -83,7 +96,7 @@ test-series: venv ## The quick tier, the handler's and the adoption tests on eac
 	$(PY) scripts/test-series -- $(PYTEST_ARGS)
 
 .PHONY: test-fast
-test-fast: venv ## The quick tests only (in-process ASGI tier, units, a few short servers): about a minute
+test-fast: venv node-packages ## The quick tests only (in-process ASGI tier, units, a few short servers): about a minute
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: docs
@@ -107,4 +120,4 @@ image-test: venv ## Only the image tests: build the real Dockerfile, run it, che
 
 .PHONY: clean
 clean: ## Remove the environments and generated files
-	rm -rf $(VENV) .venvs $(TOOLS) staticfiles build .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venvs $(TOOLS) staticfiles build .pytest_cache .ruff_cache $(SCHEMAS)/node_modules

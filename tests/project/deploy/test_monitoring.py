@@ -6,7 +6,6 @@ every metric named is one the runtime exports."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -17,11 +16,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from django_k8s_runtime.observability.metrics import Metrics
-from tests.support.requirements import require, require_tool
+from tests.project.deploy.rendering import BASE, COMPONENTS, by_kind, render
+from tests.support.requirements import require_tool
 
-ROOT = Path(__file__).resolve().parents[3]
-BASE = ROOT / "deploy" / "kubernetes"
-COMPONENTS = BASE / "components"
 MONITORING = COMPONENTS / "monitoring"
 AUTOSCALING = COMPONENTS / "autoscaling-on-saturation"
 ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
@@ -216,39 +213,9 @@ def test_the_adapter_serves_the_recording_rule_under_the_name_the_autoscaler_ask
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> dict[str, dict]:
     """The base with both components, as a project's kustomization that lists them
-    renders it (kustomize refuses absolute paths: the overlay names them relatively)."""
-    require_tool("kubectl")
+    renders it."""
     overlay = tmp_path_factory.mktemp("overlay")
-    base = os.path.relpath(BASE, overlay)
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [base],
-                "components": [
-                    os.path.relpath(MONITORING, overlay),
-                    os.path.relpath(AUTOSCALING, overlay),
-                ],
-            }
-        )
-    )
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    require(
-        "components" not in result.stderr,
-        f"this kubectl's kustomize has no components (kubectl 1.21+): {result.stderr[:200]}",
-    )
-    assert result.returncode == 0, result.stderr
-    documents = [document for document in yaml.safe_load_all(result.stdout) if document]
-    by_kind = {document["kind"]: document for document in documents}
-    assert len(by_kind) == len(documents)
-    return by_kind
+    return by_kind(render(overlay, MONITORING.name, AUTOSCALING.name))
 
 
 def test_the_components_render_with_the_base(rendered) -> None:
@@ -308,12 +275,6 @@ def test_the_autoscaler_scales_on_cpu_and_on_thread_saturation(rendered) -> None
     # The rest of the autoscaler is the base's.
     assert spec["minReplicas"] == load(BASE / "hpa.yaml")["spec"]["minReplicas"]
     assert spec["behavior"] == load(BASE / "hpa.yaml")["spec"]["behavior"]
-
-
-def test_the_base_kustomization_names_the_components() -> None:
-    text = (BASE / "kustomization.yaml").read_text()
-    for component in (MONITORING, AUTOSCALING):
-        assert str(component.relative_to(BASE)) in text
 
 
 def _quantity(value: str) -> float:
