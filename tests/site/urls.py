@@ -29,4 +29,9 @@ urlpatterns = [
     path("_test/file", views.file),
     path("_test/echo", views.echo),
     path("_test/gzip-body", views.gzip_body),
+    path("_test/note-ran", views.note_ran),
+    path("_test/ran", views.ran),
+    path("_test/stream/queries", views.stream_with_queries),
+    path("_test/connection-of", views.connection_of),
+    path("_test/stream/cancelled", views.stream_cancelled),
 ]

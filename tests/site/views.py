@@ -13,7 +13,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.core.signals import request_finished, request_started
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.http import FileResponse, HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -189,10 +189,16 @@ def file(request: HttpRequest) -> FileResponse:
     return FileResponse(handle, content_type="application/octet-stream")
 
 
+_echoed: list[dict[str, int]] = []
+
+
 @csrf_exempt
 def echo(request: HttpRequest) -> JsonResponse:
-    """Reads the form, so Django's upload limits apply."""
-    return JsonResponse({"fields": len(request.POST), "bytes": len(request.body)})
+    """Reads the form, so Django's upload limits apply (after ``?pause=`` seconds)."""
+    time.sleep(float(request.GET.get("pause", "0")))
+    answer = {"fields": len(request.POST), "bytes": len(request.body)}
+    _echoed.append(answer)
+    return JsonResponse(answer)
 
 
 # The request's body file (server/handler.py closes it when the request is done) ------
@@ -217,3 +223,64 @@ def gzip_body(request: HttpRequest) -> JsonResponse | StreamingHttpResponse:
 
         return StreamingHttpResponse(parts(), content_type="text/plain")
     return JsonResponse({"bytes": size})
+
+
+# Streams and connections (server/handler.py, server/streaming.py) --------------------
+
+_ran: dict[str, str] = {}  # by key: the thread a view ran in
+_connections: dict[str, Any] = {}  # by key: the Django connection a request used
+_query_threads: dict[str, set[str]] = {}  # by key: the threads a request's queries ran in
+_stream_cancelled: list[str] = []
+
+
+def note_ran(request: HttpRequest) -> JsonResponse:
+    """A synchronous view that notes it ran (a request withdrawn never does)."""
+    _ran[request.GET["key"]] = threading.current_thread().name
+    return JsonResponse({"ran": True})
+
+
+def ran(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"ran": request.GET["key"] in _ran})
+
+
+def _query_and_note(key: str) -> int:
+    """In the request's thread (sync_to_async from the view or the stream): one query,
+    and which connection ran it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        (one,) = cursor.fetchone()
+    _connections[key] = connections["default"]  # this thread's own, not the proxy
+    _query_threads.setdefault(key, set()).add(threading.current_thread().name)
+    return one
+
+
+async def stream_with_queries(request: HttpRequest) -> StreamingHttpResponse:
+    """Server-sent events as an async view writes them: a query before the response
+    and one for every event, each through ``sync_to_async`` (the ORM's way)."""
+    from asgiref.sync import sync_to_async
+
+    key = request.GET.get("key", "-")
+    events, pause = int(request.GET.get("events", "3")), float(request.GET.get("pause", "0.05"))
+    await sync_to_async(_query_and_note)(key)
+
+    async def parts() -> AsyncIterator[bytes]:
+        try:
+            for number in range(events):
+                await sync_to_async(_query_and_note)(key)
+                yield b"data: %d\n\n" % number
+                await asyncio.sleep(pause)
+        except asyncio.CancelledError:
+            _stream_cancelled.append(key)
+            raise
+
+    return StreamingHttpResponse(parts(), content_type="text/event-stream")
+
+
+def connection_of(request: HttpRequest) -> JsonResponse:
+    """Whether the connection a request used is still open (given back: it is not)."""
+    used = _connections.get(request.GET["key"])
+    return JsonResponse({"open": used is not None and used.connection is not None})
+
+
+def stream_cancelled(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"cancelled": request.GET["key"] in _stream_cancelled})

@@ -317,3 +317,265 @@ def test_asgiref_runs_async_to_sync_on_the_loop_its_threadlocal_names() -> None:
     assert asyncio.run(main()) == threading.main_thread().name
     assert seen["task_listed"] is True
     assert view_tasks == []
+
+
+# Django's semantics, as its own handler has them ------------------------------------
+
+
+@pytest.fixture
+def asgi_handler_signals():
+    """request_started and request_finished as a receiver connected with
+    ``sender=ASGIHandler`` sees them (code written for Django's handler): with the
+    thread that sent each."""
+    sent: list[tuple[str, str]] = []
+
+    def started(**kwargs) -> None:
+        sent.append(("started", threading.current_thread().name))
+
+    def finished(**kwargs) -> None:
+        sent.append(("finished", threading.current_thread().name))
+
+    request_started.connect(started, sender=ASGIHandler, dispatch_uid="asgi.started")
+    request_finished.connect(finished, sender=ASGIHandler, dispatch_uid="asgi.finished")
+    yield sent
+    request_started.disconnect(sender=ASGIHandler, dispatch_uid="asgi.started")
+    request_finished.disconnect(sender=ASGIHandler, dispatch_uid="asgi.finished")
+
+
+@pytest.mark.parametrize("path", ["/_test/where/sync", "/_test/where/async"])
+def test_the_signals_are_sent_by_asgi_handler_as_django_sends_them(
+    asgi_handler_signals, path: str
+) -> None:
+    """A receiver connected with ``sender=ASGIHandler`` fires, once each, off the loop."""
+    assert get(path).status_code == 200
+    assert [kind for kind, _ in asgi_handler_signals] == ["started", "finished"]
+    assert threading.main_thread().name not in {name for _, name in asgi_handler_signals}
+
+
+def test_a_request_that_cannot_be_made_is_answered_and_finished_once(
+    asgi_handler_signals,
+) -> None:
+    """Django's test_request_too_big_request_error: the request object cannot be made
+    (here, a query string that is not UTF-8), the client gets Django's answer for it,
+    and request_finished is sent once, in the request's thread."""
+
+    async def scenario() -> Client:
+        client = Client()
+        scope = {**https_scope("/_test/where/sync"), "query_string": b"\xff"}
+        async with django_application() as app:
+            await asyncio.wait_for(app(scope, client.receive, client.send), 5)
+        return client
+
+    client = run(scenario())
+    assert client.status == 400
+    assert [kind for kind, _ in asgi_handler_signals] == ["started", "finished"]
+    assert asgi_handler_signals[1][1].startswith("request-")
+
+
+def test_a_sync_view_reads_its_body_after_its_client_left() -> None:
+    """Django's test_cancel_post_request_with_sync_processing: a synchronous view runs
+    to its end when its client leaves meanwhile, its body still there to read."""
+
+    async def scenario() -> Client:
+        client = PostsThenLeaves(b"a=1&b=2")
+        async with django_application() as app:
+            scope = {**https_scope("/_test/echo?pause=0.2"), "method": "POST"}
+            scope["headers"] = [
+                *scope["headers"],
+                (b"content-type", b"application/x-www-form-urlencoded"),
+                (b"content-length", b"7"),
+            ]
+            request = asyncio.ensure_future(app(scope, client.receive, client.send))
+            await asyncio.sleep(0.05)
+            client.disconnect()
+            await asyncio.wait_for(request, 5)
+        return client
+
+    client = run(scenario())
+    assert views._echoed[-1] == {"fields": 2, "bytes": 7}  # read after the client left
+
+
+class PostsThenLeaves(Client):
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self._body = body
+
+    async def receive(self):
+        if not self._request_delivered:
+            self._request_delivered = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+
+def test_an_async_view_is_cancelled_when_its_client_leaves_and_finished_once(
+    asgi_handler_signals,
+) -> None:
+    """Django's test_asyncio_cancel_error: cancelled, nothing sent, request_finished
+    once, sent by ASGIHandler off the event loop."""
+    cancelled_before = len(views._cancelled_views)
+
+    async def scenario() -> Client:
+        client = Client()
+        async with django_application() as app:
+            request = asyncio.ensure_future(
+                app(https_scope("/_test/cancellable-sleep?s=30"), client.receive, client.send)
+            )
+            await asyncio.sleep(0.2)
+            client.disconnect()
+            await asyncio.wait_for(request, 5)
+        return client
+
+    client = run(scenario())
+    assert client.sent == []
+    assert len(views._cancelled_views) == cancelled_before + 1
+    assert [kind for kind, _ in asgi_handler_signals] == ["started", "finished"]
+    assert asgi_handler_signals[1][1] != threading.main_thread().name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_async_stream_is_cancelled_when_its_client_leaves_and_finished_once(
+    asgi_handler_signals,
+) -> None:
+    """Django's test_asyncio_streaming_cancel_error and test_streaming_disconnect: the
+    stream's iterator is cancelled at once when its client leaves (not run to its end
+    or to the timeout), nothing more is sent, request_finished is sent once, and the
+    connection its queries used is given back by the thread that holds it."""
+    key = uuid.uuid4().hex
+
+    async def scenario() -> Client:
+        client = Client()
+        async with django_application() as app:
+            path = f"/_test/stream/queries?key={key}&events=1000&pause=0.05"
+            request = asyncio.ensure_future(app(https_scope(path), client.receive, client.send))
+            for _ in range(100):
+                if len(client.sent) >= 3:  # the head and two events
+                    break
+                await asyncio.sleep(0.02)
+            client.disconnect()
+            sent_then = len(client.sent)
+            await asyncio.wait_for(request, 5)
+            await asyncio.sleep(0.2)  # a stream still running would send on
+            assert len(client.sent) <= sent_then + 1
+        return client
+
+    client = run(scenario())
+    assert client.status == 200
+    assert key in views._stream_cancelled
+    assert [kind for kind, _ in asgi_handler_signals] == ["started", "finished"]
+    # Every query ran in the thread that ended the request (which gives its
+    # connections back; tests/runtime/server/test_connections_under_gunicorn.py
+    # shows it on PostgreSQL's pool).
+    assert views._query_threads[key] == {asgi_handler_signals[1][1]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_async_stream_that_used_the_database_gives_its_connection_back(signals) -> None:
+    """The SSE pattern: an async view queries, then streams events that query. Every
+    query runs in the request's thread, and that thread ends the request, so the
+    connection goes back from where it was taken."""
+    key = uuid.uuid4().hex
+    response = get(f"/_test/stream/queries?key={key}&events=3&pause=0")
+    assert response.status_code == 200
+    assert response.content == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    started_in, finished_in = (name for _, name in signals)
+    assert views._query_threads[key] == {started_in} == {finished_in}
+
+
+class Timed(Client):
+    """A client that notes when each message arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: list[float] = []
+
+    async def send(self, message) -> None:
+        self.arrived.append(asyncio.get_running_loop().time())
+        await super().send(message)
+
+
+def test_a_sync_stream_sends_its_head_at_once_and_each_part_as_it_is_made() -> None:
+    """A synchronous generator of three parts 0.3 s apart: the head and the first part
+    arrive at once, not when the generator ends (server-sent events from a sync view)."""
+
+    async def scenario() -> tuple[Timed, float]:
+        client = Timed()
+        async with django_application() as app:
+            started = asyncio.get_running_loop().time()
+            path = "/_test/stream/sync?bytes=3&chunk=1&pause=0.3"
+            await asyncio.wait_for(app(https_scope(path), client.receive, client.send), 10)
+        return client, started
+
+    client, started = run(scenario())
+    assert client.body == b"ABC"
+    assert client.arrived[0] - started < 0.25  # the head, before the first pause ends
+    assert client.arrived[-1] - started >= 0.6
+
+
+def test_the_application_serves_requests_from_one_event_loop_after_another() -> None:
+    """One application, its pools made once, used from a second loop (a test suite's
+    one loop per test): requests on the second are answered, not posted to the first."""
+    requests, background = ThreadPool(2, "request"), ThreadPool(None, "background")
+    app = DjangoApplication(threads=lambda: requests, background_threads=lambda: background)
+
+    async def one(path: str) -> int:
+        async with https_client(app) as client:
+            return (await asyncio.wait_for(client.get(path), 10)).status_code
+
+    try:
+        for _ in range(2):  # a loop each
+            assert run(one("/_test/where/sync")) == 200
+            assert run(one("/_test/where/async")) == 200
+    finally:
+        requests.shutdown()
+        background.shutdown()
+
+
+def test_a_request_whose_client_left_while_it_waited_for_a_thread_never_runs() -> None:
+    """The one thread is busy; a request queues for it, and its client leaves: it is
+    withdrawn from the queue at once, and its view never runs."""
+    key = uuid.uuid4().hex
+
+    async def scenario() -> tuple[int, int]:
+        client = Client()
+        async with django_application(threads=1) as app, https_client(app) as http:
+            busy = asyncio.ensure_future(http.get("/_test/sleep?s=0.6"))
+            await asyncio.sleep(0.1)
+            queued = asyncio.ensure_future(
+                app(https_scope(f"/_test/note-ran?key={key}"), client.receive, client.send)
+            )
+            await asyncio.sleep(0.2)
+            client.disconnect()
+            await asyncio.wait_for(queued, 5)
+            waiting_after = app.threads().waiting
+            await busy
+            await asyncio.sleep(0.1)  # the thread is free: a request left in the queue runs
+            return waiting_after, len(client.sent)
+
+    waiting_after, sent = run(scenario())
+    assert key not in views._ran
+    assert (waiting_after, sent) == (0, 0)
+
+
+@pytest.mark.parametrize("server_marks_the_scope", [False, True], ids=["watched", "marked"])
+def test_a_request_whose_client_left_before_its_view_started_never_runs(
+    server_marks_the_scope: bool,
+) -> None:
+    """Django's test_disconnect_with_body: the body and the disconnect are both there
+    before the view could start (told by receive(), or by the runtime's protocol in
+    the scope): no view, nothing sent."""
+    key = uuid.uuid4().hex
+
+    async def scenario() -> Client:
+        client = Client()
+        client.disconnect()  # after the body: the client is gone
+        scope = https_scope(f"/_test/note-ran?key={key}")
+        if server_marks_the_scope:
+            scope["client_gone"] = True
+        async with django_application() as app:
+            await asyncio.wait_for(app(scope, client.receive, client.send), 5)
+        return client
+
+    client = run(scenario())
+    assert client.sent == []
+    assert key not in views._ran

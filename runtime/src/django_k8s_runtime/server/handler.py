@@ -279,6 +279,9 @@ class OneHopHandler(ASGIHandler):
                 if response.is_async:
                     # The stream may run long: it does not hold one of the fixed pool's threads.
                     threads.leave_pool()
+                    # Again: asgiref sets its own list here when it runs a view's
+                    # sync_to_async call in this thread.
+                    SyncToAsync.threadlocal.task_context = request.tasks
                     async_to_sync(send_async_stream)(response, start, request.send)
                 else:
                     self._stream(response, start, request)
