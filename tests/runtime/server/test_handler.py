@@ -393,6 +393,7 @@ def test_a_sync_view_reads_its_body_after_its_client_left() -> None:
 
     client = run(scenario())
     assert views._echoed[-1] == {"fields": 2, "bytes": 7}  # read after the client left
+    assert client.sent == []  # and, as under Django's handler, no response sent
 
 
 class PostsThenLeaves(Client):

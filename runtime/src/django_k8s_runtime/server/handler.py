@@ -200,6 +200,10 @@ class OneHopHandler(ASGIHandler):
                 if request.gave_up:
                     await refuse(scope, send, "no thread came free in time")
                 return
+            if request.gone:  # as Django's handler: no response for a client that left
+                if rest is not None:
+                    await self.background().run(rest.close)
+                return
             for message in messages:
                 await send(message)
             if rest is not None:
