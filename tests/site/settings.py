@@ -20,3 +20,9 @@ ROOT_URLCONF = "tests.site.urls"
 STATIC_ROOT = BASE_DIR / "build" / "test-static" / "django-{}.{}".format(*django.VERSION[:2])  # noqa: F405
 # Outermost: records which thread runs the chain (tests/runtime/server/test_handler.py).
 MIDDLEWARE = ["tests.site.middleware.record_threads", *MIDDLEWARE]  # noqa: F405
+
+# Idle background threads end after 2 s here (60 s in production), so a test can
+# watch what a thread's end does to the connections it held.
+from django_k8s_runtime.server import threads as _threads  # noqa: E402
+
+_threads.IDLE_SECONDS = 2.0

@@ -34,4 +34,5 @@ urlpatterns = [
     path("_test/stream/queries", views.stream_with_queries),
     path("_test/connection-of", views.connection_of),
     path("_test/stream/cancelled", views.stream_cancelled),
+    path("_test/leak-connection", views.leak_a_connection),
 ]

@@ -284,3 +284,24 @@ def connection_of(request: HttpRequest) -> JsonResponse:
 
 def stream_cancelled(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"cancelled": request.GET["key"] in _stream_cancelled})
+
+
+_leaked_threads: list[threading.Thread] = []
+
+
+def leak_a_connection(request: HttpRequest) -> JsonResponse:
+    """A thread of the project's own that takes a connection and never gives it back
+    (the bug the runtime's leak watch is for)."""
+    taken = threading.Event()
+
+    def hold() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        taken.set()
+        threading.Event().wait()  # for ever, connection in hand
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    taken.wait(10)
+    _leaked_threads.append(thread)
+    return JsonResponse({"leaked": len(_leaked_threads), "pid": os.getpid()})

@@ -87,8 +87,10 @@ class Server:
         command: list[str] | None = None,
         shm: Path | None = None,
         application: str = "config.asgi:application",
+        leaks_expected: bool = False,
     ) -> None:
         environ = dict(environ or {})
+        self.leaks_expected = leaks_expected
         self.port = int(environ.get("GUNICORN_PORT") or free_port())
         self.environ = base_environment(**{**environ, "GUNICORN_PORT": str(self.port)})
         self.command = command or [
@@ -188,6 +190,16 @@ class Server:
         # Workers are in the same session; make sure none outlives the test.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        self.assert_no_connection_leaked()
+
+    def assert_no_connection_leaked(self) -> None:
+        """Every test's server, on every path: a worker that served its last request
+        with database connections still lent out says so (django_k8s_runtime/leaks.py),
+        and that fails the test, unless it leaks on purpose."""
+        if self.leaks_expected:
+            return
+        leaked = [line for line in self.log_lines() if "never given back" in line]
+        assert not leaked, "database connections leaked:\n" + "\n".join(leaked)
 
     def __enter__(self) -> Server:
         return self.start()

@@ -91,7 +91,7 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
     # that happens once in the master, so no worker pays for it on its first request.
     get_resolver().url_patterns  # noqa: B018
 
-    from django_k8s_runtime import database, env
+    from django_k8s_runtime import database, env, leaks
     from django_k8s_runtime import settings as runtime_settings
     from django_k8s_runtime.server import threads
     from django_k8s_runtime.server.handler import DjangoApplication
@@ -122,6 +122,14 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
         thread_connections=database.thread_connections,
         cancel_query=database.cancel_running_query,
     )
+    watch = leaks.LeakWatch(
+        stats=database.pool_stats,
+        busy=lambda: sum(pool.busy for pool in threads.made()),
+        recycle=this_worker.recycle,
+        record=app_metrics.record_leaked_connections if app_metrics is not None else None,
+    )
+    this_worker.every(leaks.CHECK_SECONDS, watch.check)
+    this_worker.when_finished(watch.at_exit)
     if app_metrics is not None:
         from django_k8s_runtime.observability.metrics import PUBLISH_SECONDS
 

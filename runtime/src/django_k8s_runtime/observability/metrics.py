@@ -348,6 +348,14 @@ class Metrics:
             ("database",),
             registry=registry,
         )
+        self.pool_leaked = Gauge(
+            "db_pool_connections_leaked",
+            "Connections lent out for 10 s or more with no request to hold them (a leak); "
+            "a worker whose pool is leaked dry is recycled.",
+            ("database",),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         self.pool_failed = Counter(
             "db_pool_requests_failed",
             "Requests for a pooled connection that failed (none came within DB_POOL_TIMEOUT).",
@@ -432,6 +440,11 @@ class Metrics:
                 if added > 0:
                     child.inc(added)
                 self._pool_totals[database, key] = total
+
+    def record_leaked_connections(self, leaked: dict[str, int]) -> None:
+        """This worker's leaked connections now, by database (leaks.py)."""
+        for database, count in leaked.items():
+            self.pool_leaked.labels(database).set(count)
 
     def expect_worker_exits(self, causes: tuple[str, ...]) -> None:
         """Every cause at 0 from the start, so a rate over it is defined before the

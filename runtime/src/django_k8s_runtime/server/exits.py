@@ -10,6 +10,7 @@ the worker is gone:
 
 * ``max_requests``: it served ``GUNICORN_MAX_REQUESTS`` (plus jitter);
 * ``memory``: it grew past ``WORKER_MAX_MEMORY_MIB``;
+* ``pool_leak``: its database pool was leaked dry (``leaks.py``);
 * ``stopped``: the master asked it to stop (SIGTERM, SIGINT, SIGQUIT: a shutdown,
   a reload, one worker fewer);
 * ``timeout``: the master killed it because its event loop was blocked for
@@ -23,7 +24,7 @@ from __future__ import annotations
 import mmap
 from typing import Any
 
-WORKER_CAUSES = ("max_requests", "memory", "stopped")  # what a worker notes itself
+WORKER_CAUSES = ("max_requests", "memory", "stopped", "pool_leak")  # what a worker notes
 CAUSES = (*WORKER_CAUSES, "timeout", "crash")
 _CODES = {cause: code for code, cause in enumerate(WORKER_CAUSES, start=1)}
 

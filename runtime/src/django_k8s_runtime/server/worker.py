@@ -207,6 +207,7 @@ class UvicornWorker(BaseUvicornWorker):
             threads=self.cfg.threads,
             connections=self.cfg.worker_connections,
             stopping=lambda: server.should_exit,
+            recycle=lambda cause, why: self._recycle(server, cause, why),
         )
         self._install_sigquit_handler()
         heartbeat = asyncio.ensure_future(self._heartbeat())
@@ -251,6 +252,20 @@ class UvicornWorker(BaseUvicornWorker):
             self.pid,
         )
         exits.note(self, "memory")
+        server.should_exit = True
+
+    def _recycle(self, server: Server, cause: str, why: str) -> None:
+        """Finish the requests held and be replaced (``leaks.py`` asks it)."""
+        if server.should_exit:
+            return
+        self.log.error(
+            "Worker recycled after %d requests: %s; it finishes its requests and is "
+            "replaced (pid: %s)",
+            server.server_state.total_requests,
+            why,
+            self.pid,
+        )
+        exits.note(self, cause)
         server.should_exit = True
 
     def run(self) -> None:

@@ -43,6 +43,8 @@ class WorkerState:
         self._on_connection_dropped: Callable[[str], None] | None = None
         self._on_serving: list[Callable[[], None]] = []
         self._periodic: list[tuple[float, Callable[[], None]]] = []
+        self._on_finished: list[Callable[[], None]] = []
+        self._recycle: Callable[[str, str], None] | None = None
 
     def serving(
         self,
@@ -51,6 +53,7 @@ class WorkerState:
         threads: int,
         stopping: Callable[[], bool],
         connections: int | None = None,
+        recycle: Callable[[str, str], None] | None = None,
     ) -> None:
         """Called by the worker as it starts serving: Gunicorn's effective ``timeout``
         and ``threads`` (GUNICORN_TIMEOUT and GUNICORN_THREADS, or ``--timeout`` and
@@ -61,6 +64,7 @@ class WorkerState:
         self._threads = threads
         self._connections = connections
         self._stopping = stopping
+        self._recycle = recycle
         for callback in self._on_serving:
             callback()
         try:
@@ -82,9 +86,19 @@ class WorkerState:
         complete. It must be quick: the loop serves every request."""
         self._periodic.append((seconds, callback))
 
+    def when_finished(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the worker has served its last request."""
+        self._on_finished.append(callback)
+
+    def recycle(self, cause: str, why: str) -> None:
+        """Have the worker finish its requests and be replaced, as for memory:
+        ``cause`` for the master's count of exits, ``why`` for the log."""
+        if self._recycle is not None:
+            self._recycle(cause, why)
+
     def finished(self) -> None:
         """Called by the worker when it has served its last request, before it exits."""
-        for _, callback in self._periodic:
+        for callback in [*(callback for _, callback in self._periodic), *self._on_finished]:
             try:
                 callback()
             except Exception:
