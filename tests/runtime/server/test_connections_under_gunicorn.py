@@ -69,7 +69,6 @@ def test_a_worker_whose_pool_was_leaked_dry_is_recycled(postgres) -> None:
         first = server.workers()
         for _ in range(2):
             assert server.get("/_test/leak-connection").status_code == 200
-        leaked = scrape_until(port, has("db_pool_connections_leaked", 2, database="default"), 15)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and server.workers() == first:
             time.sleep(0.2)
@@ -84,4 +83,5 @@ def test_a_worker_whose_pool_was_leaked_dry_is_recycled(postgres) -> None:
     assert sample(restarts, "gunicorn_worker_restarts_total", cause="pool_leak") == 1
     log = server.log()
     assert "2 connection(s) of database default lent out for 10s or more" in log
-    assert "Worker recycled after" in log and "leaked: no request could have one" in log
+    assert "Worker recycled after" in log
+    assert "leaked: no request could have one" in log
