@@ -298,3 +298,69 @@ def test_the_body_file_is_closed_when_the_request_is_done(server: Server, respon
     while not server.get(f"/_test/gzip-body?id={request_id}").json()["closed"]:
         assert time.monotonic() < deadline, "the body file is still open"
         time.sleep(0.05)
+
+
+# Streams and the request timeout ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def short_timeout():
+    with Server({"GUNICORN_WORKERS": "1", "GUNICORN_TIMEOUT": "2"}) as running:
+        yield running
+
+
+def access_line(server: Server, request_id: str) -> dict:
+    import json
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for line in server.log_lines():
+            if f'"request_id": "{request_id}"' in line and '"logger": "access"' in line:
+                return json.loads(line)
+        time.sleep(0.1)
+    raise AssertionError(f"no access line for {request_id}:\n{server.log()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "path",
+    ["/_test/stream/sync?bytes=8&chunk=1&pause=0.5", "/_test/stream/queries?events=8&pause=0.5"],
+    ids=["sync", "async"],
+)
+def test_a_stream_that_keeps_producing_outlives_the_request_timeout(
+    short_timeout: Server, path: str
+) -> None:
+    """Eight parts half a second apart with GUNICORN_TIMEOUT=2: four seconds of a stream
+    that never goes quiet for the timeout, served whole (server-sent events)."""
+    request_id = new_id()
+    started = time.monotonic()
+    response = short_timeout.get(path, headers={"x-request-id": request_id}, timeout=30)
+    assert response.status_code == 200
+    assert len(response.content) in (8, len(b"data: 0\n\n") * 8)
+    assert time.monotonic() - started >= 3.5
+    line = access_line(short_timeout, request_id)
+    assert (line["status"], line.get("ended")) == (200, None), line
+
+
+@pytest.mark.slow
+def test_a_stream_quiet_for_the_timeout_is_cut_and_recorded_with_its_200(
+    short_timeout: Server,
+) -> None:
+    """The head goes out at once; the first part would come after five seconds: the
+    stream is cut after two (GUNICORN_TIMEOUT) and recorded as sent, 200, stalled."""
+    request_id = new_id()
+    path = "/_test/stream/sync?bytes=2&chunk=1&pause=5"
+    headers = {"x-request-id": request_id, "x-forwarded-proto": "https"}
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("GET", short_timeout.url(path), headers=headers) as r,
+    ):
+        head_at = time.monotonic()
+        assert r.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):  # the chunked body never ends
+            r.read()
+        cut_after = time.monotonic() - head_at
+    assert 1.5 < cut_after < 5, cut_after
+    line = access_line(short_timeout, request_id)
+    assert (line["status"], line.get("ended")) == (200, "stalled"), line
+    assert "response stalled: nothing sent for the 2s timeout, cut" in short_timeout.log()
