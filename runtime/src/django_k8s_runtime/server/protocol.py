@@ -57,6 +57,11 @@ from a client that left only once a write fails, and this server, like nginx,
 reads the end of input as the client gone, so an abandoned async view is
 cancelled at once.
 
+**A stream cut by the request timeout** (it sent nothing for ``GUNICORN_TIMEOUT``) is
+closed as Uvicorn closes any response the application left unfinished, without
+Uvicorn's error line: the request timeout has logged why, and the access line says
+it ended early.
+
 **Upgrade requests** (WebSocket, h2c) this server does not take are answered as
 the plain HTTP/1.1 requests they also are, with one warning line; Uvicorn logged
 two, the second advising to install a WebSocket library.
@@ -66,6 +71,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 from typing import Any
@@ -80,10 +86,21 @@ from django_k8s_runtime.asgi_types import (
     ROUTE,
     SEND_TIMEOUT,
 )
+from django_k8s_runtime.server import timeout
 from django_k8s_runtime.server.limits import ConnectionLimits, HeadLimits, refusal
 from django_k8s_runtime.server.worker_state import this_worker
 
 FIRST_REQUEST_GRACE = 1.0
+UNFINISHED = "ASGI callable returned without completing response."
+
+
+def _not_a_cut_response(record: logging.LogRecord) -> bool:
+    """Uvicorn's line for a response left unfinished, unless the request timeout cut
+    it (in the request's task, where Uvicorn logs it)."""
+    return not (record.msg == UNFINISHED and timeout.CUT.get())
+
+
+logging.getLogger("uvicorn.error").addFilter(_not_a_cut_response)
 _HTTP_VERSION_AND_SPACES = len(b"  HTTP/1.1")
 
 

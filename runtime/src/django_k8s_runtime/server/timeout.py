@@ -30,6 +30,7 @@ handler cancels a timed-out view's database query).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -48,6 +49,9 @@ from django_k8s_runtime.asgi_types import (
 logger = logging.getLogger("server.timeout")
 
 GRACE_SECONDS = 1.0
+# Set in the request's task once its response was cut (stalled): the server then
+# closes the connection, and its "returned without completing" line is ours to drop.
+CUT = contextvars.ContextVar("django_k8s_runtime_response_cut", default=False)
 BODY = b'{"error": "request timed out"}'
 DISCONNECT: Message = {"type": "http.disconnect"}
 
@@ -96,6 +100,7 @@ class RequestTimeout:
             if deadline.expired:
                 if deadline.response_started:
                     scope.setdefault(ENDED_EARLY, STALLED)
+                    CUT.set(True)
                 await deadline.answered()
             deadline.release()
 
