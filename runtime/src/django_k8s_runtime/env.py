@@ -177,9 +177,26 @@ RESPONSE_SEND_TIMEOUT = declare(
     "RESPONSE_SEND_TIMEOUT",
     "10",
     seconds(1, 3600),
-    "Seconds a client may take none of a response before it is disconnected (logged, counted "
-    "as 499), as nginx's `send_timeout`: a client that stops reading holds no thread and no "
-    "memory past it.",
+    "Seconds a client may take none of a response before it is disconnected (logged, and "
+    "recorded with the status sent and `ended: send_timeout`), as nginx's `send_timeout`: a "
+    "client that stops reading holds no thread and no memory past it.",
+    SERVER,
+)
+REQUEST_BODY_MIN_RATE = declare(
+    "REQUEST_BODY_MIN_RATE",
+    "240",
+    integer(0, 1024**3, "bytes per second"),
+    "Slowest a request body may arrive, on average, once `REQUEST_BODY_GRACE` has passed "
+    "(Kestrel's `MinRequestBodyDataRate`): slower is answered 408, the client's fault, and the "
+    "connection closed; 0 for no minimum. A body on its way holds no request slot, and "
+    "`GUNICORN_TIMEOUT` counts from when it is in.",
+    SERVER,
+)
+REQUEST_BODY_GRACE = declare(
+    "REQUEST_BODY_GRACE",
+    "5",
+    seconds(1, 300),
+    "Seconds a request body may take before `REQUEST_BODY_MIN_RATE` applies to it.",
     SERVER,
 )
 GUNICORN_LIMIT_REQUEST_LINE = declare(

@@ -127,6 +127,8 @@ def post_fork(arbiter, worker):
         head_timeout=snapshot.REQUEST_HEAD_TIMEOUT,
         send_timeout=snapshot.RESPONSE_SEND_TIMEOUT,
         connections=worker.cfg.worker_connections,
+        body_min_rate=snapshot.REQUEST_BODY_MIN_RATE,
+        body_grace=snapshot.REQUEST_BODY_GRACE,
     )
     worker.max_memory = snapshot.WORKER_MAX_MEMORY_MIB * memory.MIB or None
 

@@ -403,3 +403,96 @@ def test_idle_connections_past_worker_connections_are_closed_to_make_room() -> N
         for sock in [*idle, newcomer]:
             sock.close()
     assert closed >= 1
+
+
+# What one connection may hold: pipelined requests, and a body that trickles -----------------
+
+
+def peak_memory_mib(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_client_that_pipelines_without_reading_holds_a_bounded_share() -> None:
+    """Four clients send pipelined requests as fast as they can for eight seconds and
+    read nothing: the worker parses at most PIPELINE_DEPTH behind each one running,
+    stops reading, and keeps its memory (it took 600 MB and more before); the probe
+    and other clients are answered meanwhile."""
+    with Server({"GUNICORN_WORKERS": "1", "RESPONSE_SEND_TIMEOUT": "60"}) as server:
+        (worker,) = server.workers()
+        assert server.get("/api/hello").status_code == 200
+        before = peak_memory_mib(worker)
+        stop = time.monotonic() + 8
+        sent = [0]
+
+        def pipeline() -> None:
+            burst = request("/api/hello") * 512
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(0.5)
+                while time.monotonic() < stop:
+                    try:
+                        sock.sendall(burst)
+                        sent[0] += len(burst)
+                    except (TimeoutError, OSError):
+                        time.sleep(0.05)  # the server stopped reading: as it should
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            clients = [pool.submit(pipeline) for _ in range(4)]
+            time.sleep(4)
+            answers = [timed_get(server, "/api/hello") for _ in range(3)]
+            live = httpx.get(server.url("/health/live"), timeout=2)
+            for client in clients:
+                client.result()
+        grown = peak_memory_mib(worker) - before
+    assert all(status == 200 and seconds < 2 for status, seconds in answers), answers
+    assert live.status_code == 200
+    assert grown < 64, f"the worker grew {grown:.0f} MiB (the clients sent {sent[0]} bytes)"
+
+
+def test_slow_request_bodies_hold_no_slot_and_are_the_clients_408() -> None:
+    """1,100 POSTs whose 100-byte bodies come a byte a second (more than
+    GUNICORN_WORKER_CONNECTIONS): everyone else is answered 200 meanwhile, and each
+    slow body is answered 408 once its grace has passed (the client's, never a 5xx)."""
+    environ = {
+        "GUNICORN_WORKERS": "1",
+        "REQUEST_BODY_GRACE": "3",
+        "GUNICORN_WORKER_CONNECTIONS": "1000",
+    }
+    head = (
+        "POST /_test/echo HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+    ).encode()
+    with Server(environ) as server:
+        slow = []
+        try:
+            for _ in range(1100):
+                sock = socket.create_connection(("127.0.0.1", server.port))
+                sock.sendall(head + b"a")
+                slow.append(sock)
+            answers = []
+            for _ in range(3):
+                for sock in slow:
+                    with contextlib.suppress(OSError):
+                        sock.send(b"a")
+                answers.append(timed_get(server, "/api/hello"))
+                time.sleep(1)
+            refused = 0
+            for sock in slow:
+                sock.settimeout(10)
+                with contextlib.suppress(OSError):
+                    refused += sock.recv(4096).startswith(b"HTTP/1.1 408 ")
+        finally:
+            for sock in slow:
+                sock.close()
+        time.sleep(1.5)  # access lines are written together
+        statuses = [line["status"] for line in access_lines(server, "/_test/echo")]
+        log = server.log()
+    assert all(status == 200 for status, _ in answers), answers
+    assert refused == 1100
+    assert statuses.count(408) == 1100, sorted(set(statuses))
+    assert not [status for status in statuses if status >= 500]
+    assert "Request body too slow, answered 408" in log

@@ -252,7 +252,9 @@ class Metrics:
             "http_connections_dropped",
             "Connections the server closed or answered itself before the application saw a "
             "request, by reason: head_timeout (408), head_too_large (414/431), malformed (400), "
-            "send_timeout (the client stopped reading), idle_evicted (over worker_connections).",
+            "send_timeout (the client stopped reading), idle_evicted (over worker_connections), "
+            "body_too_slow (408: REQUEST_BODY_MIN_RATE), pipeline_full (requests pipelined "
+            "without reading).",
             ("reason",),
             registry=registry,
         )

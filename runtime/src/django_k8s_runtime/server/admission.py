@@ -44,7 +44,7 @@ def admission(threads: ThreadPool, deadline: Deadline | None) -> float | None:
 
 async def refuse(scope: Scope, send: Send, why: str) -> None:
     """503 with ``Retry-After``, at once: this process is full. A request with a body
-    closes its connection (the body is not read)."""
+    refused before it was read closes its connection."""
     _refusals.note(why, scope)
     headers = [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS), (b"cache-control", b"no-store")]
     if _has_body(scope):

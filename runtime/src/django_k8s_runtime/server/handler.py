@@ -117,30 +117,40 @@ class DjangoApplication:
             routes.record_route(scope)
             await refuse(scope, send, f"{self.in_flight} requests in flight, the most it takes")
             return
+        # The body first, on the event loop: a request still receiving it holds no
+        # slot (its pace is the protocol's REQUEST_BODY_MIN_RATE).
+        try:
+            body_file = await self.handler.read_body(receive)
+        except RequestAborted:  # the client left, or sent a body the server refused
+            routes.record_route(scope)
+            return
         self.in_flight += 1
         try:
-            if routes.is_for_async_view(scope):
-                self.async_in_flight += 1
-                try:
-                    await self.handler.serve(
-                        scope, receive, send, self.background_threads(), async_view=True
-                    )
-                finally:
-                    self.async_in_flight -= 1
-                return
-            pool = self.threads()
-            wait_until = None
-            if not pool.has_idle_thread():
-                routes.record_route(scope)  # labelled by route even if it never runs
-                wait_until = admission(pool, scope.get(DEADLINE))
-                if wait_until is REFUSED:
-                    await refuse(scope, send, f"{pool.waiting} requests wait for a thread already")
-                    return
-            await self.handler.serve(
-                scope, receive, send, pool, async_view=False, wait_until=wait_until
-            )
+            await self._serve(scope, body_file, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _serve(self, scope: Scope, body_file: Any, receive: Receive, send: Send) -> None:
+        if routes.is_for_async_view(scope):
+            self.async_in_flight += 1
+            try:
+                pool = self.background_threads()
+                await self.handler.serve(scope, body_file, receive, send, pool, async_view=True)
+            finally:
+                self.async_in_flight -= 1
+            return
+        pool = self.threads()
+        wait_until = None
+        if not pool.has_idle_thread():
+            routes.record_route(scope)  # labelled by route even if it never runs
+            wait_until = admission(pool, scope.get(DEADLINE))
+            if wait_until is REFUSED:
+                body_file.close()
+                await refuse(scope, send, f"{pool.waiting} requests wait for a thread already")
+                return
+        await self.handler.serve(
+            scope, body_file, receive, send, pool, async_view=False, wait_until=wait_until
+        )
 
 
 class OneHopHandler(ASGIHandler):
@@ -161,6 +171,7 @@ class OneHopHandler(ASGIHandler):
     async def serve(
         self,
         scope: Scope,
+        body_file: Any,
         receive: Receive,
         send: Send,
         pool: ThreadPool,
@@ -168,11 +179,7 @@ class OneHopHandler(ASGIHandler):
         async_view: bool,
         wait_until: float | None = None,
     ) -> None:
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:  # the client left, or sent a body the server refused
-            routes.record_route(scope)
-            return
+        """The request, its body read, through ``pool``."""
         loop = asyncio.get_running_loop()
         request = RequestState(loop, scope, receive, send)
         if CLIENT_GONE not in scope:

@@ -75,11 +75,16 @@ class ConnectionLimits:
       disconnected (RESPONSE_SEND_TIMEOUT), as nginx's ``send_timeout``.
     * ``connections``: connections a worker keeps (Gunicorn's ``worker_connections``);
       past it, idle keep-alive connections are closed to make room.
+    * ``body_min_rate``: bytes a second a request body must average once
+      ``body_grace`` seconds have passed (REQUEST_BODY_MIN_RATE, REQUEST_BODY_GRACE);
+      then 408. 0: no minimum.
     """
 
     head_timeout: float = 10.0
     send_timeout: float = 10.0
     connections: int = 1000
+    body_min_rate: int = 240
+    body_grace: float = 5.0
 
 
 STATUS_LINES = {

@@ -39,6 +39,18 @@ ever. Here:
   connection buffers at most about one response;
 * past ``connections`` connections, idle keep-alive ones are closed to make room.
 
+**What a connection may have read and not yet handed over is bounded.** Uvicorn
+queues pipelined requests without a limit and resumes reading after every response,
+so a client that pipelines without reading had the worker parse and hold hundreds
+of thousands of requests. Here at most ``PIPELINE_DEPTH`` requests wait behind the
+one running; the rest of what was read stays unparsed (at most one read and
+``HELD_BYTES``), and reading stops until they are served.
+
+**A request body has a minimum rate** (``body_min_rate`` after ``body_grace``, as
+Kestrel's ``MinRequestBodyDataRate``): a body that arrives slower is answered 408,
+recorded as the client's (``scope[CLIENT_ERROR]``), and the connection closed; the
+application sees its client leave. A body on its way holds no request slot.
+
 **The keep-alive timer is cancelled on every connection loss.** Uvicorn cancels it
 only when the connection closed cleanly (``connection_lost(None)``); a connection
 reset by the client kept its protocol, cycle and buffers alive until the timer
@@ -91,6 +103,10 @@ from django_k8s_runtime.server.limits import ConnectionLimits, HeadLimits, refus
 from django_k8s_runtime.server.worker_state import this_worker
 
 FIRST_REQUEST_GRACE = 1.0
+PIPELINE_DEPTH = 16  # requests a connection may have waiting behind the one running
+FEED_BYTES = 4096  # parsed at a time while requests wait, so few more can queue
+HELD_BYTES = 1024 * 1024  # read and not yet parsed: past it, the connection is dropped
+BODY_CHECK_SECONDS = 1.0
 UNFINISHED = "ASGI callable returned without completing response."
 
 
@@ -138,6 +154,11 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         self._send_timer: asyncio.TimerHandle | None = None
         self._next_when_writable = False  # a pipelined request waits for the client
         self._running: Any = None  # the cycle whose request runs (not always self.cycle)
+        self._held = bytearray()  # read, not yet parsed: requests wait already
+        self._body_expected = False  # the head being read announces a body
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_started = 0.0
+        self._body_bytes = 0
 
     # Connection life ------------------------------------------------------------
 
@@ -152,10 +173,11 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
         # Uvicorn cancels the keep-alive timer only when exc is None.
         self._unset_keepalive_if_required()
-        for timer in (self._head_timer, self._send_timer):
+        for timer in (self._head_timer, self._send_timer, self._body_timer):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._send_timer = None
+        self._head_timer = self._send_timer = self._body_timer = None
+        self._held = bytearray()
 
     def _close_idle_connections(self) -> None:
         """Over ``bounds.connections``: close idle keep-alive connections (clients
@@ -220,14 +242,24 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             self._send_timer = None
         if self._next_when_writable:
             self._next_when_writable = False
-            super().on_response_complete()
+            self._next_request()
 
     def on_response_complete(self) -> None:
         self._served += 1
         if self.pipeline and self.flow.write_paused and not self.transport.is_closing():
             self._next_when_writable = True  # resume_writing() starts it
             return
+        self._next_request()
+
+    def _next_request(self) -> None:
+        """Uvicorn's: the next pipelined request starts, and reading resumes; but
+        only once nothing waits, and after what was held back is parsed."""
         super().on_response_complete()
+        if self._held and not self.transport.is_closing():
+            held, self._held = bytes(self._held), bytearray()
+            self._feed(held)
+        if self.pipeline or self._held:
+            self.flow.pause_reading()
 
     def _send_stalled(self) -> None:
         self._send_timer = None
@@ -316,6 +348,35 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             self._start_head_clock()
 
     def _feed(self, data: bytes) -> None:
+        """Parse ``data``; while requests wait behind the one running, a little at a
+        time, holding back what would queue past ``PIPELINE_DEPTH``."""
+        if self._held or len(self.pipeline) >= PIPELINE_DEPTH:
+            self._hold(data)
+            return
+        if len(data) <= FEED_BYTES or self.cycle is None or self.cycle.response_complete:
+            self._parse(data)
+            return
+        for offset in range(0, len(data), FEED_BYTES):
+            self._parse(data[offset : offset + FEED_BYTES])
+            if self._refused or self.transport.is_closing():
+                return
+            if len(self.pipeline) >= PIPELINE_DEPTH:
+                self._hold(data[offset + FEED_BYTES :])
+                return
+
+    def _hold(self, data: bytes) -> None:
+        self.flow.pause_reading()
+        self._held += data
+        if len(self._held) > HELD_BYTES:
+            self.logger.warning(
+                "Client pipelined over %d bytes of requests without reading: disconnected (%s)",
+                HELD_BYTES,
+                self.client[0] if self.client else "-",
+            )
+            this_worker.connection_dropped("pipeline_full")
+            self._reset()
+
+    def _parse(self, data: bytes) -> None:
         """Uvicorn's ``data_received``, telling a refusal from a malformed request."""
         self._unset_keepalive_if_required()
         try:
@@ -356,6 +417,12 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._in_request_line = False
         self._fields += 1
+        if len(name) in (14, 17):  # content-length, transfer-encoding
+            lowered = name.lower()
+            if (lowered == b"content-length" and value.strip() != b"0") or (
+                lowered == b"transfer-encoding"
+            ):
+                self._body_expected = True
         if self._fields > self.limits.fields:
             raise _Refused(431, f"more than {self.limits.fields} header fields")
         if len(name) + 2 + len(value) > self.limits.field_size:
@@ -367,6 +434,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._messages_begun += 1
         self._in_request_line, self._line_ended, self._fields = True, False, 0
+        self._body_expected = False
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
@@ -381,10 +449,51 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         self._cycles_started += 1
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False  # answer with Connection: close
+        if self._body_expected and self.bounds.body_min_rate and self.cycle is not previous:
+            self._body_started, self._body_bytes = self.loop.time(), 0
+            self._body_timer = self.loop.call_later(self.bounds.body_grace, self._check_body)
+
+    # A body's minimum rate --------------------------------------------------------
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
+    def _check_body(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or self.transport.is_closing():
+            return
+        elapsed = self.loop.time() - self._body_started
+        if self._body_bytes >= self.bounds.body_min_rate * elapsed:
+            self._body_timer = self.loop.call_later(BODY_CHECK_SECONDS, self._check_body)
+            return
+        this_worker.connection_dropped("body_too_slow")
+        self.logger.warning(
+            'Request body too slow, answered 408: %d bytes in %.1fs (REQUEST_BODY_MIN_RATE=%d '
+            'after %gs): %s "%s %s"',
+            self._body_bytes,
+            elapsed,
+            self.bounds.body_min_rate,
+            self.bounds.body_grace,
+            self.client[0] if self.client else "-",
+            cycle.scope.get("method", "-"),
+            cycle.scope.get("path", "-"),
+        )
+        cycle.scope[CLIENT_ERROR] = 408  # the client's, for the access log and metrics
+        cycle.disconnected = True  # the application sees its client leave
+        cycle.message_event.set()
+        if not cycle.response_started:
+            self.transport.write(refusal(408, "request body too slow"))
+        self._refused = True
+        self.transport.close()
 
     def on_message_complete(self) -> None:
         # What arrives next is the next request's head (on a keep-alive connection).
         self._reading_head, self._head_bytes = True, 0
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         super().on_message_complete()
 
     def shutdown(self) -> None:

@@ -3,7 +3,9 @@
 For async workers Gunicorn's own ``timeout`` only bounds how long a worker's
 event loop may go without a heartbeat; a slow request on a healthy loop runs
 forever. This ASGI middleware answers 504 when a request has not begun its
-response within the timeout.
+response within the timeout. A body that arrives in parts is the client's time, not
+the view's: the timeout counts from when it is whole (its pace is bounded by the
+protocol's ``REQUEST_BODY_MIN_RATE``).
 
 **Streams.** Once the response's head is out, the timeout bounds the time between
 two of its parts, not the whole: a stream that keeps producing (server-sent
@@ -128,10 +130,18 @@ class RequestDeadline:
         self._receive = receive
         self._send = send
         self._last_sent = 0.0  # when the application last sent, once its head is out
+        self._body_arriving = False  # part of a body came, the rest has not
         self._request_task = asyncio.current_task()
         self._receiving: set[asyncio.Task[object]] = set()
         self._interrupted: set[asyncio.Task[object]] = set()
         self._timer: asyncio.TimerHandle | None = self._loop.call_at(self.at, self.expire)
+
+    def _start_again(self) -> None:
+        """The body came in parts: the timeout bounds the view from now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self.at = self._loop.time() + self._seconds
+            self._timer = self._loop.call_at(self.at, self.expire)
 
     def disarm(self) -> None:
         if self._timer is not None:
@@ -144,7 +154,13 @@ class RequestDeadline:
         task = asyncio.current_task()
         self._receiving.add(task)
         try:
-            return await self._receive()
+            message = await self._receive()
+            if message.get("more_body"):
+                self._body_arriving = True
+            elif self._body_arriving and message["type"] == "http.request":
+                self._body_arriving = False
+                self._start_again()  # the timeout counts from the whole body
+            return message
         except asyncio.CancelledError:
             if task not in self._interrupted:
                 raise
@@ -183,6 +199,11 @@ class RequestDeadline:
             if quiet_until > self._loop.time():
                 self._timer = self._loop.call_at(quiet_until, self.expire)
                 return
+        elif self._body_arriving and self._receiving:
+            # The application waits for a body still on its way: the client's pace,
+            # which REQUEST_BODY_MIN_RATE bounds, not the view's time.
+            self._timer = self._loop.call_later(self._seconds, self.expire)
+            return
         self.expired = True
         loop = self._loop
         for callback in self._on_expiry or ():

@@ -125,7 +125,7 @@ class WorkerState:
     def connection_dropped(self, reason: str) -> None:
         """A connection was closed or refused before the application saw a request:
         ``head_timeout``, ``head_too_large``, ``malformed``, ``send_timeout``,
-        ``idle_evicted``."""
+        ``idle_evicted``, ``body_too_slow``, ``pipeline_full``."""
         if self._on_connection_dropped is not None:
             self._on_connection_dropped(reason)
 
