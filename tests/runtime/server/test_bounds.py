@@ -463,9 +463,9 @@ def test_slow_request_bodies_hold_no_slot_and_are_the_clients_408() -> None:
         "GUNICORN_WORKER_CONNECTIONS": "1000",
     }
     head = (
-        "POST /_test/echo HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
-    ).encode()
+        b"POST /_test/echo HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+    )
     with Server(environ) as server:
         slow = []
         try:

@@ -470,7 +470,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
             return
         this_worker.connection_dropped("body_too_slow")
         self.logger.warning(
-            'Request body too slow, answered 408: %d bytes in %.1fs (REQUEST_BODY_MIN_RATE=%d '
+            "Request body too slow, answered 408: %d bytes in %.1fs (REQUEST_BODY_MIN_RATE=%d "
             'after %gs): %s "%s %s"',
             self._body_bytes,
             elapsed,
