@@ -86,6 +86,7 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from typing import Any
 
 import httptools
@@ -450,7 +451,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False  # answer with Connection: close
         if self._body_expected and self.bounds.body_min_rate and self.cycle is not previous:
-            self._body_started, self._body_bytes = self.loop.time(), 0
+            self._body_started, self._body_bytes = time.monotonic(), 0
             self._body_timer = self.loop.call_later(self.bounds.body_grace, self._check_body)
 
     # A body's minimum rate --------------------------------------------------------
@@ -464,7 +465,7 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or not cycle.more_body or self.transport.is_closing():
             return
-        elapsed = self.loop.time() - self._body_started
+        elapsed = time.monotonic() - self._body_started
         if self._body_bytes >= self.bounds.body_min_rate * elapsed:
             self._body_timer = self.loop.call_later(BODY_CHECK_SECONDS, self._check_body)
             return
