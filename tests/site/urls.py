@@ -28,5 +28,6 @@ urlpatterns = [
     path("_test/stream/progress", views.stream_progress),
     path("_test/file", views.file),
     path("_test/echo", views.echo),
+    path("_test/upload", views.upload),
     path("_test/gzip-body", views.gzip_body),
 ]

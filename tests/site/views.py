@@ -3,6 +3,7 @@
 import asyncio
 import contextvars
 import gzip
+import hashlib
 import io
 import os
 import tempfile
@@ -193,6 +194,20 @@ def file(request: HttpRequest) -> FileResponse:
 def echo(request: HttpRequest) -> JsonResponse:
     """Reads the form, so Django's upload limits apply."""
     return JsonResponse({"fields": len(request.POST), "bytes": len(request.body)})
+
+
+@csrf_exempt
+def upload(request: HttpRequest) -> JsonResponse:
+    """A form with files, as Django parses it: each file's size and its digest."""
+    return JsonResponse(
+        {
+            "fields": dict(request.POST.items()),
+            "files": {
+                name: {"size": each.size, "sha256": hashlib.sha256(each.read()).hexdigest()}
+                for name, each in request.FILES.items()
+            },
+        }
+    )
 
 
 # The request's body file (server/handler.py closes it when the request is done) ------
