@@ -225,13 +225,11 @@ REQUEST_MAX_BODY_SIZE = declare(
     "REQUEST_MAX_BODY_SIZE",
     "33554432",
     integer(1024, 1073741824, "bytes"),
-    "Largest request body accepted (32 MiB): more than any limit of Django's or Wagtail's "
-    "own (Wagtail's images, 10 MiB), so theirs answer first, and about what an ordinary "
-    "uplink sends within `GUNICORN_TIMEOUT`. A larger `Content-Length` is answered 413 "
-    "before the body is read, a chunked body as soon as it passes the limit; the 413 names "
-    "this variable. Keep the ingress's limit the same (ingress-nginx's `proxy-body-size`, "
-    "1m by default) and room in `/tmp` for two copies of a body being handled (Django spools "
-    "one over 2.5 MB to disk, its upload handler a second).",
+    "Largest request body accepted (32 MiB: over Django's and Wagtail's own limits, so "
+    "theirs answer first). A larger `Content-Length` is answered 413, naming this variable, "
+    "before the body reaches Django; a chunked body as soon as it passes the limit. Set the "
+    "ingress's limit the same (ingress-nginx's `proxy-body-size` is 1m by default) and give "
+    "`/tmp` room for two copies of each body handled at once (docs/serving.md).",
     SERVER,
 )
 GUNICORN_HOST = declare(
