@@ -188,17 +188,17 @@ def test_the_rest_of_a_refused_body_is_read_before_the_answer_ends() -> None:
 
 def test_a_client_that_stops_sending_is_closed_after_the_lingering_wait() -> None:
     client, _ = post(
-        b"x" * 1000, b"x" * 1000, b"x" * 1000, declared=10_000, gap=0.6, linger_wait=0.2
+        b"x" * 1000, b"x" * 1000, b"x" * 1000, declared=10_000, gap=3.0, linger_wait=0.2
     )
     assert client.taken == 1
     assert client.complete
-    assert client.seconds < 0.6
+    assert client.seconds < 2.0  # the next part would have come after 3 s
 
 
 def test_the_lingering_ends_after_its_time_however_fast_the_body_comes() -> None:
     client, _ = post(*[b"x" * 100] * 200, declared=20_000, gap=0.01, linger=0.3, linger_wait=1.0)
     assert client.complete
-    assert 0.25 < client.seconds < 1.0
+    assert 0.25 < client.seconds < 1.5  # the whole body takes 2 s or more
     assert client.taken < 200
 
 
@@ -220,7 +220,7 @@ def test_the_lingering_ends_before_the_requests_deadline() -> None:
         assert client.complete
         return asyncio.get_running_loop().time() - started
 
-    assert run(scenario()) < 0.6
+    assert run(scenario()) < 1.5  # the whole body takes 2 s or more
 
 
 def test_a_body_of_exactly_the_limit_is_served() -> None:
