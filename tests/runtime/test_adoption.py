@@ -28,17 +28,25 @@ import pytest
 from packaging.requirements import Requirement
 
 from harness.processes import free_port
+from tests.support.adoption import (
+    ROOT,
+    RUNTIME,
+    UV,
+    adoption_diff,
+    build_wheel,
+    changed_lines,
+    clean_environment,
+    install,
+    locked_versions,
+    run,
+    wait_for,
+)
 from tests.support.requirements import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.series, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
-UV = ROOT / ".tools" / "bin" / "uv"
-RUNTIME = ROOT / "runtime"
 POD_IP = {"host": "10.0.0.7:8000"}  # the kubelet's probes come with the pod IP as Host
 MAX_CHANGED_LINES = 10
-# The series this environment runs, and its group in the root pyproject (uv.lock).
-SERIES_GROUP = "django-{}.{}".format(*django.VERSION[:2])
 ADMIN = {"username": "admin", "password": "an-adoption-test-password"}
 
 SLOW_VIEW = """
@@ -59,12 +67,6 @@ urlpatterns.append(_path("slow", _slow))
 """
 
 
-def adoption_diff(readme: Path, name: str = "adoption-diff") -> str:
-    text = readme.read_text()
-    block = text.split(f"<!-- {name}:start -->", 1)[1].split(f"<!-- {name}:end -->")[0]
-    return block.strip().removeprefix("```diff").removesuffix("```").lstrip("\n")
-
-
 WEBSOCKET_DIFF = "adoption-websocket-diff"  # the Channels form, on top of the plain one
 
 
@@ -72,42 +74,13 @@ def normalise(requirement: str) -> str:
     return str(Requirement(requirement))
 
 
-def changed_lines(diff: str) -> list[str]:
-    return [
-        line
-        for line in diff.splitlines()
-        if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()
-    ]
-
-
 @pytest.fixture(scope="module")
 def adopted(tmp_path_factory) -> dict:
     require(UV.exists(), f"{UV} is missing (make venv installs it)")
     work = tmp_path_factory.mktemp("adoption")
-    dist = work / "dist"
-    run([str(UV), "build", "--quiet", "--package", "django-k8s-runtime", "--out-dir", dist], ROOT)
-    (wheel,) = dist.glob("django_k8s_runtime-*.whl")
-    (sdist,) = dist.glob("django_k8s_runtime-*.tar.gz")
-    constraints = work / "constraints.txt"
-    run(
-        [
-            str(UV),
-            "export",
-            "--frozen",
-            "--no-default-groups",
-            "--group",
-            SERIES_GROUP,
-            "--no-emit-project",
-            "--no-emit-workspace",
-            "--no-hashes",
-            "--no-header",
-            "--quiet",
-            "--output-file",
-            constraints,
-        ],
-        ROOT,
-    )
-    venv = install(work / "venv", str(wheel), constraints)
+    wheel, sdist = build_wheel(work / "dist")
+    constraints = locked_versions(work / "constraints.txt")
+    venv = install(work / "venv", constraints, str(wheel))
     python = venv / "bin" / "python"
     project = work / "project"
     project.mkdir()
@@ -137,33 +110,13 @@ def adopted(tmp_path_factory) -> dict:
     }
 
 
-def install(venv: Path, requirement: str, constraints: Path) -> Path:
-    """A fresh virtualenv with ``requirement`` at the versions uv.lock pins."""
-    run([str(UV), "venv", "--quiet", "--python", sys._base_executable, venv], venv.parent)
-    run(
-        [
-            str(UV),
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            venv / "bin" / "python",
-            "--constraint",
-            constraints,
-            requirement,
-        ],
-        venv.parent,
-    )
-    return venv
-
-
 @pytest.fixture(scope="module")
 def adopted_with_websockets(adopted: dict) -> dict:
     """The adopted project in the Channels form: the wheel with its websockets extra,
     in a virtualenv of its own, and README's second diff applied on top."""
     work = adopted["work"]
     venv = install(
-        work / "venv-websockets", f"{adopted['wheel']}[websockets]", adopted["constraints"]
+        work / "venv-websockets", adopted["constraints"], f"{adopted['wheel']}[websockets]"
     )
     project = work / "project-websockets"
     shutil.copytree(adopted["project"], project)
@@ -171,26 +124,6 @@ def adopted_with_websockets(adopted: dict) -> dict:
     (work / "websocket.diff").write_text(diff)
     run(["git", "apply", "-p1", str(work / "websocket.diff")], project)
     return {**adopted, "venv": venv, "project": project, "diff": diff}
-
-
-def run(command: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(part) for part in command],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def clean_environment(**variables: str) -> dict[str, str]:
-    """Nothing of this repository's environment: no PYTHONPATH, no DJANGO_*."""
-    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
-    return {**keep, "PYTHONUNBUFFERED": "1", **variables}
 
 
 def gunicorn(adopted: dict, **variables: str) -> tuple[list[str], dict[str, str]]:
@@ -432,18 +365,6 @@ def test_manage_py_fails_in_one_line_when_the_database_cannot_be_reached(adopted
     assert result.returncode == 1
     assert output.startswith("database error: cannot connect to PostgreSQL at 127.0.0.1:"), output
     assert "s3cret" not in output
-
-
-def wait_for(condition, log: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"not ready within {seconds}s:\n{log.read_text()}")
 
 
 def test_the_channels_form_serves_sockets_and_closes_them_with_1001(

@@ -200,3 +200,15 @@ def test_a_password_in_the_database_url_is_never_printed(url: str) -> None:
         assert PASSWORD not in output, output
         assert "configuration error: DATABASE_URL='postgres://app" in output, output
         assert "***" in output, output
+
+
+def test_the_body_limit_is_shown_with_its_size() -> None:
+    """An operator reads the effective limit, not only a count of bytes."""
+    shown = check_env({"REQUEST_MAX_BODY_SIZE": "104857600"}).stdout
+    assert "REQUEST_MAX_BODY_SIZE" in shown
+    line = next(line for line in shown.splitlines() if line.startswith("REQUEST_MAX_BODY_SIZE"))
+    assert line.split()[1:] == ["104857600", "(100", "MiB)", "REQUEST_MAX_BODY_SIZE"]
+    default = next(
+        line for line in check_env({}).stdout.splitlines() if line.startswith("REQUEST_MAX")
+    )
+    assert default.split()[1:] == ["33554432", "(32", "MiB)", "default"]

@@ -118,6 +118,9 @@ def test_a_value_that_did_not_parse_is_a_problem_and_cannot_be_read() -> None:
         ),
         ("WEBSOCKET_ALLOWED_ORIGINS", "*", ("*",)),
         ("CHANNEL_LAYER_URL", "redis://redis:6379/1", "redis://redis:6379/1"),
+        ("HEALTH_PATH", "/readyz", "/readyz"),
+        ("HEALTH_LIVE_PATH", " /-/k8s/live ", "/-/k8s/live"),
+        ("REQUEST_MAX_BODY_SIZE", "104857600", 104857600),
     ],
 )
 def test_good_values_parse(name: str, raw: str, expected: object) -> None:
@@ -172,6 +175,15 @@ BAD_VALUES = [
     ("WEBSOCKET_PING_TIMEOUT", "0"),
     ("WEBSOCKET_MAX_CONNECTIONS", "0"),
     ("CHANNEL_LAYER_URL", "redis-server:6379"),
+    ("HEALTH_PATH", "health"),
+    ("HEALTH_PATH", "/"),
+    ("HEALTH_PATH", "/readyz/"),
+    ("HEALTH_PATH", "/ready?full=1"),
+    ("HEALTH_PATH", "//readyz"),
+    ("HEALTH_PATH", "/probes/../health"),
+    ("HEALTH_LIVE_PATH", "/live z"),
+    ("REQUEST_MAX_BODY_SIZE", "32m"),
+    ("REQUEST_MAX_BODY_SIZE", "0"),
 ]
 
 
@@ -264,6 +276,10 @@ def test_a_rule_about_a_value_that_did_not_parse_is_skipped() -> None:
         (
             {"WEBSOCKET_PING_INTERVAL": "0", "WEBSOCKET_PING_TIMEOUT": "5"},
             "WEBSOCKET_PING_TIMEOUT=5 has no effect because WEBSOCKET_PING_INTERVAL=0",
+        ),
+        (
+            {"HEALTH_PATH": "/probe", "HEALTH_LIVE_PATH": "/probe"},
+            "HEALTH_PATH and HEALTH_LIVE_PATH are both '/probe'",
         ),
     ],
 )

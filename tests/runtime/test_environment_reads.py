@@ -37,6 +37,10 @@ JUSTIFIED = {
         "Django's own variable: check-env sets Django up with --settings to import the "
         "readiness checks HEALTH_CHECKS names"
     ),
+    (f"{RUNTIME}/settings.py", "DJANGO_SETTINGS_MODULE", "reads"): (
+        "Django's own variable: which settings module's LOGGING is the final one, before "
+        "Django is set up (the warning when it replaced runtime.logging()'s)"
+    ),
     (f"{RUNTIME}/observability/metrics.py", "PROMETHEUS_MULTIPROC_DIR", "sets"): (
         "prometheus_client finds its multiprocess directory there"
     ),

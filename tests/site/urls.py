@@ -28,6 +28,7 @@ urlpatterns = [
     path("_test/stream/progress", views.stream_progress),
     path("_test/file", views.file),
     path("_test/echo", views.echo),
+    path("_test/upload", views.upload),
     path("_test/gzip-body", views.gzip_body),
     path("_test/note-ran", views.note_ran),
     path("_test/ran", views.ran),

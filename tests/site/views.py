@@ -3,6 +3,7 @@
 import asyncio
 import contextvars
 import gzip
+import hashlib
 import io
 import os
 import tempfile
@@ -199,6 +200,20 @@ def echo(request: HttpRequest) -> JsonResponse:
     answer = {"fields": len(request.POST), "bytes": len(request.body)}
     _echoed.append(answer)
     return JsonResponse(answer)
+
+
+@csrf_exempt
+def upload(request: HttpRequest) -> JsonResponse:
+    """A form with files, as Django parses it: each file's size and its digest."""
+    return JsonResponse(
+        {
+            "fields": dict(request.POST.items()),
+            "files": {
+                name: {"size": each.size, "sha256": hashlib.sha256(each.read()).hexdigest()}
+                for name, each in request.FILES.items()
+            },
+        }
+    )
 
 
 # The request's body file (server/handler.py closes it when the request is done) ------

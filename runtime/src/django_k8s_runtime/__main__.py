@@ -30,20 +30,29 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--settings", help="the project's settings module")
     args = parser.parse_args(argv)
     settings_module = args.settings or os.environ.get("DJANGO_SETTINGS_MODULE")
+    from_settings: tuple[str, ...] = ()
     if settings_module:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
         try:
             importlib.import_module(settings_module)  # declares the project's variables
-        except env.ConfigError:
-            pass  # its problems are listed below, with everything else
+        except env.ConfigError as error:
+            from_settings = error.messages  # listed below, with everything else
         except ImportError as error:
             print(f"cannot import the settings module {settings_module!r}: {error}")
             return 2
-    return check_env(env.load(), settings_module=settings_module)
+    return check_env(env.load(), settings_module=settings_module, from_settings=from_settings)
 
 
 def check_env(
-    snapshot: env.Snapshot, out: object = None, *, settings_module: str | None = None
+    snapshot: env.Snapshot,
+    out: object = None,
+    *,
+    settings_module: str | None = None,
+    from_settings: tuple[str, ...] = (),
 ) -> int:
+    """``from_settings``: the lines the settings module stopped with, as start-up would
+    (the rules find most of them again; a settings helper's own, such as a ``DB_*``
+    variable beside the project's own ``DATABASES``, only the helper knows)."""
     out = out or sys.stdout
     width = max(len(name) for name in env.REGISTRY)
     for name in env.REGISTRY:
@@ -56,6 +65,7 @@ def check_env(
     before_gunicorn = preflight.web_concurrency_problem(os.environ.get("WEB_CONCURRENCY"))
     problems = [before_gunicorn] if before_gunicorn else []
     problems += validation.problems(snapshot)
+    problems += [line for line in from_settings if line not in problems]
     if not problems and settings_module:
         problems = project_check_problems(snapshot, settings_module)
     for line in problems:
@@ -93,7 +103,12 @@ def shown_value(name: str, value: object) -> str:
         return "(unset)"
     # A Mapping (GUNICORN_CMD_ARGS: the settings it sets) shows as its str().
     text = ",".join(value) if isinstance(value, tuple) else str(value)
+    if isinstance(value, int) and value >= MIB and "bytes" in env.REGISTRY[name].parser.allowed:
+        text += f" ({value / MIB:g} MiB)"  # REQUEST_MAX_BODY_SIZE=33554432 (32 MiB)
     return masking.shown(name, text) if text else "(empty)"
+
+
+MIB = 1024 * 1024
 
 
 if __name__ == "__main__":

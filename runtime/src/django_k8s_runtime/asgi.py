@@ -20,9 +20,10 @@ HTTP goes through these layers, outermost first:
    request; the probes' routes stay out of the access log unless LOG_PROBES.
 3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/), which the worker
    records in ``this_worker`` when it starts serving.
-4. ``Probes``: /health and /health/live, answered before Django (health/); a
-   readiness probe fails once ``this_worker`` is draining.
-5. ``BodyLimit``: 413 for a body over REQUEST_MAX_BODY_SIZE, before it is read
+4. ``Probes``: /health and /health/live (HEALTH_PATH, HEALTH_LIVE_PATH), answered
+   before Django (health/); a readiness probe fails once ``this_worker`` is draining.
+5. ``BodyLimit``: 413 for a body over REQUEST_MAX_BODY_SIZE, before it is read, with
+   the security headers Django's middleware gives the project's responses
    (server/limits.py; the request head's limits are in the HTTP protocol).
 6. ``DjangoApplication``: Django itself, each request in one visit to one of the
    worker's threads; a synchronous view runs there, an async view on the event
@@ -199,10 +200,10 @@ def stack(django_application: ASGIApp) -> ASGIApp:
     set up."""
     from django_k8s_runtime import env, settings
     from django_k8s_runtime.health.checks import CannotLoadChecks, configured_checks
-    from django_k8s_runtime.health.probes import ROUTES as PROBE_ROUTES
     from django_k8s_runtime.health.probes import Probes
     from django_k8s_runtime.observability import metrics
     from django_k8s_runtime.observability.observer import RequestObserver
+    from django_k8s_runtime.server import security_headers
     from django_k8s_runtime.server.limits import BodyLimit
     from django_k8s_runtime.server.timeout import RequestTimeout
     from django_k8s_runtime.server.worker_state import this_worker
@@ -219,16 +220,23 @@ def stack(django_application: ASGIApp) -> ASGIApp:
         )
     except CannotLoadChecks as error:  # at start-up, before any worker serves
         raise env.ConfigError(*error.lines) from None
+    body_limit = BodyLimit(
+        django_application,
+        max_bytes=snapshot.REQUEST_MAX_BODY_SIZE,
+        headers=security_headers.of_the_project(),  # Django's middleware adds them to the rest
+    )
     probes = Probes(
-        BodyLimit(django_application, max_bytes=snapshot.REQUEST_MAX_BODY_SIZE),
+        body_limit,
         checks,
         draining=this_worker.is_draining,
+        ready_path=snapshot.HEALTH_PATH,
+        live_path=snapshot.HEALTH_LIVE_PATH,
     )
     application: ASGIApp = RequestTimeout(probes, seconds=this_worker.request_timeout)
     application = RequestObserver(
         application,
         access_log=snapshot.GUNICORN_ACCESS_LOG,
-        quiet_routes=() if snapshot.LOG_PROBES else PROBE_ROUTES,
+        quiet_routes=() if snapshot.LOG_PROBES else probes.routes,
         metrics=app_metrics,
     )
     if app_metrics is not None:

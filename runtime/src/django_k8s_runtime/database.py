@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 
-from django_k8s_runtime.env import SSL_MODES, Snapshot
+from django_k8s_runtime.env import DEFAULT, SSL_MODES, Snapshot
 from django_k8s_runtime.masking import redact_url
 
 VERIFYING_MODES = ("verify-ca", "verify-full")
@@ -32,8 +32,43 @@ SQLITE_ENGINE = "django.db.backends.sqlite3"
 TLS_VARIABLES = {"DB_SSLROOTCERT": "sslrootcert", "DB_SSLCERT": "sslcert", "DB_SSLKEY": "sslkey"}
 
 
-def databases(base_dir: Path, snapshot: Snapshot) -> dict[str, Any]:
-    return {"default": default_database(base_dir, snapshot)}
+def databases(
+    base_dir: Path, snapshot: Snapshot, own: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``DATABASES``: the default database from DATABASE_URL, beside the other
+    databases of ``own`` (the settings' own ``DATABASES``), if given; ``own`` as it
+    is when DATABASE_URL is not set."""
+    if own is None:
+        return {"default": default_database(base_dir, snapshot)}
+    if snapshot.source("DATABASE_URL") == DEFAULT:
+        return dict(own)
+    return {**own, "default": default_database(base_dir, snapshot)}
+
+
+# What shapes DATABASE_URL's database, and would have no effect on a project's own.
+URL_VARIABLES = (
+    "DB_SSLMODE",
+    *TLS_VARIABLES,
+    "DB_CONNECT_TIMEOUT",
+    "DB_POOL",
+    "DB_POOL_MIN_SIZE",
+    "DB_POOL_MAX_SIZE",
+    "DB_POOL_TIMEOUT",
+)
+
+
+def own_databases_problems(snapshot: Snapshot) -> list[str]:
+    """With the settings' own DATABASES kept (DATABASE_URL not set), a DB_* variable
+    that shapes DATABASE_URL's database would have no effect: one line each."""
+    if snapshot.source("DATABASE_URL") != DEFAULT:
+        return []
+    return [
+        f"{name} is set but DATABASE_URL is not: the settings' own DATABASES are used as they "
+        f"are, and {name} applies to DATABASE_URL's database only; set DATABASE_URL, or "
+        f"remove {name}."
+        for name in URL_VARIABLES
+        if snapshot.source(name) != DEFAULT
+    ]
 
 
 def default_database(base_dir: Path, snapshot: Snapshot) -> dict[str, Any]:

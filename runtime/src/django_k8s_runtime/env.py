@@ -26,6 +26,7 @@ The machinery is in :mod:`.registry` and :mod:`.parsers`; secrets are shown by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,6 +88,21 @@ __all__ = [
     "subset",
     "text",
 ]
+
+
+def _parse_probe_path(value: str) -> str:
+    path = value.strip()
+    if not _PROBE_PATH.fullmatch(path) or {".", ".."} & set(path.split("/")):
+        raise ValueError
+    return path
+
+
+_PROBE_PATH = re.compile(r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+")
+probe_path = Parser(
+    _parse_probe_path,
+    "a URL path such as /health: '/' and segments of letters, digits and -._~, no trailing "
+    "slash, no query",
+)
 
 # The choices more than one variable (or rule) offers, written once.
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -224,12 +240,13 @@ GUNICORN_LIMIT_REQUEST_FIELD_SIZE = declare(
 )
 REQUEST_MAX_BODY_SIZE = declare(
     "REQUEST_MAX_BODY_SIZE",
-    "1048576",
+    "33554432",
     integer(1024, 1073741824, "bytes"),
-    "Largest request body accepted (1 MiB, as ingress-nginx's default): a larger "
-    "`Content-Length` is answered 413 before the body is read, a chunked body as soon as "
-    "it passes the limit. Raise it for uploads (e.g. `10485760` for 10 MiB), and the "
-    "ingress's limit with it.",
+    "Largest request body accepted (32 MiB: over Django's and Wagtail's own limits, so "
+    "theirs answer first). A larger `Content-Length` is answered 413, naming this variable, "
+    "before the body reaches Django; a chunked body as soon as it passes the limit. Set the "
+    "ingress's limit the same (ingress-nginx's `proxy-body-size` is 1m by default) and give "
+    "`/tmp` room for two copies of each body handled at once (docs/serving.md).",
     SERVER,
 )
 GUNICORN_HOST = declare(
@@ -328,7 +345,7 @@ WEBSOCKET_MAX_MESSAGE_SIZE = declare(
     "WEBSOCKET_MAX_MESSAGE_SIZE",
     "1048576",
     integer(1024, 67108864, "bytes"),
-    "Largest message a client may send (1 MiB, as `REQUEST_MAX_BODY_SIZE`); a larger one "
+    "Largest message a client may send (1 MiB); a larger one "
     "closes its socket with 1009 (message too big) before it is buffered whole. Uvicorn's "
     "own default is 16 MiB.",
     WEBSOCKETS,
@@ -462,6 +479,23 @@ DB_POOL_TIMEOUT = declare(
     DATABASE,
 )
 
+HEALTH_PATH = declare(
+    "HEALTH_PATH",
+    "/health",
+    probe_path,
+    "Path of the readiness probe, answered before Django (and so before any page of the "
+    "project's at that path): move it when a project URL needs the path, and the "
+    "Deployment's `readinessProbe` with it.",
+    HEALTH,
+)
+HEALTH_LIVE_PATH = declare(
+    "HEALTH_LIVE_PATH",
+    "/health/live",
+    probe_path,
+    "Path of the liveness (and startup) probe, answered before Django; move it with "
+    "`HEALTH_PATH`, and the Deployment's `livenessProbe` and `startupProbe` with it.",
+    HEALTH,
+)
 HEALTH_CHECKS = declare(
     "HEALTH_CHECKS",
     "database",
@@ -469,7 +503,7 @@ HEALTH_CHECKS = declare(
     "Dependencies `/health` (readiness) checks: `database` (each configured database), "
     "`cache` (`CACHE_URL`'s server), and a project's own as `package.module:callable` (a "
     "function of no arguments, plain or `async def`, that raises or returns `False` when its "
-    "dependency is down; docs/probes.md). `/health/live` never checks any.",
+    "dependency is down; docs/probes.md). The liveness probe never checks any.",
     HEALTH,
 )
 HEALTH_CHECK_TIMEOUT = declare(
@@ -507,7 +541,7 @@ LOG_PROBES = declare(
     "LOG_PROBES",
     "false",
     boolean,
-    "Access-log requests to `/health` and `/health/live` too.",
+    "Access-log requests to the probes (`HEALTH_PATH`, `HEALTH_LIVE_PATH`) too.",
     OPERATIONS,
 )
 METRICS_PORT = declare(

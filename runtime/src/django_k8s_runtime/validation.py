@@ -132,12 +132,18 @@ def _nearest_existing(path: str) -> str:
 
 
 def health_problems(snapshot: Snapshot) -> list[str]:
+    found = []
     if "cache" in snapshot.HEALTH_CHECKS and not snapshot.CACHE_URL:
-        return [
+        found.append(
             "HEALTH_CHECKS includes cache but CACHE_URL is empty: there is no cache server "
             "to check; set CACHE_URL or remove cache from HEALTH_CHECKS."
-        ]
-    return []
+        )
+    if snapshot.HEALTH_PATH == snapshot.HEALTH_LIVE_PATH:
+        found.append(
+            f"HEALTH_PATH and HEALTH_LIVE_PATH are both {snapshot.HEALTH_PATH!r}: readiness and "
+            "liveness answer different questions; give each its own path."
+        )
+    return found
 
 
 def websocket_problems(snapshot: Snapshot) -> list[str]:

@@ -8,7 +8,6 @@ and a user can log in (sessions and CSRF work in production mode).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -16,10 +15,9 @@ import time
 import httpx
 import pytest
 
-from tests.support.requirements import require
+from tests.support.browser import chromium
 from tests.support.server import ROOT, base_environment, free_port
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
@@ -68,24 +66,8 @@ def make_run():
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium, headless, with the flags a closed network needs."""
-    require(os.path.exists(CHROMIUM), "Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def test_admin_login_page_is_styled_by_its_css(make_run: str, browser) -> None:

@@ -116,9 +116,9 @@ def test_the_environment_in_the_manifest_is_valid(container_env) -> None:
 
 def test_probes_use_the_right_endpoints_and_bounds(pod, configured) -> None:
     container = pod["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
-    assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == configured.HEALTH_PATH
+    assert container["livenessProbe"]["httpGet"]["path"] == configured.HEALTH_LIVE_PATH
+    assert container["startupProbe"]["httpGet"]["path"] == configured.HEALTH_LIVE_PATH
     check_timeout = configured.HEALTH_CHECK_TIMEOUT
     assert container["readinessProbe"]["timeoutSeconds"] > check_timeout
     # Readiness notices a drain well within the shutdown delay... roughly: one period.
@@ -136,6 +136,18 @@ def test_security_context_is_non_root_and_read_only(pod) -> None:
     mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
     assert {"/tmp", "/dev/shm"} <= mounts
     assert container["resources"]["requests"]
+
+
+def test_tmp_holds_an_upload_at_the_limit_in_every_thread(pod, configured) -> None:
+    """Django spools a body over FILE_UPLOAD_MAX_MEMORY_SIZE to /tmp and its upload
+    handler writes the file there again: past the volume's sizeLimit the kubelet
+    evicts the pod, every request on it lost."""
+    (tmp,) = [volume for volume in pod["volumes"] if volume["name"] == "tmp"]
+    cpu_limit = CpuLimit(cpus(pod["containers"][0]["resources"]["limits"]["cpu"]), "manifest")
+    workers = auto_workers(cpu_limit)
+    upload_mib = 2 * configured.REQUEST_MAX_BODY_SIZE / 1048576
+    needed = workers * configured.GUNICORN_THREADS * upload_mib
+    assert mebibytes(tmp["emptyDir"]["sizeLimit"]) >= needed
 
 
 def test_metrics_are_not_exposed_through_the_service() -> None:

@@ -155,3 +155,37 @@ def test_checks_run_concurrently() -> None:
         return asyncio.get_running_loop().time() - started
 
     assert run(scenario()) < 0.2 * 5 / 2
+
+
+# Moved (HEALTH_PATH, HEALTH_LIVE_PATH): a project's page at /health is its own again ---
+
+
+def moved(*checks: Check) -> Probes:
+    return Probes(hello, checks, draining=lambda: False, ready_path="/readyz", live_path="/livez")
+
+
+@pytest.mark.parametrize(
+    ("path", "route"), [("/readyz", "/readyz"), ("/readyz/", "/readyz"), ("/livez", "/livez")]
+)
+def test_moved_probes_answer_at_their_paths_and_record_them(path: str, route: str) -> None:
+    client_ = Client()
+    scope = http_scope(path)
+    run(moved(check("database", ok=False))(scope, client_.receive, client_.send))
+    assert scope["route"] == route
+    assert client_.status == (503 if route == "/readyz" else 200)
+    assert route in moved().routes
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/", "/health/live"])
+def test_once_moved_the_old_paths_are_the_applications(path: str) -> None:
+    client_ = Client()
+    scope = http_scope(path)
+    run(moved()(scope, client_.receive, client_.send))
+    assert client_.body == b"hello"
+    assert "route" not in scope
+
+
+def test_the_default_paths_are_the_declared_defaults() -> None:
+    from django_k8s_runtime import env
+
+    assert probes().routes == ROUTES == {env.HEALTH_PATH.default, env.HEALTH_LIVE_PATH.default}

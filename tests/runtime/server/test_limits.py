@@ -28,18 +28,23 @@ MAX_BYTES = 1024
 
 
 class BodyClient:
-    """Uvicorn's side of a request whose body arrives in ``chunks``; then
-    ``http.disconnect`` once the body is done (the client has nothing more to say)."""
+    """Uvicorn's side of a request whose body arrives in ``chunks``, each ``gap``
+    seconds after the one before; then silence (the client waits for its answer)."""
 
-    def __init__(self, *chunks: bytes) -> None:
+    def __init__(self, *chunks: bytes, gap: float = 0.0) -> None:
         self._messages = [
             {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
             for i, chunk in enumerate(chunks)
         ]
+        self.gap = gap
         self.sent: list[dict] = []
+        self.taken = 0  # messages the server read
 
     async def receive(self) -> dict:
         if self._messages:
+            if self.taken and self.gap:
+                await asyncio.sleep(self.gap)
+            self.taken += 1
             return self._messages.pop(0)
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
@@ -50,6 +55,16 @@ class BodyClient:
     @property
     def statuses(self) -> list[int]:
         return [m["status"] for m in self.sent if m["type"] == "http.response.start"]
+
+    @property
+    def complete(self) -> bool:
+        """Whether the response ended (the server closes the connection then)."""
+        bodies = [m for m in self.sent if m["type"] == "http.response.body"]
+        return bool(bodies) and not bodies[-1].get("more_body", False)
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
 
 
 def body_reader(seen: Seen, *, answer_first: bool = False):
@@ -77,31 +92,135 @@ def body_reader(seen: Seen, *, answer_first: bool = False):
     return app
 
 
-def post(*chunks: bytes, declared: int | None = None, answer_first: bool = False):
+def post(
+    *chunks: bytes,
+    declared: int | None = None,
+    answer_first: bool = False,
+    gap: float = 0.0,
+    linger: float = 5.0,
+    linger_wait: float = 1.0,
+    headers=None,
+    scope_extra: dict | None = None,
+):
     seen = Seen()
     # A body of unknown length comes in chunks, and the server says so.
-    headers = (
+    framing = (
         [(b"transfer-encoding", b"chunked")]
         if declared is None
         else [(b"content-length", b"%d" % declared)]
     )
-    scope = http_scope("/upload", method="POST", headers=headers)
-    client = BodyClient(*chunks)
-    app = BodyLimit(body_reader(seen, answer_first=answer_first), max_bytes=MAX_BYTES)
-    run(asyncio.wait_for(app(scope, client.receive, client.send), 5))
+    scope = {**http_scope("/upload", method="POST", headers=framing), **(scope_extra or {})}
+    client = BodyClient(*chunks, gap=gap)
+    app = BodyLimit(
+        body_reader(seen, answer_first=answer_first),
+        max_bytes=MAX_BYTES,
+        headers=headers,
+        linger_seconds=linger,
+        linger_wait_seconds=linger_wait,
+    )
+
+    async def request() -> float:
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(app(scope, client.receive, client.send), 10)
+        return asyncio.get_running_loop().time() - started
+
+    client.seconds = run(request())
     return client, seen
 
 
 # The body ---------------------------------------------------------------------------
 
 
-def test_a_declared_length_over_the_limit_is_answered_413_before_the_app_runs() -> None:
+def test_a_declared_length_over_the_limit_is_answered_413_naming_the_variable() -> None:
     client, seen = post(b"x" * (MAX_BYTES + 1), declared=MAX_BYTES + 1)
     assert client.statuses == [413]
-    assert seen.received == []  # the body was never read
+    assert seen.received == []  # the application never read a byte of it
     start = client.sent[0]
     assert (b"connection", b"close") in start["headers"]
-    assert json.loads(client.sent[1]["body"]) == {"error": "request body too large"}
+    assert json.loads(client.body) == {
+        "error": "request body too large: over REQUEST_MAX_BODY_SIZE=1024 bytes"
+    }
+    assert (b"content-length", b"%d" % len(client.body)) in start["headers"]
+    assert client.complete
+
+
+def test_the_413_names_the_limit_in_mib_and_the_log_line_names_it_too(caplog) -> None:
+    async def never(scope, receive, send) -> None:
+        raise AssertionError("the application ran")
+
+    size = 32 * 1024 * 1024
+    scope = http_scope("/upload", method="POST", headers=[(b"content-length", b"%d" % (size + 1))])
+    client = BodyClient(b"")
+    with caplog.at_level("WARNING", logger="server.limits"):
+        run(BodyLimit(never, max_bytes=size)(scope, client.receive, client.send))
+    assert "REQUEST_MAX_BODY_SIZE=33554432 bytes (32 MiB)" in json.loads(client.body)["error"]
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert line == (
+        "request body refused with 413: Content-Length 33554433 is over "
+        "REQUEST_MAX_BODY_SIZE=33554432 bytes (32 MiB): POST /upload"
+    )
+
+
+def test_the_413_carries_the_headers_it_is_given() -> None:
+    given = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
+    client, _ = post(b"x" * 2000, declared=2000, headers=lambda scope: given)
+    assert client.statuses == [413]
+    for header in given:
+        assert header in client.sent[0]["headers"]
+
+
+def test_the_rest_of_a_refused_body_is_read_before_the_answer_ends() -> None:
+    """The client writes its whole body before it reads: the server reads it all and
+    throws it away, then ends the answer (and closes), so no reset loses the 413."""
+    parts = [b"x" * 1000] * 5
+    client, seen = post(*parts, declared=5000, gap=0.05)
+    assert client.statuses == [413]
+    assert client.taken == 5  # every part read...
+    assert seen.received == []  # ...and none of it given to the application
+    assert client.complete
+    # The answer went out before the body was read; only its end waited.
+    assert [m["type"] for m in client.sent] == [
+        "http.response.start",
+        "http.response.body",
+        "http.response.body",
+    ]
+
+
+def test_a_client_that_stops_sending_is_closed_after_the_lingering_wait() -> None:
+    client, _ = post(
+        b"x" * 1000, b"x" * 1000, b"x" * 1000, declared=10_000, gap=3.0, linger_wait=0.2
+    )
+    assert client.taken == 1
+    assert client.complete
+    assert client.seconds < 2.0  # the next part would have come after 3 s
+
+
+def test_the_lingering_ends_after_its_time_however_fast_the_body_comes() -> None:
+    client, _ = post(*[b"x" * 100] * 200, declared=20_000, gap=0.01, linger=0.3, linger_wait=1.0)
+    assert client.complete
+    assert 0.25 < client.seconds < 1.5  # the whole body takes 2 s or more
+    assert client.taken < 200
+
+
+def test_the_lingering_ends_before_the_requests_deadline() -> None:
+    class Deadline:  # the part of server/timeout.py's Deadline the limit reads
+        at = 0.0
+
+    async def scenario() -> float:
+        deadline = Deadline()
+        deadline.at = asyncio.get_running_loop().time() + 0.8  # 0.3 s once the margin is kept
+        scope = {
+            **http_scope("/upload", method="POST", headers=[(b"content-length", b"20000")]),
+            "deadline": deadline,
+        }
+        client = BodyClient(*[b"x" * 100] * 200, gap=0.01)
+        app = BodyLimit(body_reader(Seen()), max_bytes=MAX_BYTES, linger_wait_seconds=1.0)
+        started = asyncio.get_running_loop().time()
+        await app(scope, client.receive, client.send)
+        assert client.complete
+        return asyncio.get_running_loop().time() - started
+
+    assert run(scenario()) < 1.5  # the whole body takes 2 s or more
 
 
 def test_a_body_of_exactly_the_limit_is_served() -> None:
@@ -110,11 +229,14 @@ def test_a_body_of_exactly_the_limit_is_served() -> None:
     assert client.sent[-1]["body"] == b"%d" % MAX_BYTES
 
 
-def test_a_chunked_body_is_cut_as_it_passes_the_limit() -> None:
-    client, seen = post(b"x" * 1000, b"x" * 1000, b"x" * 1000)
+def test_a_chunked_body_is_cut_as_it_passes_the_limit_and_its_rest_read() -> None:
+    client, seen = post(b"x" * 1000, b"x" * 1000, b"x" * 1000, b"x" * 1000)
     assert client.statuses == [413]  # the application's own 200 is dropped
     assert [m["type"] for m in seen.received] == ["http.request", "http.disconnect"]
     assert seen.finished
+    assert client.taken == 4  # the two parts after the limit were read, and dropped
+    assert client.complete
+    assert b"REQUEST_MAX_BODY_SIZE=1024" in client.body
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""/health and /health/live as a small ASGI application in front of Django.
+"""The probes, /health and /health/live, as a small ASGI application in front of Django.
 
 The kubelet calls probes with the pod IP as Host, over plain http, many times a
 minute. Answering them before Django means: any Host is fine (ALLOWED_HOSTS still
@@ -14,6 +14,10 @@ answers even while every thread running synchronous views is busy.
 Like Django's routes (``observability/middleware.py``), a probe records its
 route in the ASGI scope (``/health``, ``/health/live``), which is how the
 request observer outside labels its metrics and knows a probe from a page.
+
+Both paths are the defaults of ``HEALTH_PATH`` and ``HEALTH_LIVE_PATH``: answered
+before Django, a probe hides any page of the project's at its path (a Wagtail
+page with the slug ``health``), so a project can move them.
 """
 
 from __future__ import annotations
@@ -27,9 +31,8 @@ from typing import Any
 from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send, send_json
 from django_k8s_runtime.health.checks import Check, CheckResult
 
-LIVE_ROUTE, READY_ROUTE = "/health/live", "/health"
+LIVE_ROUTE, READY_ROUTE = "/health/live", "/health"  # the defaults
 ROUTES = frozenset({LIVE_ROUTE, READY_ROUTE})
-_ROUTE_OF_PATH = {path: route for route in ROUTES for path in (route, route + "/")}
 
 NO_STORE = [(b"cache-control", b"no-store")]
 LIVE_BODY = b'{"status": "ok"}'  # json.dumps({"status": "ok"}), once
@@ -61,21 +64,31 @@ class Readiness:
 
 
 class Probes:
-    """Serve the probes; hand every other request to ``app``.
+    """Serve the probes at ``ready_path`` and ``live_path`` (and each with a slash
+    after it); hand every other request to ``app``.
 
     ``draining`` is asked at each readiness probe: the pod's drain or this
     worker's own exit (``server/worker_state.py``)."""
 
     def __init__(
-        self, app: ASGIApp, checks: Sequence[Check], *, draining: Callable[[], bool]
+        self,
+        app: ASGIApp,
+        checks: Sequence[Check],
+        *,
+        draining: Callable[[], bool],
+        ready_path: str = READY_ROUTE,
+        live_path: str = LIVE_ROUTE,
     ) -> None:
         self.app = app
         self.checks = list(checks)
         self.draining = draining
+        self.live_path = live_path
+        self.routes = frozenset({ready_path, live_path})  # what the scope's route says
+        self._route_of_path = {p: route for route in self.routes for p in (route, route + "/")}
 
     @markcoroutinefunction
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        route = _ROUTE_OF_PATH.get(scope["path"]) if scope["type"] == "http" else None
+        route = self._route_of_path.get(scope["path"]) if scope["type"] == "http" else None
         if route is None:  # the application's awaitable: no coroutine of ours on its way
             return self.app(scope, receive, send)
         return self._answer(route, scope, send)
@@ -87,7 +100,7 @@ class Probes:
             allow = [*NO_STORE, (b"allow", b"GET, HEAD")]
             await send_json(send, 405, {"status": "method not allowed"}, headers=allow)
             return
-        if route == LIVE_ROUTE:
+        if route == self.live_path:
             await send_json(send, 200, LIVE_BODY, headers=NO_STORE, head=head)
             return
         readiness = await self.readiness()

@@ -11,21 +11,26 @@ anyone who can reach the pod.
   application sees the request: 414 for the request line, 431 for the header
   fields, and the connection closed.
 * :class:`BodyLimit` is an ASGI layer in front of Django: a ``Content-Length``
-  over the limit is answered 413 before a byte of the body is read, a chunked
-  body as soon as it passes the limit; either way the connection is closed and
-  the application reads no further (it sees the client leave).
+  over the limit is answered 413 before a byte of the body reaches the
+  application, a chunked body as soon as it passes the limit; the application
+  reads no further (it sees the client leave). The 413 names the variable and
+  its value, carries the project's security headers, and reaches the client:
+  the rest of the body is read and thrown away for a while before the
+  connection is closed, as nginx's lingering close does (below).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from inspect import markcoroutinefunction
 from typing import Any
 
-from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
+from django_k8s_runtime.asgi_types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 logger = logging.getLogger("server.limits")
 
@@ -111,6 +116,18 @@ def refusal(status: int, message: str) -> bytes:
     )
 
 
+# How long the rest of a refused body is read and thrown away, as nginx's lingering
+# close: at most LINGER_SECONDS in all (nginx's lingering_time, 30 s), and no more
+# than LINGER_WAIT_SECONDS for each part (its lingering_timeout, 5 s). A client
+# that writes its whole body before it reads (Python's http.client, curl without
+# Expect) then reads the 413; a server that closes with a body still arriving
+# makes the kernel reset the connection, and the client sees an error instead.
+LINGER_SECONDS = 30.0
+LINGER_WAIT_SECONDS = 5.0
+DEADLINE_MARGIN_SECONDS = 0.5  # the lingering ends before the request's deadline
+DISCONNECT: Message = {"type": "http.disconnect"}
+
+
 class BodyLimit:
     """Answer 413 for a request body larger than ``max_bytes``.
 
@@ -118,11 +135,27 @@ class BodyLimit:
     length within the limit goes to ``app`` as it is (HTTP/1.1's parser reads no
     more than that), as does an HTTP/1 request that declares neither a length nor
     chunks (it has no body), the application's own awaitable handed back, with no
-    coroutine of this layer on its way."""
+    coroutine of this layer on its way.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    ``headers(scope)`` gives the headers the project's responses carry (its
+    security headers: ``server/security_headers.py``), added to the 413."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        headers: Callable[[Scope], Headers] | None = None,
+        linger_seconds: float = LINGER_SECONDS,
+        linger_wait_seconds: float = LINGER_WAIT_SECONDS,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.headers = headers
+        self.linger_seconds = linger_seconds
+        self.linger_wait_seconds = linger_wait_seconds
+        self.limit = f"REQUEST_MAX_BODY_SIZE={max_bytes} bytes{_in_mib(max_bytes)}"
+        self.body = json.dumps({"error": f"request body too large: over {self.limit}"}).encode()
 
     @markcoroutinefunction
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -131,53 +164,105 @@ class BodyLimit:
         declared, chunked = _framing(scope)
         if declared is not None and not chunked:
             if declared > self.max_bytes:
-                return self._refuse(scope, send, f"Content-Length {declared}")
+                return self._refuse_declared(scope, receive, send, declared)
             return self.app(scope, receive, send)
         if not chunked and scope.get("http_version") in ("1.0", "1.1"):
             return self.app(scope, receive, send)
         return self._counted(scope, receive, send)
 
+    async def _refuse_declared(
+        self, scope: Scope, receive: Receive, send: Send, declared: int
+    ) -> None:
+        self._log(scope, f"Content-Length {declared}")
+        await self._answer(scope, send)
+        await self._discard_the_rest(scope, receive)
+        await send(_END)
+
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
-        refused = False
+        cut = False  # the application is told the client left; nothing more reaches it
+        answered = False  # the 413 is out, but for its end
+        more_to_come = False
         response_started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, refused
-            if refused:
-                return {"type": "http.disconnect"}
+            nonlocal received, cut, answered, more_to_come
+            if cut:
+                return DISCONNECT
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    refused = True
+                    cut = True
+                    more_to_come = message.get("more_body", False)
                     if not response_started:
-                        await self._refuse(scope, send, f"more than {self.max_bytes} bytes")
-                    return {"type": "http.disconnect"}  # the application stops reading
+                        answered = True
+                        self._log(scope, f"more than {self.max_bytes} bytes, chunked,")
+                        await self._answer(scope, send)
+                    return DISCONNECT  # the application stops reading
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal response_started
-            if refused:
-                return  # the client has its 413
+            if cut:
+                return  # the client has its 413, or was cut off mid-answer
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
 
         await self.app(scope, limited_receive, guarded_send)
+        if answered:
+            if more_to_come:
+                await self._discard_the_rest(scope, receive)
+            await send(_END)
 
-    async def _refuse(self, scope: Scope, send: Send, what: str) -> None:
+    def _log(self, scope: Scope, what: str) -> None:
         logger.warning(
-            "request body refused: %s over REQUEST_MAX_BODY_SIZE=%d: %s %s",
+            "request body refused with 413: %s is over %s: %s %s",
             what,
-            self.max_bytes,
+            self.limit,
             scope.get("method", ""),
             scope.get("path", ""),
         )
-        await send_json(send, 413, TOO_LARGE, headers=[(b"connection", b"close")])
+
+    async def _answer(self, scope: Scope, send: Send) -> None:
+        """The 413 whole but for its end: the server closes the connection when the
+        response ends, which waits until the body has stopped arriving."""
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(self.body)),
+            (b"connection", b"close"),
+            *(self.headers(scope) if self.headers is not None else ()),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+
+    async def _discard_the_rest(self, scope: Scope, receive: Receive) -> None:
+        """Read what is left of the body and drop it, within the lingering's bounds
+        and before the request's deadline (``server/timeout.py``)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.linger_seconds
+        deadline = getattr(scope.get("deadline"), "at", None)
+        if deadline is not None:
+            until = min(until, deadline - DEADLINE_MARGIN_SECONDS)
+        while (left := until - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(min(left, self.linger_wait_seconds)):
+                    message = await receive()
+            except TimeoutError:
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
 
 
-TOO_LARGE = b'{"error": "request body too large"}'
+_END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def _in_mib(size: int) -> str:
+    return f" ({size / MIB:g} MiB)" if size >= MIB else ""
+
+
+MIB = 1024 * 1024
 
 
 def _framing(scope: Scope) -> tuple[int | None, bool]:
