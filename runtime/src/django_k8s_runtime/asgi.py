@@ -281,6 +281,7 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
             max_message_bytes=snapshot.WEBSOCKET_MAX_MESSAGE_SIZE,
             ping_interval=snapshot.WEBSOCKET_PING_INTERVAL or None,
             ping_timeout=snapshot.WEBSOCKET_PING_TIMEOUT,
+            send_timeout=snapshot.RESPONSE_SEND_TIMEOUT,
         )
     )
     return application
