@@ -44,6 +44,17 @@ class RawSocket:
             self.sock.settimeout(None)
         return sent
 
+    def read_to_end(self, timeout: float) -> bytes:
+        """Everything the server sends until it closes the connection."""
+        self.sock.settimeout(timeout)
+        received = []
+        try:
+            while chunk := self.sock.recv(65536):
+                received.append(chunk)
+        finally:
+            self.sock.settimeout(None)
+        return b"".join(received)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -79,7 +90,9 @@ def connect(
     sock.sendall(
         b"GET " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
         b"Origin: " + origin.encode() + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: " + _KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: "
+        + _KEY.encode()
+        + b"\r\nSec-WebSocket-Version: 13\r\n"
         + extension
         + b"\r\n"
     )
