@@ -271,10 +271,14 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
         max_sockets=snapshot.WEBSOCKET_MAX_CONNECTIONS,
         handshake_timeout=this_worker.request_timeout,
     )
+    socket_metrics = None
+    if snapshot.METRICS_PORT:  # metrics on: the one decision
+        from django_k8s_runtime.observability import metrics
+
+        socket_metrics = socket_observability.get()
+        metrics.get().publish_with(socket_metrics.publish)  # counted as they pass
     application = socket_observability.SocketObserver(
-        application,
-        access_log=snapshot.GUNICORN_ACCESS_LOG,
-        metrics=socket_observability.get() if snapshot.METRICS_PORT else None,
+        application, access_log=snapshot.GUNICORN_ACCESS_LOG, metrics=socket_metrics
     )
     websocket.serve_websockets(
         websocket.WebSocketSettings(
