@@ -69,22 +69,23 @@ def check_env(
 
 def project_check_problems(snapshot: env.Snapshot, settings_module: str) -> list[str]:
     """One line for each ``package.module:callable`` of HEALTH_CHECKS that does not
-    import, as start-up would find it (after ``django.setup()``)."""
-    references = [name for name in snapshot.HEALTH_CHECKS if ":" in name]
-    if not references:
+    import, and for ``channel_layer`` without a layer, as start-up would find them
+    (after ``django.setup()``)."""
+    entries = [name for name in snapshot.HEALTH_CHECKS if ":" in name or name == "channel_layer"]
+    if not entries:
         return []
     import django
 
-    from django_k8s_runtime.health.checks import CannotLoadCheck, load_callable
+    from django_k8s_runtime.health.checks import CannotLoadCheck, channel_layers, load_callable
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
     django.setup(set_prefix=False)
     found = []
-    for reference in references:
+    for entry in entries:
         try:
-            load_callable(reference)
+            channel_layers() if entry == "channel_layer" else load_callable(entry)
         except CannotLoadCheck as error:
-            found.append(f"HEALTH_CHECKS entry {reference!r} is not valid: {error}.")
+            found.append(f"HEALTH_CHECKS entry {entry!r} is not valid: {error}.")
     return found
 
 

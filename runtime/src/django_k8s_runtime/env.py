@@ -448,9 +448,10 @@ DB_POOL_TIMEOUT = declare(
 HEALTH_CHECKS = declare(
     "HEALTH_CHECKS",
     "database",
-    checks("database", "cache"),
+    checks("database", "cache", "channel_layer"),
     "Dependencies `/health` (readiness) checks: `database` (each configured database), "
-    "`cache` (`CACHE_URL`'s server), and a project's own as `package.module:callable` (a "
+    "`cache` (`CACHE_URL`'s server), `channel_layer` (each of Channels' `CHANNEL_LAYERS`), "
+    "and a project's own as `package.module:callable` (a "
     "function of no arguments, plain or `async def`, that raises or returns `False` when its "
     "dependency is down; docs/probes.md). `/health/live` never checks any.",
     HEALTH,

@@ -139,6 +139,7 @@ def child_exit(arbiter, worker):
 
 def when_ready(arbiter):
     drain.install_shutdown_delay(arbiter, _shutdown_delay)
+    memory.replace_while_draining(arbiter)  # a worker recycled for memory: its successor now
     if snapshot.METRICS_PORT:
         metrics.get().expect_worker_exits(exits.CAUSES)
     log = logging.getLogger("gunicorn.error")
