@@ -77,7 +77,7 @@ if _workers == "auto":
     _cpu_limit = cpu.cpu_limit()
     _workers = cpu.auto_workers(_cpu_limit)
 
-worker_class = "django_k8s_runtime.server.worker.UvicornWorker"
+worker_class = command_line.WORKER_CLASS
 workers = _workers
 threads = snapshot.GUNICORN_THREADS  # per worker, for synchronous views (server/threads.py)
 worker_connections = snapshot.GUNICORN_WORKER_CONNECTIONS  # requests and connections per worker
