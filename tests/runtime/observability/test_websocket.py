@@ -103,7 +103,7 @@ def test_an_accepted_socket_is_logged_once_when_it_closes(app, closes_with, logg
 
 def test_messages_are_counted_both_ways(caplog) -> None:
     with caplog.at_level(logging.INFO, logger="access"):
-        _, registry = observe(echo_socket)
+        observe(echo_socket)
     record = access_line(caplog)
     assert (record.messages_in, record.messages_out) == (2, 2)
     assert record.getMessage().endswith(" 2 in 2 out")
