@@ -238,6 +238,7 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
     from django.utils.module_loading import import_string
 
     from django_k8s_runtime import env, settings
+    from django_k8s_runtime.observability import metrics
     from django_k8s_runtime.observability import websocket as socket_observability
     from django_k8s_runtime.server import channel_layer, websocket
     from django_k8s_runtime.server.websocket_guard import HandshakeGuard
@@ -273,14 +274,13 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
         max_sockets=snapshot.WEBSOCKET_MAX_CONNECTIONS,
         handshake_timeout=this_worker.request_timeout,
     )
-    socket_metrics = None
-    if snapshot.METRICS_PORT:  # metrics on: the one decision
-        from django_k8s_runtime.observability import metrics
-
-        socket_metrics = socket_observability.get()
-        metrics.get().publish_with(socket_metrics.publish)  # counted as they pass
+    socket_metrics = socket_observability.get() if snapshot.METRICS_PORT else None
+    if socket_metrics is not None:  # counted as they pass, published with the requests'
+        metrics.get().publish_with(socket_metrics.publish)
     application = socket_observability.SocketObserver(
-        application, access_log=snapshot.GUNICORN_ACCESS_LOG, metrics=socket_metrics
+        application,
+        access_log=snapshot.GUNICORN_ACCESS_LOG,
+        metrics=socket_metrics,
     )
     websocket.serve_websockets(
         websocket.WebSocketSettings(

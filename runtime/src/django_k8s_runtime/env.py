@@ -179,7 +179,8 @@ RESPONSE_SEND_TIMEOUT = declare(
     seconds(1, 3600),
     "Seconds a client may take none of a response before it is disconnected (logged, counted "
     "as 499), as nginx's `send_timeout`: a client that stops reading holds no thread and no "
-    "memory past it.",
+    "memory past it. A WebSocket whose client takes nothing of what is written to it for "
+    "as long is reset (its application gets its disconnect, 1006).",
     SERVER,
 )
 GUNICORN_LIMIT_REQUEST_LINE = declare(

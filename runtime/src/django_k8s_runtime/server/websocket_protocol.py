@@ -7,7 +7,7 @@ when the ``websockets`` package is installed; see PROJECT.md for the choice).
 What is changed, and why:
 
 **What a socket has read and the application has not taken is bounded.** Uvicorn
-parses each read of the socket whole (up to 256 KiB with uvloop) and queues every
+parses each read of the socket whole (up to 250 KiB with uvloop) and queues every
 message in it for the application before it pauses reading. With permessage-deflate
 (offered by default, used by every browser) a message of a mebibyte of zeros is
 about a kilobyte on the wire, so one read queued hundreds of mebibytes: eight
@@ -100,8 +100,8 @@ GOING_AWAY_REASON = "server going away"
 ABNORMAL_CLOSURE = 1006  # no close frame: what the application is told of a reset
 INVALID_DATA = 1007
 
-# What one read of the socket may leave unparsed: uvloop reads up to 256 KiB at once.
-READ_BYTES = 256 * 1024
+# What one read of the socket may leave unparsed: uvloop reads up to 250 KiB at once.
+READ_BYTES = 256_000  # uvloop's UV_STREAM_RECV_BUF_SIZE
 # The transport's write buffer beyond which nothing more is parsed (asyncio's and
 # uvloop's default high-water mark), and the frame written last, which may pass it.
 WRITE_HIGH_WATER = 64 * 1024
