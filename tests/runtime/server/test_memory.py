@@ -12,7 +12,7 @@ from django_k8s_runtime import env, validation
 from django_k8s_runtime.server import memory
 from harness import wrk
 from tests.support.haproxy import HAProxy
-from tests.support.metrics import sample, scrape
+from tests.support.metrics import sample, scrape_until
 from tests.support.requirements import require_tool
 from tests.support.server import Server, free_port
 
@@ -72,8 +72,14 @@ def test_a_worker_past_its_memory_limit_is_replaced_under_load_losing_no_request
             balancer.url("/_test/grow?kib=64"), connections=8, seconds=10, headers=HTTPS
         )
         log = server.log()
-        text = scrape(metrics_port)
-    recycled = log.count("Worker over its memory limit")
+        recycled = log.count("Worker over its memory limit")
+        # Replacements start while the old workers drain: wait for those to exit.
+        text = scrape_until(
+            metrics_port,
+            lambda text: sample(text, "gunicorn_worker_restarts_total", cause="memory")
+            >= recycled - 1,
+            seconds=15,
+        )
     print(
         f"\n{result.requests} requests, {result.errors} failed, {recycled} workers recycled "
         f"past {fresh + 40} MiB"
