@@ -76,8 +76,9 @@ def test_a_worker_past_its_memory_limit_is_replaced_under_load_losing_no_request
         # Replacements start while the old workers drain: wait for those to exit.
         text = scrape_until(
             metrics_port,
-            lambda text: sample(text, "gunicorn_worker_restarts_total", cause="memory")
-            >= recycled - 1,
+            lambda text: (
+                sample(text, "gunicorn_worker_restarts_total", cause="memory") >= recycled - 1
+            ),
             seconds=15,
         )
     print(
