@@ -136,4 +136,10 @@ def django_warnings(snapshot: env.Snapshot) -> list[str]:
             "400 while the pod reports ready; set the site's host names, e.g. "
             "DJANGO_ALLOWED_HOSTS=shop.example.com."
         )
+    if snapshot.CHANNEL_LAYER_URL and "channel_layer" not in snapshot.HEALTH_CHECKS:
+        found.append(
+            "CHANNEL_LAYER_URL is set but HEALTH_CHECKS does not check it: while its Redis is "
+            "away the broadcast's sockets are closed (1012) and refused (503) and the pod stays "
+            "ready; add channel_layer, e.g. HEALTH_CHECKS=database,channel_layer."
+        )
     return found

@@ -81,7 +81,13 @@ CACHES = runtime.caches()
 # command: after a rollout a worker's clients reconnect at once, and redis-py's pool
 # (100 connections by default) refuses the rest ("Too many connections") instead of
 # making them wait. Sized by the most consumers a worker holds, it never refuses.
+# After Redis restarts, each pooled connection fails its next command once: redis-py
+# reconnects and tries that command again instead (retry_on_error). While Redis is
+# away, the runtime closes the sockets in a group with 1012 and leaves the others
+# alone; HEALTH_CHECKS=database,channel_layer makes the pod unready meanwhile.
 if snapshot.CHANNEL_LAYER_URL:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -91,6 +97,7 @@ if snapshot.CHANNEL_LAYER_URL:
                         "address": snapshot.CHANNEL_LAYER_URL,
                         "max_connections": snapshot.WEBSOCKET_MAX_CONNECTIONS
                         + snapshot.GUNICORN_THREADS,
+                        "retry_on_error": [RedisConnectionError],
                     }
                 ]
             },

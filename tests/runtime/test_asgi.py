@@ -89,7 +89,8 @@ def test_the_worker_is_told_to_serve_websockets(application) -> None:
     assert settings.max_message_bytes == 1048576  # WEBSOCKET_MAX_MESSAGE_SIZE's default
     config = Config(application)
     websocket.configure(config)
-    assert config.ws.__name__ == "GoingAwayWebSocketProtocol"
+    assert config.ws.func.__name__ == "GoingAwayWebSocketProtocol"
+    assert config.ws.keywords == {"send_timeout": 10.0}  # RESPONSE_SEND_TIMEOUT's default
     assert (config.ws_max_size, config.ws_ping_interval, config.ws_ping_timeout) == (
         1048576,
         20.0,

@@ -78,6 +78,32 @@ REFUSED = [
         id="refused-by-gunicorns-parser",
     ),
     pytest.param(
+        {"GUNICORN_CMD_ARGS": "-k sync"},
+        "configuration error: GUNICORN_CMD_ARGS sets --worker-class sync: the runtime serves "
+        "only with its own worker, django_k8s_runtime.server.worker.UvicornWorker, which holds "
+        "the request path, its bounds and its shutdown (under sync every request is answered "
+        "500; under another ASGI worker none of the bounds holds); remove it.",
+        id="worker-class-sync",
+    ),
+    pytest.param(
+        {"GUNICORN_CMD_ARGS": "--worker-class uvicorn_worker.UvicornWorker"},
+        "configuration error: GUNICORN_CMD_ARGS sets --worker-class uvicorn_worker.UvicornWorker: "
+        "the runtime serves only with its own worker, "
+        "django_k8s_runtime.server.worker.UvicornWorker, which holds the request path, its "
+        "bounds and its shutdown (under sync every request is answered 500; under another "
+        "ASGI worker none of the bounds holds); remove it.",
+        id="worker-class-plain-uvicorn",
+    ),
+    pytest.param(
+        {"GUNICORN_CMD_ARGS": "--reuse-port"},
+        "configuration error: GUNICORN_CMD_ARGS sets --reuse-port: each worker then listens on "
+        "a socket of its own with its own queue of connections (Gunicorn 24 and later), so the "
+        "connections waiting on a worker that is recycled or stops are reset, and wait behind "
+        "a busy worker while another is idle; remove it (the workers share the master's "
+        "socket).",
+        id="reuse-port",
+    ),
+    pytest.param(
         {"GUNICORN_CMD_ARGS": "--timeout -5"},
         "configuration error: GUNICORN_CMD_ARGS='--timeout -5' is not valid: --timeout: Value "
         "must be positive: -5; expected Gunicorn's own command-line options (`gunicorn "
@@ -116,6 +142,26 @@ def test_the_projects_problems_show_with_the_runtimes_in_production() -> None:
     assert lines(checked.stdout, "error") == expected
 
 
+def test_check_env_says_when_the_projects_variables_were_not_checked() -> None:
+    """Without DJANGO_SETTINGS_MODULE only the runtime's variables are known: a project's
+    missing secret key passed as "configuration ok"."""
+    environ = {"DJANGO_SETTINGS_MODULE": None, "DJANGO_SECRET_KEY": None}
+    unchecked = check_env(environ)
+    assert unchecked.returncode == 0
+    assert unchecked.stdout.splitlines()[-2:] == [
+        "configuration not checked: the project's own variables (its settings module "
+        "declares them), as DJANGO_SETTINGS_MODULE is not set; set it, or pass --settings "
+        "mysite.settings, to check them too.",
+        "configuration ok",
+    ]
+    checked = check_env({**environ, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    assert checked.returncode == 1
+    assert "configuration not checked" not in checked.stdout
+    assert lines(checked.stdout, "error")[0].startswith(
+        "configuration error: DJANGO_SECRET_KEY is not set"
+    )
+
+
 WARNED = [
     pytest.param(
         {"DJANGO_ALLOWED_HOSTS": ""},
@@ -146,6 +192,13 @@ WARNED = [
         "access log, Django's REMOTE_ADDR) and https; name your ingress's network instead, "
         "e.g. 10.0.0.0/8.",
         id="forwarded-headers-from-anyone-by-GUNICORN_CMD_ARGS",
+    ),
+    pytest.param(
+        {"CHANNEL_LAYER_URL": "redis://127.0.0.1:1/0", "HEALTH_CHECKS": "database"},
+        "configuration warning: CHANNEL_LAYER_URL is set but HEALTH_CHECKS does not check it: "
+        "while its Redis is away the broadcast's sockets are closed (1012) and refused (503) "
+        "and the pod stays ready; add channel_layer, e.g. HEALTH_CHECKS=database,channel_layer.",
+        id="channel-layer-not-checked",
     ),
     pytest.param(
         {"DJANGO_DEBUG": "true"},

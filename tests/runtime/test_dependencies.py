@@ -26,6 +26,7 @@ from packaging.version import Version
 from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
@@ -177,6 +178,22 @@ def test_the_uvicorn_internals_the_protocol_and_worker_use() -> None:
     options = ("app", "loop", "http", "lifespan", "timeout_graceful_shutdown", "access_log")
     for option in (*options, "server_header", "callback_notify"):
         assert option in config, option
+    # server/websocket_protocol.py: the head alone is handed to the WebSocket protocol
+    # (frames are fed one at a time after it); a ping's pong is written where it is
+    # parsed, a message queued by send_receive_event_to_app and reading paused there,
+    # resumed by receive() only while it paused it (read_paused, never set here).
+    assert 'protocol.data_received(b"".join(output))' in source(
+        HttpToolsProtocol.handle_websocket_upgrade
+    )
+    sansio = WebSocketsSansIOProtocol
+    assert "self.handle_ping()" in source(sansio.handle_events)
+    assert "self.send_receive_event_to_app()" in source(sansio.handle_text)
+    assert "self.transport.pause_reading()" in source(sansio.send_receive_event_to_app)
+    assert "if self.read_paused and self.queue.empty():" in source(sansio.receive)
+    assert "self.conn.parser_exc is not None" in source(sansio.data_received)
+    state = source(sansio.__init__)
+    for name in ("queue", "frames", "curr_msg_data_type", "writable", "close_timeout"):
+        assert f"self.{name}" in state, name
 
 
 UVICORN_WORKER_SERVE = """\
@@ -219,6 +236,12 @@ def test_the_gunicorn_internals_the_drain_and_worker_use() -> None:
     # name from the main loop, and the stock handler starts the graceful stop.
     assert 'getattr(self, "handle_%s" % signame' in source(Arbiter.run)
     assert "raise StopIteration" in source(Arbiter.handle_term)
+    # server/memory.py: the master's count of workers, raised for those draining for
+    # memory, is what manage_workers spawns and stops workers to reach.
+    manage = source(Arbiter.manage_workers)
+    assert "if len(self.WORKERS) < self.num_workers:" in manage
+    assert "while len(workers) > self.num_workers:" in manage
+    assert "return self._num_workers" in source(Arbiter._get_num_workers)
     # server/worker.py
     assert Arbiter.WORKER_BOOT_ERROR == 3
     assert callable(Worker.notify)

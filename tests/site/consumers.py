@@ -25,3 +25,10 @@ class WorkerPid(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send(text_data=text_data, bytes_data=bytes_data)
+
+
+class SlowReader(AsyncWebsocketConsumer):
+    """Takes a minute over each message: what its client sends waits for it."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await asyncio.sleep(60)

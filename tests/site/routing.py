@@ -12,5 +12,6 @@ websocket_application = URLRouter(
         *websocket_urlpatterns,
         path("ws/_test/slow-to-accept/", consumers.SlowToAccept.as_asgi()),
         path("ws/_test/pid/", consumers.WorkerPid.as_asgi()),
+        path("ws/_test/slow-reader/", consumers.SlowReader.as_asgi()),
     ]
 )

@@ -75,6 +75,19 @@ def run(
     )
 
 
+def resident_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Start ``VmHWM`` again from the process's memory now (Linux's clear_refs, 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 class Server:
     """One Gunicorn master and its workers."""
 

@@ -7,7 +7,8 @@ what Gunicorn itself reads (``WEB_CONCURRENCY``, ``GUNICORN_CMD_ARGS``), then
 prints each effective value with where it came from (the variable, a fallback
 such as ``WEB_CONCURRENCY``, or the default), secrets masked and passwords in
 URLs starred, followed by every problem and warning start-up would give. Exit
-status 1 if there is a problem, else 0. With the project's settings, the
+status 1 if there is a problem, else 0. Without a settings module it says that
+the project's own variables were not checked. With the project's settings, the
 ``package.module:callable`` entries of ``HEALTH_CHECKS`` are imported as start-up
 imports them (Django set up).
 """
@@ -73,28 +74,40 @@ def check_env(
     if not problems:
         for line in validation.warnings(snapshot):
             print(f"configuration warning: {line}", file=out)
+        if not settings_module:
+            print(NOT_CHECKED, file=out)
         print("configuration ok", file=out)
     return 1 if problems else 0
 
 
+# Start-up imports the project's application, whose settings declare its variables;
+# check-env knows them only from DJANGO_SETTINGS_MODULE or --settings.
+NOT_CHECKED = (
+    "configuration not checked: the project's own variables (its settings module declares "
+    "them), as DJANGO_SETTINGS_MODULE is not set; set it, or pass --settings "
+    "mysite.settings, to check them too."
+)
+
+
 def project_check_problems(snapshot: env.Snapshot, settings_module: str) -> list[str]:
     """One line for each ``package.module:callable`` of HEALTH_CHECKS that does not
-    import, as start-up would find it (after ``django.setup()``)."""
-    references = [name for name in snapshot.HEALTH_CHECKS if ":" in name]
-    if not references:
+    import, and for ``channel_layer`` without a layer, as start-up would find them
+    (after ``django.setup()``)."""
+    entries = [name for name in snapshot.HEALTH_CHECKS if ":" in name or name == "channel_layer"]
+    if not entries:
         return []
     import django
 
-    from django_k8s_runtime.health.checks import CannotLoadCheck, load_callable
+    from django_k8s_runtime.health.checks import CannotLoadCheck, channel_layers, load_callable
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
     django.setup(set_prefix=False)
     found = []
-    for reference in references:
+    for entry in entries:
         try:
-            load_callable(reference)
+            channel_layers() if entry == "channel_layer" else load_callable(entry)
         except CannotLoadCheck as error:
-            found.append(f"HEALTH_CHECKS entry {reference!r} is not valid: {error}.")
+            found.append(f"HEALTH_CHECKS entry {entry!r} is not valid: {error}.")
     return found
 
 

@@ -33,8 +33,9 @@ WebSocket connections go through their own (:func:`websocket_stack`):
 
 1. ``SocketObserver``: request id, one access-log line when the socket closes, the
    sockets' metrics (observability/websocket.py).
-2. ``HandshakeGuard``: the host check, WEBSOCKET_MAX_CONNECTIONS per worker, and
-   Gunicorn's timeout on the handshake, not on the open socket (server/).
+2. ``HandshakeGuard``: the host check, WEBSOCKET_MAX_CONNECTIONS per worker,
+   Gunicorn's timeout on the handshake, not on the open socket, 404 for a path with
+   no route, and the channel layer's outage: 503, or 1012 (server/).
 3. Channels' ``OriginValidator``: WEBSOCKET_ALLOWED_ORIGINS, or Django's
    ``ALLOWED_HOSTS`` (``AllowedHostsOriginValidator``).
 4. The project's WebSocket application.
@@ -264,8 +265,9 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
     from django.utils.module_loading import import_string
 
     from django_k8s_runtime import env, settings
+    from django_k8s_runtime.observability import metrics
     from django_k8s_runtime.observability import websocket as socket_observability
-    from django_k8s_runtime.server import websocket
+    from django_k8s_runtime.server import channel_layer, websocket
     from django_k8s_runtime.server.websocket_guard import HandshakeGuard
     from django_k8s_runtime.server.worker_state import this_worker
 
@@ -281,6 +283,7 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
         ) from None
 
     snapshot = settings.checked()
+    channel_layer.guard_channel_layers()  # an outage closes the sockets in a group: 1012
     if isinstance(websocket_application, str):
         websocket_application = import_string(websocket_application)
     origins = snapshot.WEBSOCKET_ALLOWED_ORIGINS
@@ -298,16 +301,20 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
         max_sockets=snapshot.WEBSOCKET_MAX_CONNECTIONS,
         handshake_timeout=this_worker.request_timeout,
     )
+    socket_metrics = socket_observability.get() if snapshot.METRICS_PORT else None
+    if socket_metrics is not None:  # counted as they pass, published with the requests'
+        metrics.get().publish_with(socket_metrics.publish)
     application = socket_observability.SocketObserver(
         application,
         access_log=snapshot.GUNICORN_ACCESS_LOG,
-        metrics=socket_observability.get() if snapshot.METRICS_PORT else None,
+        metrics=socket_metrics,
     )
     websocket.serve_websockets(
         websocket.WebSocketSettings(
             max_message_bytes=snapshot.WEBSOCKET_MAX_MESSAGE_SIZE,
             ping_interval=snapshot.WEBSOCKET_PING_INTERVAL or None,
             ping_timeout=snapshot.WEBSOCKET_PING_TIMEOUT,
+            send_timeout=snapshot.RESPONSE_SEND_TIMEOUT,
         )
     )
     return application

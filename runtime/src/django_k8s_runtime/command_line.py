@@ -141,6 +141,10 @@ GUNICORN_SETTINGS = {
 
 _SETTING_OF = {name: setting for setting, name in GUNICORN_SETTINGS.items()}
 
+# The worker class the Gunicorn config sets (gunicorn.py); GUNICORN_CMD_ARGS may not
+# replace it.
+WORKER_CLASS = "django_k8s_runtime.server.worker.UvicornWorker"
+
 
 def gunicorn_value(snapshot: Snapshot, name: str) -> Any:
     """A variable's value as Gunicorn will use it: GUNICORN_CMD_ARGS's, parsed as the
@@ -193,6 +197,22 @@ def problems(snapshot: Snapshot) -> list[str]:
                 found.append(error.message)
     if "bind" in overrides and snapshot.METRICS_PORT:
         found += _bind_problems(overrides["bind"], snapshot.METRICS_PORT)
+    worker_class = overrides.get("worker_class", WORKER_CLASS)
+    if worker_class != WORKER_CLASS:
+        found.append(
+            f"GUNICORN_CMD_ARGS sets {flag('worker_class')} {worker_class}: the runtime serves "
+            f"only with its own worker, {WORKER_CLASS}, which holds the request path, its "
+            "bounds and its shutdown (under sync every request is answered 500; under "
+            "another ASGI worker none of the bounds holds); remove it."
+        )
+    if overrides.get("reuse_port"):
+        found.append(
+            f"GUNICORN_CMD_ARGS sets {flag('reuse_port')}: each worker then listens on a "
+            "socket of its own with its own queue of connections (Gunicorn 24 and later), "
+            "so the connections waiting on a worker that is recycled or stops are reset, and "
+            "wait behind a busy worker while another is idle; remove it (the workers share "
+            "the master's socket)."
+        )
     return found
 
 

@@ -195,7 +195,9 @@ RESPONSE_SEND_TIMEOUT = declare(
     seconds(1, 3600),
     "Seconds a client may take none of a response before it is disconnected (logged, and "
     "recorded with the status sent and `ended: send_timeout`), as nginx's `send_timeout`: a "
-    "client that stops reading holds no thread and no memory past it.",
+    "client that stops reading holds no thread and no memory past it. A WebSocket whose "
+    "client takes nothing of what is written to it for as long is reset (its application "
+    "gets its disconnect, 1006).",
     SERVER,
 )
 REQUEST_BODY_MIN_RATE = declare(
@@ -499,9 +501,10 @@ HEALTH_LIVE_PATH = declare(
 HEALTH_CHECKS = declare(
     "HEALTH_CHECKS",
     "database",
-    checks("database", "cache"),
+    checks("database", "cache", "channel_layer"),
     "Dependencies `/health` (readiness) checks: `database` (each configured database), "
-    "`cache` (`CACHE_URL`'s server), and a project's own as `package.module:callable` (a "
+    "`cache` (`CACHE_URL`'s server), `channel_layer` (each of Channels' `CHANNEL_LAYERS`), "
+    "and a project's own as `package.module:callable` (a "
     "function of no arguments, plain or `async def`, that raises or returns `False` when its "
     "dependency is down; docs/probes.md). The liveness probe never checks any.",
     HEALTH,

@@ -77,7 +77,7 @@ if _workers == "auto":
     _cpu_limit = cpu.cpu_limit()
     _workers = cpu.auto_workers(_cpu_limit)
 
-worker_class = "django_k8s_runtime.server.worker.UvicornWorker"
+worker_class = command_line.WORKER_CLASS
 workers = _workers
 threads = snapshot.GUNICORN_THREADS  # per worker, for synchronous views (server/threads.py)
 worker_connections = snapshot.GUNICORN_WORKER_CONNECTIONS  # requests and connections per worker
@@ -141,6 +141,7 @@ def child_exit(arbiter, worker):
 
 def when_ready(arbiter):
     drain.install_shutdown_delay(arbiter, _shutdown_delay)
+    memory.replace_while_draining(arbiter)  # a worker recycled for memory: its successor now
     if snapshot.METRICS_PORT:
         metrics.get().expect_worker_exits(exits.CAUSES)
     log = logging.getLogger("gunicorn.error")

@@ -83,7 +83,7 @@ def access_line(caplog) -> logging.LogRecord:
     [
         (echo_socket, 1000, 1000),  # the client closed
         (echo_socket, 1001, 1001),  # the client went away, or the server did (at shutdown)
-        (closes_with_4000, 1000, 4000),  # the application closed first
+        (closes_with_4000, 1000, 4000),  # the application closed first (its code: other)
         (leaves_without_closing, None, 1006),  # no close frame at all
     ],
 )
@@ -96,18 +96,70 @@ def test_an_accepted_socket_is_logged_once_when_it_closes(app, closes_with, logg
     assert record.method == "WEBSOCKET"
     assert "token" not in record.getMessage()
     assert f'"WEBSOCKET /ws/echo/" {logged} ' in record.getMessage()
-    assert registry.get_sample_value("websocket_connections_closed_total", {"code": str(logged)})
+    label = "other" if logged == 4000 else str(logged)
+    assert registry.get_sample_value("websocket_connections_closed_total", {"code": label})
     assert registry.get_sample_value("websocket_connections_open") == 0
 
 
 def test_messages_are_counted_both_ways(caplog) -> None:
     with caplog.at_level(logging.INFO, logger="access"):
-        _, registry = observe(echo_socket)
+        observe(echo_socket)
     record = access_line(caplog)
     assert (record.messages_in, record.messages_out) == (2, 2)
     assert record.getMessage().endswith(" 2 in 2 out")
-    assert registry.get_sample_value("websocket_messages_total", {"direction": "in"}) == 2
-    assert registry.get_sample_value("websocket_messages_total", {"direction": "out"}) == 2
+
+
+def test_messages_are_counted_as_they_pass_and_published_with_the_requests() -> None:
+    """Not when the socket closes: a socket open for hours counts while it is open (and
+    a worker killed outright loses at most a second of counts, not its sockets')."""
+    registry = CollectorRegistry()
+    metrics = SocketMetrics(registry)
+    observer = SocketObserver(echo_socket, access_log=False, metrics=metrics)
+
+    def messages(direction: str) -> float | None:
+        return registry.get_sample_value("websocket_messages_total", {"direction": direction})
+
+    async def scenario():
+        client = SocketClient()
+        task = asyncio.create_task(observer(websocket_scope(), client.receive, client.send))
+        await asyncio.sleep(0.01)
+        for text in ("one", "two", "three"):
+            client.message(text)
+        await asyncio.sleep(0.01)
+        before = messages("in")
+        metrics.publish()
+        published = (messages("in"), messages("out"))
+        client.close()
+        await asyncio.wait_for(task, 1)
+        return before, published
+
+    before, published = run(scenario())
+    assert before is None  # counted in the worker until it publishes
+    assert published == (3, 3)  # the socket is still open
+
+
+def test_close_codes_a_client_chooses_are_one_label() -> None:
+    """A client may close with any of 2,000 codes (3000-4999); each was a time series."""
+    registry = CollectorRegistry()
+    observer = SocketObserver(echo_socket, access_log=False, metrics=SocketMetrics(registry))
+
+    async def scenario():
+        for code in (1000, 1001, 3000, 3001, 4000, 4999, 1011):
+            client = SocketClient()
+            task = asyncio.create_task(observer(websocket_scope(), client.receive, client.send))
+            await asyncio.sleep(0)
+            client.close(code)
+            await asyncio.wait_for(task, 1)
+
+    run(scenario())
+    codes = {
+        sample.labels["code"]: sample.value
+        for metric in registry.collect()
+        if metric.name == "websocket_connections_closed"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+    assert codes == {"1000": 1, "1001": 1, "1011": 1, "other": 4}
 
 
 @pytest.mark.parametrize(

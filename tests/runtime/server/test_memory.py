@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import mmap
+import time
 
 import pytest
 
@@ -10,7 +12,7 @@ from django_k8s_runtime import env, validation
 from django_k8s_runtime.server import memory
 from harness import wrk
 from tests.support.haproxy import HAProxy
-from tests.support.metrics import sample, scrape
+from tests.support.metrics import sample, scrape_until
 from tests.support.requirements import require_tool
 from tests.support.server import Server, free_port
 
@@ -70,8 +72,15 @@ def test_a_worker_past_its_memory_limit_is_replaced_under_load_losing_no_request
             balancer.url("/_test/grow?kib=64"), connections=8, seconds=10, headers=HTTPS
         )
         log = server.log()
-        text = scrape(metrics_port)
-    recycled = log.count("Worker over its memory limit")
+        recycled = log.count("Worker over its memory limit")
+        # Replacements start while the old workers drain: wait for those to exit.
+        text = scrape_until(
+            metrics_port,
+            lambda text: (
+                sample(text, "gunicorn_worker_restarts_total", cause="memory") >= recycled - 1
+            ),
+            seconds=15,
+        )
     print(
         f"\n{result.requests} requests, {result.errors} failed, {recycled} workers recycled "
         f"past {fresh + 40} MiB"
@@ -80,6 +89,41 @@ def test_a_worker_past_its_memory_limit_is_replaced_under_load_losing_no_request
     assert recycled >= 2, log
     assert sample(text, "gunicorn_worker_restarts_total", cause="memory") >= recycled - 1
     assert sample(text, "gunicorn_worker_restarts_total", cause="crash") == 0
+
+
+@pytest.mark.slow
+def test_the_replacement_of_a_worker_recycled_for_memory_starts_while_it_drains() -> None:
+    """One worker, running an 8 s request, grows past its limit: its successor serves
+    within a second or two, while the old one finishes that request. Gunicorn started
+    it only once the old one had exited, and the pod served nothing meanwhile."""
+    fresh = _fresh_worker_mib()
+    environ = {
+        "GUNICORN_WORKERS": "1",
+        "HEALTH_CHECKS": "",
+        "GUNICORN_GRACEFUL_TIMEOUT": "20",
+        "WORKER_MAX_MEMORY_MIB": str(fresh + 40),
+    }
+    with Server(environ) as server:
+        (old,) = server.wait_for_workers(1)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(server.get, "/_test/sleep?s=8")
+            time.sleep(0.5)  # the slow request runs
+            grown = time.monotonic()
+            assert server.get("/_test/grow?kib=65536").json()["pid"] == old
+            answered_by = old
+            while answered_by == old and time.monotonic() - grown < 15:
+                answered_by = server.get("/_test/pid", headers={"connection": "close"}).json()[
+                    "pid"
+                ]
+            replaced_after = time.monotonic() - grown
+            still_draining = not slow.done()
+            assert slow.result(timeout=30).status_code == 200  # nothing lost
+        log = server.log()
+    print(f"\nthe successor served {replaced_after:.1f}s after the old worker passed its limit")
+    assert answered_by != old
+    assert still_draining, "the old worker's request was still running"
+    assert replaced_after < 4
+    assert "Worker over its memory limit" in log
 
 
 def _fresh_worker_mib() -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -330,3 +331,175 @@ def test_sockets_are_not_http_connections_to_the_http_protocols_bounds(caplog) -
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
         "ASGI callable returned without starting response."
     ]
+
+
+# What a socket may hold (issue 29) ------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: Any, protocol: Any, **config: Any) -> AsyncIterator[tuple[Server, int]]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    settings = {"http": "httptools", "lifespan": "off", "log_config": None, **config}
+    server = Server(Config(app, ws=protocol, ws_ping_interval=None, **settings))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - Uvicorn sets a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield server, sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
+
+
+def socket_protocols(server: Server) -> list[Any]:
+    return [c for c in server.server_state.connections if isinstance(c, STOCK)]
+
+
+async def raw_socket(port: int, *, receive_buffer: int | None = None) -> tuple[Any, Any]:
+    """A handshake on a plain socket: the client then sends frames of its own making."""
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+@pytest.mark.parametrize("protocol", [OURS, STOCK], ids=["ours", "stock"])
+def test_the_messages_of_one_read_wait_in_the_kernel_not_in_the_queue(protocol) -> None:
+    """Twenty messages in one write, an application that takes none yet: Uvicorn parses
+    the read whole and queues all twenty (with permessage-deflate, a mebibyte each for a
+    kilobyte on the wire); here one waits, and the rest are parsed as it takes them,
+    every one whole and in order, fragments and pings among them."""
+    from tests.support import raw_websocket as raw
+
+    gate = asyncio.Event()
+    taken: list[Any] = []
+
+    async def app(scope, receive, send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        while len(taken) < 21:
+            message = await receive()
+            taken.append(message.get("text"))
+
+    async def scenario():
+        async with serving_app(app, protocol) as (server, port):
+            reader, writer = await raw_socket(port)
+            burst = b"".join(raw.frame(raw.TEXT, f"m{n}".encode()) for n in range(20))
+            burst += raw.frame(raw.PING, b"are you there")
+            burst += raw.frame(raw.TEXT, b"frag", fin=False) + raw.frame(raw.PING, b"")
+            burst += raw.frame(0x0, b"mented")
+            writer.write(burst)
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            (connection,) = socket_protocols(server)
+            queued = connection.queue.qsize()
+            gate.set()
+            for _ in range(100):
+                if len(taken) == 21:
+                    break
+                await asyncio.sleep(0.02)
+            pongs = await asyncio.wait_for(reader.read(64), 5)
+            writer.close()
+            return queued, pongs
+
+    queued, pongs = asyncio.run(scenario())
+    assert taken == [f"m{n}" for n in range(20)] + ["fragmented"]
+    assert pongs[:2] == b"\x8a\x0d"  # the first ping's pong, its payload after
+    assert queued == (21 if protocol is STOCK else 1)
+
+
+@pytest.mark.parametrize("protocol", [OURS, STOCK], ids=["ours", "stock"])
+def test_a_client_that_takes_nothing_is_dropped_and_its_application_told(protocol) -> None:
+    """The application sends, the client reads nothing: Uvicorn's ``send()`` waits for
+    ever; here the socket is reset after the send timeout and the application gets its
+    disconnect, its late ``send()`` dropped until it has read it."""
+    outcome: dict[str, Any] = {}
+
+    async def app(scope, receive, send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            for _ in range(2000):
+                await send({"type": "websocket.send", "bytes": b"x" * 65536})
+            outcome["sent"] = "all"
+        except Exception as error:
+            outcome["send"] = error
+        outcome["received"] = await receive()
+
+    kwargs = {"send_timeout": 0.5} if protocol is OURS else {}
+
+    async def scenario():
+        chosen = functools.partial(OURS, **kwargs) if kwargs else STOCK
+        async with serving_app(app, chosen, ws_per_message_deflate=False) as (_, port):
+            _, writer = await raw_socket(port, receive_buffer=4096)
+            for _ in range(40):
+                if "received" in outcome:
+                    break
+                await asyncio.sleep(0.1)
+            writer.transport.abort()
+            await asyncio.sleep(0.1)
+
+    asyncio.run(scenario())
+    if protocol is STOCK:
+        assert "received" not in outcome or outcome["received"]["type"] == "websocket.disconnect"
+        assert "sent" not in outcome
+        return
+    assert "send" not in outcome  # nothing raised while the application had not been told
+    assert outcome["received"] == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+
+
+@pytest.mark.parametrize("protocol", [OURS, STOCK], ids=["ours", "stock"])
+def test_a_text_message_that_is_not_utf8_is_one_warning_line(protocol, caplog) -> None:
+    from tests.support import raw_websocket as raw
+
+    async def app(scope, receive, send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async def scenario():
+        async with serving_app(app, protocol) as (_, port):
+            reader, writer = await raw_socket(port)
+            writer.write(raw.frame(raw.TEXT, b"\xff\xfe"))
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return answer
+
+    with caplog.at_level(logging.INFO):
+        answer = asyncio.run(scenario())
+    assert answer[0] == 0x88
+    assert answer[2:4] == (1007).to_bytes(2, "big")  # closed with 1007, both
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    if protocol is STOCK:
+        assert tracebacks
+    else:
+        assert not tracebacks
+        assert any("not UTF-8" in r.getMessage() for r in caplog.records)
+
+
+def test_a_frame_is_measured_from_its_header() -> None:
+    from django_k8s_runtime.server.websocket_protocol import frame_length
+    from tests.support import raw_websocket as raw
+
+    for size in (0, 125, 126, 65535, 65536):
+        frame = raw.frame(raw.BINARY, b"x" * size)
+        assert frame_length(frame, 0) == len(frame)
+        assert frame_length(b"??" + frame, 2) == len(frame)
+        assert frame_length(frame[: 2 if size < 126 else 3], 0) in (None, len(frame))
+    assert frame_length(b"\x82", 0) is None
+    assert frame_length(raw.frame(raw.BINARY, b"x" * 70000)[:9], 0) is None

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from harness.processes import free_port
 from tests.support.haproxy import HAProxy
+from tests.support.metrics import sample, scrape_published
 from tests.support.requirements import require_tool
 from tests.support.server import Server
 from tests.support.sockets import Closed, open_socket, wait_closed
@@ -207,8 +208,7 @@ def test_each_socket_has_an_access_line_and_metrics() -> None:
             assert "websocket_connections_open 2.0" in scrape
         with pytest.raises(InvalidStatus):
             open_socket(server.url("/ws/echo/"), origin="https://evil.example")
-        time.sleep(0.5)
-        scrape = httpx.get(metrics_url, timeout=10).text
+        scrape = scrape_published(metrics_port)  # each worker's second's counts in
         with pytest.raises(InvalidStatus) as on_metrics_port:
             open_socket(metrics_url.replace("/metrics", "/ws/echo/"))
         log = server.log()
@@ -221,6 +221,72 @@ def test_each_socket_has_an_access_line_and_metrics() -> None:
     assert len(lines) == 3
     assert '"close_code": 1000' in lines[0] or '"close_code": 1000' in lines[1]
     assert "s3cr3t" not in log  # neither the access line nor Uvicorn's own
+
+
+def test_metrics_have_no_label_a_client_chooses_and_count_messages_while_sockets_are_open() -> None:
+    """A client may close with any of 2,000 codes, and each was a time series; messages
+    were counted only when their socket closed (a killed worker lost every count of its
+    open sockets)."""
+    metrics_port = free_port()
+    environ = {"GUNICORN_WORKERS": "1", "METRICS_PORT": str(metrics_port), "HEALTH_CHECKS": ""}
+    with Server(environ) as server:
+        with open_socket(server.url("/ws/echo/")) as open_one:
+            for n in range(3):
+                assert echoes(open_one, f"message {n}")
+            while_open = scrape_published(metrics_port)
+        for code in range(3000, 3040):
+            with open_socket(server.url("/ws/echo/")) as closing:
+                closing.close(code=code)
+        after = scrape_published(metrics_port)
+    assert sample(while_open, "websocket_messages_total", direction="in") == 3
+    assert sample(while_open, "websocket_messages_total", direction="out") == 3
+    assert sample(after, "websocket_connections_closed_total", code="other") == 40
+    assert sample(after, "websocket_connections_closed_total", code="1000") == 1
+    assert 'code="30' not in after
+
+
+def test_nothing_a_client_sends_is_a_traceback() -> None:
+    """A path with no route is a 404 with its access line only (it was a 500 with a
+    traceback), a text message that is not UTF-8 a 1007 with one warning line (it was
+    a traceback), and the protocol errors RFC 6455 names are closes with 1002."""
+    import struct
+
+    from tests.support import raw_websocket as raw
+
+    hostile = {
+        "not UTF-8": (raw.frame(raw.TEXT, b"\xff\xfe"), 1007),
+        "not UTF-8, fragmented": (
+            raw.frame(raw.TEXT, b"\xe2\x82", fin=False) + raw.frame(0x0, b"\xff"),
+            1007,
+        ),
+        "an unknown opcode": (raw.frame(0x3, b"x"), 1002),
+        "not masked": (b"\x81\x01x", 1002),
+        "a close code no one may send": (raw.frame(raw.CLOSE, struct.pack("!H", 1004)), 1002),
+        "a continuation first": (raw.frame(0x0, b"x"), 1002),
+        "compressed, not negotiated": (raw.frame(raw.TEXT, b"x", compressed=True), 1002),
+        "a ping too long": (raw.frame(raw.PING, b"x" * 200), 1002),
+    }
+    with Server({"GUNICORN_WORKERS": "1", "HEALTH_CHECKS": ""}) as server:
+        with raw.connect(server.port, "/ws/nowhere/") as unrouted:
+            status = unrouted.status
+        closes = {}
+        for name, (data, _) in hostile.items():
+            with raw.connect(server.port, "/ws/echo/") as socket_:
+                socket_.send(data)
+                answer = socket_.read_to_end(timeout=10)
+                closes[name] = (
+                    struct.unpack("!H", answer[2:4])[0] if answer[:1] == b"\x88" else None
+                )
+        time.sleep(0.5)
+        log = server.log()
+    assert status == 404
+    assert closes == {name: code for name, (_, code) in hostile.items()}
+    assert "Traceback" not in log
+    assert '"level": "ERROR"' not in log
+    unrouted_lines = [line for line in log.splitlines() if "/ws/nowhere/" in line]
+    assert len(unrouted_lines) == 1  # the access line
+    assert '"status": 404' in unrouted_lines[0]
+    assert log.count("a text message that is not UTF-8") == 2
 
 
 def _raw_handshake(port: int, *, host: bytes = b"localhost", extra: bytes = b"") -> bytes:

@@ -5,6 +5,9 @@ while, so a hung database makes the probe answer 503 quickly rather than hang,
 and a burst of probes costs one round trip, not one each. Concurrent probes
 share the check already in flight.
 
+The channel layer (``channel_layer``: Channels' CHANNEL_LAYERS, Redis with
+channels-redis) is checked on the event loop too, with the layer's own connections.
+
 PostgreSQL is checked on the event loop with psycopg's async connection, built
 from the very parameters Django uses (sslmode, certificates, timeouts), so a
 TLS or authentication problem shows up here as it would for a request. No thread
@@ -159,6 +162,42 @@ def cache_probe() -> Callable[[], Awaitable[None]]:
     return probe
 
 
+def channel_layer_probe(alias: str) -> Callable[[], Awaitable[None]]:
+    """The channel layer ``alias`` of CHANNEL_LAYERS answers: each Redis of a
+    channels-redis layer a PING, any other layer a ``group_discard`` of a channel
+    that is in no group (nothing is written)."""
+
+    async def probe() -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer(alias)
+        layer = getattr(layer, "layer", layer)  # the project's own, not the runtime's guard
+        if hasattr(layer, "connection") and hasattr(layer, "ring_size"):  # channels-redis
+            for index in range(layer.ring_size):
+                await layer.connection(index).ping()
+            return
+        await layer.group_discard("django-k8s-runtime.health", "django-k8s-runtime.health")
+
+    return probe
+
+
+def channel_layers() -> list[str]:
+    """The aliases of the project's CHANNEL_LAYERS; CannotLoadCheck when there is none
+    or Channels is not installed (the check would have nothing to check)."""
+    from django.conf import settings
+
+    try:
+        import channels.layers  # noqa: F401
+    except ImportError:
+        raise CannotLoadCheck(
+            "Channels is not installed (the runtime's websockets extra)"
+        ) from None
+    aliases = list(getattr(settings, "CHANNEL_LAYERS", None) or {})
+    if not aliases:
+        raise CannotLoadCheck("the project's settings have no CHANNEL_LAYERS")
+    return aliases
+
+
 # A project's own checks ------------------------------------------------------------
 
 RunInThread = Callable[[Callable[[], Any]], Awaitable[Any]]
@@ -261,7 +300,8 @@ def configured_checks(
     run_in_thread: RunInThread | None = None,
 ) -> list[Check]:
     """The checks HEALTH_CHECKS asks for: ``database`` is every configured database,
-    ``package.module:callable`` a project's own; CannotLoadChecks names every entry
+    ``channel_layer`` every layer of CHANNEL_LAYERS, ``package.module:callable`` a
+    project's own; CannotLoadChecks names every entry
     that does not name a callable."""
     from django.conf import settings
 
@@ -282,6 +322,21 @@ def configured_checks(
             checks.append(
                 Check("cache", cache_probe(), timeout=timeout, cache_seconds=cache_seconds)
             )
+        elif name == "channel_layer":
+            try:
+                aliases = channel_layers()
+            except CannotLoadCheck as error:
+                problems.append(f"HEALTH_CHECKS entry {name!r} is not valid: {error}.")
+                continue
+            checks += [
+                Check(
+                    f"channel_layer:{alias}",
+                    channel_layer_probe(alias),
+                    timeout=timeout,
+                    cache_seconds=cache_seconds,
+                )
+                for alias in aliases
+            ]
         else:
             try:
                 function = load_callable(name)

@@ -365,6 +365,7 @@ class Metrics:
             registry=registry,
         )
         self._pool_totals: dict[tuple[str, str], float] = {}  # this process's, last seen
+        self._published_with: list[Callable[[], None]] = []  # the sockets' counts (publish_with)
         self._publish_due = 0.0
         self._in_flight_published: int | None = None  # set at the first publish
         atexit.register(self.publish)  # in each process: what it counted last
@@ -395,9 +396,17 @@ class Metrics:
         self._publish_due = time.monotonic() + PUBLISH_SECONDS
         self._answered.publish()
         self._thread_waits.publish()
+        for publish in self._published_with:
+            publish()
         if self._in_flight != self._in_flight_published:
             self._in_flight_published = self._in_flight
             self.in_flight.set(self._in_flight)
+
+    def publish_with(self, publish: Callable[[], None]) -> None:
+        """Have ``publish`` run whenever this worker publishes its request counts: the
+        WebSocket messages (observability/websocket.py), counted as they pass."""
+        if publish not in self._published_with:
+            self._published_with.append(publish)
 
     def connection_dropped(self, reason: str) -> None:
         self.connections_dropped.labels(reason).inc()

@@ -14,7 +14,13 @@ application's log lines about it carry it too.
 
 Metrics, when on: open sockets (a gauge across workers), sockets closed by close
 code, handshakes refused by status, and messages by direction. None is labelled by
-path, which would give every id in a URL its own time series.
+path, which would give every id in a URL its own time series, nor by anything a
+client chooses: a close code is one of the registered ones (1000-1015) or
+``other`` (a client may close with any of 2,000 codes; the access line has the
+exact one). Messages are counted as they pass, in the worker, and added to what
+a scrape reads with the request counts (:meth:`SocketMetrics.publish`, once a
+second): a socket open for hours is counted while it is open, and a worker killed
+outright loses at most its last second.
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ if TYPE_CHECKING:
 access_logger = logging.getLogger("access")
 
 ABNORMAL_CLOSURE = 1006  # closed without a close frame (RFC 6455 7.1.5)
+# RFC 6455's codes and those IANA's registry adds below 3000 (1004 reserved).
+REGISTERED_CLOSE_CODES = frozenset(range(1000, 1016))
+
+
+def close_code_label(code: int) -> str:
+    """The metrics' label for a close code: itself if registered, else ``other``."""
+    return str(code) if code in REGISTERED_CLOSE_CODES else "other"
 
 
 class SocketMetrics:
@@ -51,7 +64,7 @@ class SocketMetrics:
         )
         self.closed = Counter(
             "websocket_connections_closed",
-            "WebSockets closed, by close code.",
+            "WebSockets closed, by close code: the registered ones (1000-1015), else other.",
             ("code",),
             registry=registry,
         )
@@ -67,6 +80,24 @@ class SocketMetrics:
             ("direction",),
             registry=registry,
         )
+        self._messages_in = 0  # this worker's, since the last publish()
+        self._messages_out = 0
+
+    def message_received(self) -> None:
+        self._messages_in += 1  # on the event loop, as every socket's messages
+
+    def message_sent(self) -> None:
+        self._messages_out += 1
+
+    def publish(self) -> None:
+        """Add the messages counted since the last call to what a scrape reads (with the
+        request counts: Metrics.publish)."""
+        received, sent = self._messages_in, self._messages_out
+        self._messages_in = self._messages_out = 0
+        if received:
+            self.messages.labels("in").inc(received)
+        if sent:
+            self.messages.labels("out").inc(sent)
 
 
 _metrics: SocketMetrics | None = None
@@ -100,10 +131,12 @@ class SocketObserver:
         token = request_id.bind(rid)
         socket = _Socket()
         started = time.perf_counter()
+        metrics = self.metrics
 
         async def observed_receive() -> Message:
             message = await receive()
-            socket.received(message)
+            if socket.received(message) and metrics is not None:
+                metrics.message_received()
             return message
 
         async def observed_send(message: Message) -> None:
@@ -111,8 +144,12 @@ class SocketObserver:
                 headers = [*message.get("headers", ()), (request_id.HEADER, rid.encode())]
                 message = {**message, "headers": headers}
             await send(message)
-            if socket.sent(message) and self.metrics is not None:
-                self.metrics.open.inc()
+            what = socket.sent(message)
+            if metrics is not None and what is not None:
+                if what == "message":
+                    metrics.message_sent()
+                else:
+                    metrics.open.inc()
 
         try:
             await self.app(scope, observed_receive, observed_send)
@@ -128,13 +165,9 @@ class SocketObserver:
         assert self.metrics is not None
         if socket.accepted:
             self.metrics.open.dec()
-            self.metrics.closed.labels(str(socket.close_code)).inc()
+            self.metrics.closed.labels(close_code_label(socket.close_code)).inc()
         else:
             self.metrics.refused.labels(str(socket.status)).inc()
-        if socket.messages_in:
-            self.metrics.messages.labels("in").inc(socket.messages_in)
-        if socket.messages_out:
-            self.metrics.messages.labels("out").inc(socket.messages_out)
 
 
 class _Socket:
@@ -148,29 +181,34 @@ class _Socket:
         self.messages_in = 0
         self.messages_out = 0
 
-    def received(self, message: Message) -> None:
+    def received(self, message: Message) -> bool:
+        """Records ``message``; True when it is a message from the client."""
         kind = message["type"]
         if kind == "websocket.receive":
             self.messages_in += 1
-        elif kind == "websocket.disconnect" and self.accepted and self.code is None:
+            return True
+        if kind == "websocket.disconnect" and self.accepted and self.code is None:
             self.code = message.get("code", 1005)
+        return False
 
-    def sent(self, message: Message) -> bool:
-        """Records ``message``; True when it accepted the socket."""
+    def sent(self, message: Message) -> str | None:
+        """Records ``message``; ``"message"`` for a message to the client, ``"accepted"``
+        when it accepted the socket."""
         kind = message["type"]
         if kind == "websocket.send":
             self.messages_out += 1
-        elif kind == "websocket.accept":
+            return "message"
+        if kind == "websocket.accept":
             self.accepted = True
-            return True
-        elif kind == "websocket.close":
+            return "accepted"
+        if kind == "websocket.close":
             if not self.accepted:
                 self.closed_before_accepting = True
             elif self.code is None:
                 self.code = message.get("code", 1000)
         elif kind == "websocket.http.response.start":
             self.http_status = message["status"]
-        return False
+        return None
 
     @property
     def close_code(self) -> int:

@@ -61,6 +61,13 @@ def note(worker: Any, cause: str) -> None:
         exit_note.write(cause)
 
 
+def noted(worker: Any) -> str | None:
+    """In the master: what a worker still running has noted (``memory`` while it
+    drains after passing its limit), or None."""
+    exit_note = getattr(worker, "exit_note", None)
+    return exit_note.read() if exit_note is not None else None
+
+
 def cause_of_exit(worker: Any) -> str:
     """Gunicorn's ``child_exit`` hook, in the master: why this worker left."""
     exit_note = getattr(worker, "exit_note", None)

@@ -13,6 +13,7 @@ is served as plain HTTP, exactly as before the runtime served WebSockets.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ class WebSocketSettings:
     max_message_bytes: int
     ping_interval: float | None  # None: no pings
     ping_timeout: float | None
+    send_timeout: float = 10.0  # RESPONSE_SEND_TIMEOUT: a client that takes nothing is dropped
 
 
 _requested: WebSocketSettings | None = None
@@ -47,7 +49,7 @@ def configure(config: Any) -> None:
         return
     from django_k8s_runtime.server.websocket_protocol import GoingAwayWebSocketProtocol
 
-    config.ws = GoingAwayWebSocketProtocol
+    config.ws = functools.partial(GoingAwayWebSocketProtocol, send_timeout=settings.send_timeout)
     config.ws_max_size = settings.max_message_bytes
     config.ws_ping_interval = settings.ping_interval
     config.ws_ping_timeout = settings.ping_timeout

@@ -15,6 +15,13 @@ how long it may take.
   accepted nor refused within the timeout is cancelled and the client answered
   504, as :mod:`server.timeout` answers a slow HTTP request.
 
+* **A path with no route** is answered 404, as Django answers an HTTP request for
+  it, with the access line only: Channels' router raises ``ValueError`` for it,
+  which Uvicorn logged with a traceback and answered 500.
+* **The channel layer** (server/channel_layer.py): a handshake whose consumer
+  cannot join its group is answered 503, and an open socket whose group's layer
+  went away is closed with 1012 (service restart), without a traceback.
+
 Refusals are HTTP responses (the ASGI ``websocket.http.response`` extension, which
 Uvicorn offers), so a client sees why; where a server does not offer it, the
 handshake is closed (403).
@@ -23,10 +30,12 @@ handshake is closed (403).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
 from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
+from django_k8s_runtime.server.channel_layer import SERVICE_RESTART, ChannelLayerUnavailable
 
 logger = logging.getLogger("server.websocket")
 
@@ -92,25 +101,25 @@ class HandshakeGuard:
 
     async def _within_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
         seconds = self.handshake_timeout()
-        if not seconds:
-            await self.app(scope, receive, send)
-            return
         task = asyncio.current_task()
         assert task is not None
-        expired = False
+        expired = decided = False
 
         def expire() -> None:
             nonlocal expired
             expired = True
             task.cancel()
 
-        timer = asyncio.get_running_loop().call_later(seconds, expire)
+        timer = asyncio.get_running_loop().call_later(seconds, expire) if seconds else None
 
         async def send_in_time(message: Message) -> None:
+            nonlocal decided
             if expired:
                 return  # the client has its 504
             if message["type"] in HANDSHAKE_DECIDED:
-                timer.cancel()  # from here on the socket may idle as long as it likes
+                decided = True
+                if timer is not None:
+                    timer.cancel()  # from here on the socket may idle as long as it likes
             await send(message)
 
         try:
@@ -124,8 +133,31 @@ class HandshakeGuard:
                 scope["path"],
             )
             await refuse(scope, send, 504, "handshake timed out")
+        except ChannelLayerUnavailable:
+            # One line when the layer went away (server/channel_layer.py); here the
+            # socket's answer, and its access line.
+            if decided:
+                with contextlib.suppress(OSError, RuntimeError):  # gone, or closed already
+                    await send({"type": "websocket.close", "code": SERVICE_RESTART})
+            else:
+                await refuse(scope, send, 503, "channel layer unavailable")
+        except Exception as error:
+            if decided or not _no_route(error):
+                raise
+            await refuse(scope, send, 404, "no such socket")  # the access line says which
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
+
+
+def _no_route(error: Exception) -> bool:
+    """Channels' ``URLRouter`` found no route for the path (a ValueError, or Django's
+    Resolver404 from a nested router)."""
+    from django.urls import Resolver404
+
+    return isinstance(error, ValueError | Resolver404) and str(error).startswith(
+        "No route found for path"
+    )
 
 
 async def refuse(scope: Scope, send: Send, status: int, reason: str) -> None:

@@ -1,9 +1,43 @@
-"""Uvicorn's WebSocket protocol, fitted: a stopping worker says "going away" and
-waits for the client's answer, and the application's disconnect handler runs.
+"""Uvicorn's WebSocket protocol, fitted: what a socket may hold of the worker is
+bounded, a client that takes nothing is dropped, and a stopping worker says "going
+away", waits for the client's answer and lets the application's disconnect run.
 
 The implementation is Uvicorn's ``websockets-sansio`` (what ``ws="auto"`` picks
 when the ``websockets`` package is installed; see PROJECT.md for the choice).
 What is changed, and why:
+
+**What a socket has read and the application has not taken is bounded.** Uvicorn
+parses each read of the socket whole (up to 250 KiB with uvloop) and queues every
+message in it for the application before it pauses reading. With permessage-deflate
+(offered by default, used by every browser) a message of a mebibyte of zeros is
+about a kilobyte on the wire, so one read queued hundreds of mebibytes: eight
+sockets took a worker past a gigabyte in a second. Here the bytes of a read are
+handed to the ``websockets`` parser one frame at a time, and no further while a
+message waits for the application: a socket holds at most one message waiting
+(inflated, at most WEBSOCKET_MAX_MESSAGE_SIZE, which ``websockets`` enforces on the
+inflated size, across fragments), the message being received (the same bound), and
+what is left of one read. The rest stays in the kernel, and TCP slows the client
+down. :func:`socket_memory_bound` is the sum, docs/serving.md the table.
+
+**What a socket writes is bounded too, pongs included.** Uvicorn answers every
+ping as it is parsed, without looking at the transport's buffer: a client that
+sends pings and never reads made the worker buffer every pong (420 MB in 18 s).
+Here nothing more is parsed while the transport's write buffer is over its
+high-water mark (the application's ``send()`` already waits then), so a client
+that does not read stops being read, and control frames wait with the rest. The
+frames parsed in one turn of the event loop are bounded too (``FRAMES_PER_TURN``):
+a client flooding pings at full speed shares the loop with the probes.
+
+**A client that takes nothing is dropped** after ``send_timeout``
+(RESPONSE_SEND_TIMEOUT, as for an HTTP response): a socket whose write buffer has
+not shrunk for that long is reset (SO_LINGER 0, so the kernel's buffer goes too),
+with one warning line. Uvicorn closed such a socket at its ping deadline with a
+close that waits for the buffer to drain, which it never does: the socket kept its
+place under WEBSOCKET_MAX_CONNECTIONS, its application stayed blocked in
+``send()``, and at shutdown the worker waited out the graceful timeout. Here the
+application is told the socket is gone (``websocket.disconnect``, 1006), what it
+sends until it has read that is dropped (as below), so a Channels consumer's
+``disconnect()`` runs and its access line is written.
 
 **Closing at shutdown.** When a worker stops gracefully (the pod's SIGTERM after
 GUNICORN_SHUTDOWN_DELAY, SIGHUP, max-requests recycling), Uvicorn sends every
@@ -26,16 +60,20 @@ Here a stopping worker instead:
   again after reconnecting), until the application has read its disconnect;
   ``send()`` then raises, as on any closed socket;
 * waits for the client's close frame (bounded by Uvicorn's close timeout, 10 s,
-  and the worker's graceful timeout) and only then closes the connection.
+  the send timeout above, and the worker's graceful timeout) and only then closes
+  the connection.
 
 Gunicorn's quick shutdown (SIGINT, SIGQUIT) goes through the same close, at once:
 the worker exits about 0.1 s later without waiting for the answers.
 
 **A refused handshake is not an error.** When the application answers a handshake
 with an HTTP response (the ``websocket.http.response`` extension: the runtime's
-400, 503 and 504), Uvicorn logs "ASGI callable returned without completing
+400, 404, 503 and 504), Uvicorn logs "ASGI callable returned without completing
 handshake." at error level, as if it had failed; here the handshake counts as
 complete once that response is.
+
+**Nothing a client sends is a traceback.** A text message that is not UTF-8 is
+closed with 1007 and one warning line (Uvicorn logged it with a traceback).
 
 **Handshakes are not logged here.** Uvicorn logs every handshake at info
 (``"WebSocket /path?query" [accepted]``, ``403``) and the ``websockets`` library
@@ -47,7 +85,11 @@ only warnings and errors of the protocol are logged; the access log
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -55,6 +97,28 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 GOING_AWAY = 1001
 GOING_AWAY_REASON = "server going away"
+ABNORMAL_CLOSURE = 1006  # no close frame: what the application is told of a reset
+INVALID_DATA = 1007
+
+# What one read of the socket may leave unparsed: uvloop reads up to 250 KiB at once.
+READ_BYTES = 256_000  # uvloop's UV_STREAM_RECV_BUF_SIZE
+# The transport's write buffer beyond which nothing more is parsed (asyncio's and
+# uvloop's default high-water mark), and the frame written last, which may pass it.
+WRITE_HIGH_WATER = 64 * 1024
+# Frames parsed in one turn of the event loop before the others get theirs.
+FRAMES_PER_TURN = 64
+# Uvicorn's close timeout: how long a closing handshake may take.
+CLOSE_TIMEOUT = 10.0
+DEFAULT_SEND_TIMEOUT = 10.0  # RESPONSE_SEND_TIMEOUT's default
+
+
+def socket_memory_bound(max_message_bytes: int) -> int:
+    """The most one socket holds of what its client sent and the application has not
+    taken, and of what it writes before reading stops: a message waiting for the
+    application, one being received, the rest of a read, and the write buffer at its
+    high-water mark. (What the application itself keeps, and the last message it
+    sent, are the application's.)"""
+    return 2 * max_message_bytes + READ_BYTES + WRITE_HIGH_WATER
 
 
 def _warnings_and_errors(record: logging.LogRecord) -> bool:
@@ -66,13 +130,254 @@ protocol_logger = logging.getLogger("uvicorn.error.websocket")
 protocol_logger.addFilter(_warnings_and_errors)
 
 
+def frame_length(data: bytes | bytearray, offset: int) -> int | None:
+    """The length on the wire of the frame that starts at ``offset`` (RFC 6455 5.2),
+    or None while its header is not all there."""
+    available = len(data) - offset
+    if available < 2:
+        return None
+    second = data[offset + 1]
+    length = second & 0x7F
+    header = 2 + (4 if second & 0x80 else 0)  # the mask
+    if length == 126:
+        header += 2
+        if available < 4:
+            return None
+        length = int.from_bytes(data[offset + 2 : offset + 4], "big")
+    elif length == 127:
+        header += 8
+        if available < 10:
+            return None
+        length = int.from_bytes(data[offset + 2 : offset + 10], "big")
+    return header + length
+
+
 class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
     _going_away = False
+    _reset_by_us = False
     _told_the_application = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, send_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.logger = self.conn.logger = protocol_logger
+        self.close_timeout = CLOSE_TIMEOUT
+        self.send_timeout = DEFAULT_SEND_TIMEOUT if send_timeout is None else send_timeout
+        self._framing = False  # the handshake's request is parsed: frames follow
+        self._unread = bytearray()  # what the socket gave and the parser has not had
+        self._frame_left = 0  # bytes of the frame being fed still to come
+        self._waiting = 0  # messages queued for the application and not taken yet
+        self._feed_scheduled = False
+        self._reading_paused = False
+        self._lost = False
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._owed_at_check = 0  # the write buffer when the stall timer was set
+        self._written_since_check = 0
+
+    # The connection --------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.transport = _WatchedTransport(transport, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._unread = bytearray()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._steer_reading()  # the client takes nothing: read nothing more of it
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._feed_soon()
+
+    # Reading: a frame at a time, and none while the application or the client lags
+
+    def data_received(self, data: bytes) -> None:
+        if not self._framing:
+            # The handshake's request, whole: Uvicorn's HTTP protocol hands it over
+            # rebuilt from the parsed head, and nothing after it.
+            self._framing = True
+            super().data_received(data)
+            return
+        if self._unread:
+            self._unread += data
+            self._consume(self._unread)
+        else:
+            self._consume(data)
+
+    def _consume(self, buffer: bytes | bytearray) -> None:
+        fed = self._feed(buffer)
+        if buffer is self._unread:
+            del self._unread[:fed]
+        elif fed < len(buffer):
+            self._unread = bytearray(buffer[fed:])
+        self._steer_reading()
+
+    def _may_parse(self) -> bool:
+        """Whether more of what the client sent may be parsed now: no message waits
+        for the application (once the close is sent, messages are dropped and the
+        client's close frame is what is read), and the client takes what is written."""
+        return (
+            (self._waiting == 0 or self.close_sent)
+            and self.writable.is_set()
+            and not self._lost
+            and self.conn.parser_exc is None
+        )
+
+    def _feed(self, buffer: bytes | bytearray) -> int:
+        """Hand ``buffer`` to the parser, a frame at a time, while it may be parsed;
+        the bytes handed over."""
+        offset, end, frames = 0, len(buffer), 0
+        while offset < end and self._may_parse():
+            if self._frame_left == 0:
+                if frames == FRAMES_PER_TURN:
+                    self._feed_soon()  # after the event loop's other callbacks
+                    break
+                length = frame_length(buffer, offset)
+                if length is None:
+                    break  # the rest of the header is still on its way
+                self._frame_left = length
+                frames += 1
+            size = min(self._frame_left, end - offset)
+            piece = buffer if size == end else buffer[offset : offset + size]
+            offset += size
+            self._frame_left -= size
+            self.conn.receive_data(piece)
+            if self.conn.parser_exc is not None:
+                self.handle_parser_exception()
+                return end
+            self.handle_events()
+        self._write_pending()  # the pongs of this turn, together
+        return offset
+
+    def _feed_soon(self) -> None:
+        if not self._feed_scheduled and not self._lost:
+            self._feed_scheduled = True
+            self.loop.call_soon(self._feed_unread)
+
+    def _feed_unread(self) -> None:
+        self._feed_scheduled = False
+        if self._lost:
+            return
+        self._consume(self._unread)
+
+    def _steer_reading(self) -> None:
+        """Keep the socket read while what it gives can be parsed (as Uvicorn, reading
+        pauses while a message waits for the application); else leave the rest in
+        the kernel, which makes TCP slow the client down."""
+        pause = not self._may_parse() or (bool(self._unread) and self._feed_scheduled)
+        if pause == self._reading_paused or self._lost or self.transport.is_closing():
+            return
+        self._reading_paused = pause
+        if pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def handle_ping(self) -> None:
+        pass  # the pong is written with the turn's other output (_write_pending)
+
+    def _write_pending(self) -> None:
+        output = self.conn.data_to_send()
+        if output and not self._lost and not self.transport.is_closing():
+            self.transport.write(b"".join(output))
+
+    def send_receive_event_to_app(self) -> None:
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # as Uvicorn: the application is past its close; read on to the reply
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                self.logger.warning(
+                    "WebSocket closed with 1007: a text message that is not UTF-8 (from %s)",
+                    self.client[0] if self.client else "-",
+                )
+                self.conn.send_close(INVALID_DATA, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        self._waiting += 1
+
+    async def receive(self) -> Any:
+        message = await super().receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            self._waiting -= 1
+            if self._waiting == 0 and not self._feed_scheduled and not self._lost:
+                # The next message now, so the application's next receive() finds it
+                # (a turn of the event loop per message cost a fifth of the rate).
+                self._consume(self._unread)
+        elif kind == "websocket.disconnect" and (self._going_away or self._reset_by_us):
+            self._told_the_application = True
+        return message
+
+    # A client that takes nothing --------------------------------------------------
+
+    def _written(self, size: int) -> None:
+        """After each write: a buffer left behind means the kernel's is full, so the
+        client's reading is watched from here on."""
+        self._written_since_check += size
+        if self._stall_timer is None and not self._lost:
+            owed = self._owed()
+            if owed:
+                self._watch_stall(owed)
+
+    def _owed(self) -> int:
+        """What the transport still holds to write (0 for a transport that cannot
+        say, as Uvicorn's tests' own)."""
+        size = getattr(self.transport, "get_write_buffer_size", None)
+        return size() if size is not None else 0
+
+    def _watch_stall(self, owed: int) -> None:
+        self._owed_at_check = owed
+        self._written_since_check = 0
+        self._stall_timer = self.loop.call_later(self.send_timeout, self._check_stall)
+
+    def _check_stall(self) -> None:
+        self._stall_timer = None
+        if self._lost:
+            return
+        owed = self._owed()
+        if not owed:
+            return  # all taken
+        if owed < self._owed_at_check + self._written_since_check:
+            self._watch_stall(owed)  # it took some: another period
+            return
+        self._reset(owed)
+
+    def _reset(self, unsent: int) -> None:
+        path = self.scope["path"] if self.handshake_initiated else "-"
+        self.logger.warning(
+            'WebSocket client took nothing for %gs, disconnected: %s "WEBSOCKET %s", '
+            "%d bytes unsent",
+            self.send_timeout,
+            self.client[0] if self.client else "-",
+            path,
+            unsent,
+        )
+        self._reset_by_us = True
+        self.stop_keepalive()
+        if self.handshake_complete and self.initial_response is None:
+            self.queue.put_nowait(
+                {"type": "websocket.disconnect", "code": ABNORMAL_CLOSURE, "reason": ""}
+            )
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
+
+    # Going away ---------------------------------------------------------------------
 
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and self.initial_response is None:
@@ -89,25 +394,37 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.send_close(GOING_AWAY, GOING_AWAY_REASON)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
-        if self.read_paused:  # the client's close frame must still be read
-            self.read_paused = False
-            self.transport.resume_reading()
+        self._feed_soon()  # the client's close frame must still be read
         # As after the application's own close: the client's close frame ends the
         # connection (Uvicorn's handle_close), or this timer does.
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
-    async def receive(self) -> Any:
-        message = await super().receive()
-        if self._going_away and message["type"] == "websocket.disconnect":
-            self._told_the_application = True
-        return message
-
     async def send(self, message: Any) -> None:
         kind = message["type"]
-        if self._going_away and kind in ("websocket.send", "websocket.close"):
-            if kind == "websocket.send" and self._told_the_application:
-                raise ClientDisconnected  # it knows the socket is gone: stop it
-            return  # too late for the client: the close is under way
+        if kind in ("websocket.send", "websocket.close"):
+            await self.writable.wait()  # as Uvicorn's send() does first
+            if self._going_away or self._reset_by_us:
+                if kind == "websocket.send" and self._told_the_application:
+                    raise ClientDisconnected  # it knows the socket is gone: stop it
+                return  # too late for the client: the close is under way, or it is gone
         await super().send(message)
-        if kind == "websocket.http.response.body" and not message.get("more_body", False):
+        if kind == "websocket.close":
+            self._feed_soon()  # read on, to the client's close frame
+        elif kind == "websocket.http.response.body" and not message.get("more_body", False):
             self.handshake_complete = True  # answered: refused, not failed
+
+
+class _WatchedTransport:
+    """The connection's transport, each write reported to the protocol, which watches
+    for a client that takes nothing (Uvicorn writes in many places)."""
+
+    def __init__(self, transport: Any, protocol: GoingAwayWebSocketProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+        self._protocol._written(len(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

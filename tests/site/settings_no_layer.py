@@ -1,0 +1,5 @@
+"""The test settings without a channel layer (a project that has none)."""
+
+from tests.site.settings import *  # noqa: F403
+
+del CHANNEL_LAYERS  # noqa: F821
