@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-NOT_FOUND = "no CPU limit found"  # old code lacks it
+from django_k8s_runtime.server.cpu import NOT_FOUND
 from tests.support import cgroups
 from tests.support.requirements import require, require_tool
 from tests.support.server import Server
