@@ -247,7 +247,7 @@ def test_a_drain_loses_nothing_when_pgbouncer_stops_after_the_application(
             server.stop()
         own_bouncer.signal(signal.SIGTERM)
         stopped = time.monotonic()
-        own_bouncer.wait(timeout=10)
-        assert time.monotonic() - stopped < 5
+        own_bouncer.wait(timeout=10)  # 1.18 calls its SIGTERM exit a "fast exit", status 1
+        assert time.monotonic() - stopped < 2, "no client left to wait for"
     errors = [line for line in server.log_lines() if '"level": "ERROR"' in line]
     assert errors == []
