@@ -104,27 +104,9 @@ def app_sessions(postgres: PostgresCluster) -> list[tuple[str, str]]:
     )
 
 
-def test_start_up_refuses_request_timeouts_through_pgbouncer_in_one_line(bouncer) -> None:
-    environ = {**pooled_environment(bouncer), "DB_REQUEST_TIMEOUTS": None}
-    result = run(
-        ["gunicorn", "-c", "python:django_k8s_runtime.gunicorn", "config.asgi:application"], environ
-    )
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output
-    (line,) = [line for line in output.splitlines() if "DB_REQUEST_TIMEOUTS" in line]
-    assert line == (
-        "configuration error: DB_REQUEST_TIMEOUTS=true (the default) cannot work with "
-        "DB_POOLER=pgbouncer: PgBouncer refuses the session options it sends (and "
-        "ignore_startup_parameters = options would drop them unsaid); set "
-        "DB_REQUEST_TIMEOUTS=false and give PgBouncer's database entry "
-        "connect_query='SET statement_timeout = 30000; SET idle_in_transaction_session_timeout "
-        "= 30000' (docs/database.md)."
-    )
-
-
 def test_the_session_options_the_runtime_would_send_are_refused_by_pgbouncer(bouncer) -> None:
-    """Why start-up refuses them: what DB_REQUEST_TIMEOUTS sends, PgBouncer turns away."""
+    """Why start-up refuses DB_REQUEST_TIMEOUTS with DB_POOLER=pgbouncer (the line is
+    tests/runtime/test_check_env.py's): what it sends, PgBouncer turns away."""
     with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter"):
         psycopg.connect(bouncer.url(), options="-c statement_timeout=30000", connect_timeout=5)
 
