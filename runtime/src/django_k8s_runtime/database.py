@@ -22,7 +22,7 @@ from typing import Any
 
 import dj_database_url
 
-from django_k8s_runtime.env import DEFAULT, SSL_MODES, Snapshot
+from django_k8s_runtime.env import DEFAULT, SSL_MODES, ConfigError, Snapshot
 from django_k8s_runtime.masking import redact_url
 
 VERIFYING_MODES = ("verify-ca", "verify-full")
@@ -155,13 +155,18 @@ def problems(snapshot: Snapshot) -> list[str]:
 
 def _pooler_problems(snapshot: Snapshot) -> list[str]:
     """PgBouncer refuses a startup parameter it cannot keep per client, ``options``
-    among them (1.20+ still refuses ``-c statement_timeout``, which PostgreSQL does
-    not report back); told to ignore it, it drops the bounds without a word."""
+    among them (later versions accept in it only what they track, and PostgreSQL
+    does not report ``statement_timeout`` back to be tracked); told to ignore it, it
+    drops the bounds without a word."""
     if snapshot.DB_POOLER != PGBOUNCER or not snapshot.DB_REQUEST_TIMEOUTS:
         return []
     from django_k8s_runtime.command_line import gunicorn_value
 
-    milliseconds = int(gunicorn_value(snapshot, "GUNICORN_TIMEOUT") * 1000)
+    try:
+        timeout = gunicorn_value(snapshot, "GUNICORN_TIMEOUT")
+    except ConfigError:  # GUNICORN_CMD_ARGS's --timeout is not valid: its own line says so
+        timeout = snapshot.GUNICORN_TIMEOUT
+    milliseconds = int(timeout * 1000)
     default = " (the default)" if snapshot.source("DB_REQUEST_TIMEOUTS") == DEFAULT else ""
     settings = "; ".join(f"SET {name} = {milliseconds}" for name in REQUEST_BOUNDS)
     return [
