@@ -110,6 +110,26 @@ REFUSED = [
         "--help`), or empty.",
         id="refused-by-gunicorns-validator",
     ),
+    pytest.param(
+        {
+            "DATABASE_URL": "postgres://app:secret@127.0.0.1:6432/app",
+            "DB_POOLER": "pgbouncer",
+            "GUNICORN_TIMEOUT": "10",
+        },
+        "configuration error: DB_REQUEST_TIMEOUTS=true (the default) cannot work with "
+        "DB_POOLER=pgbouncer: PgBouncer refuses the session options it sends (and "
+        "ignore_startup_parameters = options would drop them unsaid); set "
+        "DB_REQUEST_TIMEOUTS=false and give PgBouncer's database entry "
+        "connect_query='SET statement_timeout = 10000; SET idle_in_transaction_session_timeout "
+        "= 10000' (docs/database.md).",
+        id="request-timeouts-through-pgbouncer",
+    ),
+    pytest.param(
+        {"DB_POOLER": "pgbouncer", "DB_REQUEST_TIMEOUTS": "false"},
+        "configuration error: DB_POOLER=pgbouncer has no effect: DATABASE_URL is not a "
+        "PostgreSQL URL; remove DB_POOLER.",
+        id="pgbouncer-without-postgres",
+    ),
 ]
 
 

@@ -251,6 +251,27 @@ def test_the_server_bounds_postgres_sessions_by_the_request_timeout() -> None:
     assert "OPTIONS" not in databases["local"] or "options" not in databases["local"]["OPTIONS"]
 
 
+def test_behind_pgbouncer_server_side_cursors_are_off() -> None:
+    """Transaction mode lends a session per transaction: a WITH HOLD cursor is not
+    there for the next FETCH (tests/runtime/test_database_through_pgbouncer.py)."""
+    pooled = database(DATABASE_URL=PG, DB_POOLER="pgbouncer", DB_REQUEST_TIMEOUTS="false")
+    assert pooled["DISABLE_SERVER_SIDE_CURSORS"] is True
+    assert "pool" in pooled["OPTIONS"]  # each worker's pool stays, in front of PgBouncer
+    assert not database(DATABASE_URL=PG).get("DISABLE_SERVER_SIDE_CURSORS")
+
+
+def test_request_timeouts_through_pgbouncer_are_refused_with_what_to_set_instead() -> None:
+    message = refused(
+        "DB_REQUEST_TIMEOUTS=true cannot work with DB_POOLER=pgbouncer",
+        DATABASE_URL=PG,
+        DB_POOLER="pgbouncer",
+        DB_REQUEST_TIMEOUTS="true",
+        GUNICORN_CMD_ARGS="--timeout 45",
+    )
+    # The effective timeout, GUNICORN_CMD_ARGS's, in what PgBouncer should run.
+    assert "statement_timeout = 45000; SET idle_in_transaction_session_timeout = 45000" in message
+
+
 def test_the_pools_django_keeps_are_where_pool_stats_reads_them() -> None:
     """database.pool_stats() reads Django's private registry of pools (one per alias,
     class-wide), so as not to open a pool only to read it: pinned with Django."""

@@ -16,6 +16,8 @@ urlpatterns = [
     path("_test/pid", views.pid),
     path("_test/db-sleep", views.database_sleep),
     path("_test/db-ping", views.database_ping),
+    path("_test/db-settings", views.database_settings),
+    path("_test/db-iterate", views.database_iterate),
     path("_test/idle-in-transaction", views.idle_in_transaction),
     path("_test/where/sync", views.where_sync),
     path("_test/where/async", views.where_async),

@@ -76,6 +76,29 @@ def database_ping(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"pid": os.getpid()})
 
 
+def database_settings(request: HttpRequest) -> JsonResponse:
+    """The bounds a request's session runs under (DB_REQUEST_TIMEOUTS, or a pooler's)."""
+    names = ("statement_timeout", "idle_in_transaction_session_timeout")
+    values = {}
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"SHOW {name}")
+            values[name] = cursor.fetchone()[0]
+    return JsonResponse(values)
+
+
+def database_iterate(request: HttpRequest) -> JsonResponse:
+    """Read a table a row at a time with QuerySet.iterator(): a server-side cursor
+    unless DISABLE_SERVER_SIDE_CURSORS."""
+    from django.contrib.contenttypes.models import ContentType
+
+    seen = 0
+    for _ in ContentType.objects.iterator(chunk_size=1):
+        seen += 1
+        time.sleep(0.01)  # other requests take the server connection meanwhile
+    return JsonResponse({"rows": seen})
+
+
 def idle_in_transaction(request: HttpRequest) -> JsonResponse:
     """Open a transaction, then wait on something else with it open."""
     with transaction.atomic(), connection.cursor() as cursor:

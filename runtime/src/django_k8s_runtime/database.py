@@ -23,7 +23,7 @@ from typing import Any
 
 import dj_database_url
 
-from django_k8s_runtime.env import DEFAULT, SSL_MODES, Snapshot
+from django_k8s_runtime.env import DEFAULT, SSL_MODES, ConfigError, Snapshot
 from django_k8s_runtime.masking import redact_url
 
 VERIFYING_MODES = ("verify-ca", "verify-full")
@@ -93,10 +93,15 @@ def default_database(base_dir: Path, snapshot: Snapshot) -> dict[str, Any]:
     # runs in its own thread); the pool keeps connections instead.
     config["CONN_MAX_AGE"] = 0
     config["CONN_HEALTH_CHECKS"] = True
+    if snapshot.DB_POOLER == PGBOUNCER:
+        # A WITH HOLD cursor (QuerySet.iterator()) lives in the server session it was
+        # declared in; in transaction mode the next FETCH may be lent another one.
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
     return config
 
 
 REQUEST_BOUNDS = ("statement_timeout", "idle_in_transaction_session_timeout")
+PGBOUNCER = "pgbouncer"
 
 
 def bound_by_request(databases: dict[str, Any], seconds: float) -> None:
@@ -205,12 +210,18 @@ def problems(snapshot: Snapshot) -> list[str]:
             "postgres://user:password@host:5432/name or sqlite:///path/to/file.",
         ]
     if config["ENGINE"] == SQLITE_ENGINE:
-        return found + [
+        found += [
             f"{name} is set but DATABASE_URL is not a PostgreSQL URL; "
             "TLS settings apply to postgres:// only."
             for name in ("DB_SSLMODE", *TLS_VARIABLES)
             if snapshot[name]
         ]
+        if snapshot.DB_POOLER != "none":
+            found.append(
+                f"DB_POOLER={snapshot.DB_POOLER} has no effect: DATABASE_URL is not a "
+                "PostgreSQL URL; remove DB_POOLER."
+            )
+        return found
     if config["ENGINE"] != POSTGRES_ENGINE:
         return [
             *found,
@@ -222,7 +233,35 @@ def problems(snapshot: Snapshot) -> list[str]:
             f"DATABASE_URL={redact_url(url)!r} is not valid: it names no database "
             "(postgres://user:password@host:5432/NAME)."
         )
-    return found + list(_tls_problems(config.get("OPTIONS", {}), snapshot))
+    return (
+        found
+        + list(_tls_problems(config.get("OPTIONS", {}), snapshot))
+        + _pooler_problems(snapshot)
+    )
+
+
+def _pooler_problems(snapshot: Snapshot) -> list[str]:
+    """PgBouncer refuses a startup parameter it cannot keep per client, ``options``
+    among them (later versions accept in it only what they track, and PostgreSQL
+    does not report ``statement_timeout`` back to be tracked); told to ignore it, it
+    drops the bounds without a word."""
+    if snapshot.DB_POOLER != PGBOUNCER or not snapshot.DB_REQUEST_TIMEOUTS:
+        return []
+    from django_k8s_runtime.command_line import gunicorn_value
+
+    try:
+        timeout = gunicorn_value(snapshot, "GUNICORN_TIMEOUT")
+    except ConfigError:  # GUNICORN_CMD_ARGS's --timeout is not valid: its own line says so
+        timeout = snapshot.GUNICORN_TIMEOUT
+    milliseconds = int(timeout * 1000)
+    default = " (the default)" if snapshot.source("DB_REQUEST_TIMEOUTS") == DEFAULT else ""
+    settings = "; ".join(f"SET {name} = {milliseconds}" for name in REQUEST_BOUNDS)
+    return [
+        f"DB_REQUEST_TIMEOUTS=true{default} cannot work with DB_POOLER=pgbouncer: PgBouncer "
+        "refuses the session options it sends (and ignore_startup_parameters = options "
+        "would drop them unsaid); set DB_REQUEST_TIMEOUTS=false and give PgBouncer's "
+        f"database entry connect_query='{settings}' (docs/database.md)."
+    ]
 
 
 def _tls_settings(options: dict[str, Any], snapshot: Snapshot) -> dict[str, tuple[str, str]]:

@@ -448,8 +448,21 @@ DB_REQUEST_TIMEOUTS = declare(
     boolean,
     "In the server (not in `manage.py` commands), bound each PostgreSQL session by the request "
     "timeout: `statement_timeout` and `idle_in_transaction_session_timeout` of "
-    "`GUNICORN_TIMEOUT`, sent as libpq `options`. Set it false behind a pooler that refuses "
-    "the `options` startup parameter (PgBouncer without `ignore_startup_parameters = options`).",
+    "`GUNICORN_TIMEOUT`, sent as libpq `options`. PgBouncer refuses them (and its "
+    "`ignore_startup_parameters = options` drops them unsaid): with `DB_POOLER=pgbouncer` set "
+    "it false and give the bounds to PgBouncer (`connect_query`, docs/database.md).",
+    DATABASE,
+)
+DB_POOLER = declare(
+    "DB_POOLER",
+    "none",
+    choice("none", "pgbouncer"),
+    "What the server's PostgreSQL connections go through. `pgbouncer`: PgBouncer in "
+    "transaction mode, where a session is lent for one transaction at a time: Django's "
+    "server-side cursors are turned off (`DISABLE_SERVER_SIDE_CURSORS`), and "
+    "`DB_REQUEST_TIMEOUTS` must be false (the bounds go in PgBouncer's `connect_query`). "
+    "Migrations need a session of their own: run them against PostgreSQL itself or a "
+    "session-mode pool (docs/database.md).",
     DATABASE,
 )
 DB_POOL = declare(

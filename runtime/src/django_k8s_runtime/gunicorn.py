@@ -145,14 +145,9 @@ def when_ready(arbiter):
     if snapshot.METRICS_PORT:
         metrics.get().expect_worker_exits(exits.CAUSES)
     log = logging.getLogger("gunicorn.error")
-    if _cpu_limit is not None:
-        log.info(
-            "GUNICORN_WORKERS=auto: %d workers = max(%d, ceil(%.3g CPUs from %s))",
-            arbiter.cfg.workers,
-            cpu.MIN_WORKERS,
-            _cpu_limit.cpus,
-            _cpu_limit.source,
-        )
+    if _cpu_limit is not None and "workers" not in snapshot.GUNICORN_CMD_ARGS:
+        log.info("GUNICORN_WORKERS=auto: %s", cpu.describe(_cpu_limit))
+        cpu.follow_the_quota(arbiter, _cpu_limit)  # an in-place resize moves the count
     budget = _shutdown_delay + arbiter.cfg.graceful_timeout
     log.info(
         "Shutdown budget: %.3gs delay + %ss graceful = %.3gs; give the pod "

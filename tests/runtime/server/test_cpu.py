@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from django_k8s_runtime.server.cpu import CpuLimit, auto_workers, cpu_limit
+from django_k8s_runtime.server.cpu import (
+    AFFINITY,
+    NOT_FOUND,
+    CpuLimit,
+    auto_workers,
+    cpu_limit,
+    describe,
+)
 from tests.support.requirements import require_tool
 from tests.support.server import Server
 
@@ -54,7 +61,7 @@ def test_v2_in_a_container_that_sees_its_cgroup_at_the_root(tmp_path: Path) -> N
 def test_v2_without_a_quota_falls_back_to_affinity(tmp_path: Path) -> None:
     write(tmp_path, "fs/kubepods/pod1/container/cpu.max", "max 100000\n")
     result = limit(tmp_path, V2_SELF, affinity={0, 1, 2, 3, 4, 5})
-    assert result == CpuLimit(6.0, "CPU affinity (no cgroup CPU quota)")
+    assert result == CpuLimit(6.0, AFFINITY, quota=False)
     assert auto_workers(result) == 6
 
 
@@ -78,6 +85,25 @@ def test_restricted_affinity_never_the_node_total(tmp_path: Path) -> None:
     assert auto_workers(result) == 2  # never fewer than two
 
 
+def test_v2_a_limit_only_on_the_pods_cgroup_counts_for_its_container(tmp_path: Path) -> None:
+    """Kubernetes' pod-level resources: the quota is on the pod's cgroup, a parent."""
+    write(tmp_path, "fs/kubepods/pod1/container/cpu.max", "max 100000\n")
+    write(tmp_path, "fs/kubepods/pod1/cpu.max", "300000 100000\n")
+    result = limit(tmp_path, V2_SELF)
+    assert result.cpus == 3.0
+    assert str(tmp_path / "fs/kubepods/pod1/cpu.max") in result.source
+
+
+def test_the_log_says_where_the_count_came_from_or_that_no_limit_was_found() -> None:
+    assert describe(CpuLimit(1.5, "cgroup v2 /sys/fs/cgroup/cpu.max: 150000/100000")) == (
+        "2 workers = max(2, ceil(1.5 CPUs from cgroup v2 /sys/fs/cgroup/cpu.max: 150000/100000))"
+    )
+    assert describe(CpuLimit(8.0, AFFINITY, quota=False)) == (
+        f"{NOT_FOUND}; 8 workers = max(2, ceil(8 CPUs from {AFFINITY}))"
+    )
+    assert NOT_FOUND.startswith("no CPU limit found")
+
+
 @pytest.mark.parametrize(("cpus", "workers"), [(0.25, 2), (1.0, 2), (2.0, 2), (2.1, 3), (16, 16)])
 def test_formula(cpus: float, workers: int) -> None:
     assert auto_workers(CpuLimit(cpus, "test")) == workers
@@ -92,6 +118,6 @@ def test_auto_under_real_gunicorn_with_restricted_affinity() -> None:
         lines = [json.loads(line)["message"] for line in server.log_lines()]
         (line,) = [line for line in lines if line.startswith("GUNICORN_WORKERS=auto")]
     assert line == (
-        "GUNICORN_WORKERS=auto: 2 workers = max(2, ceil(1 CPUs from CPU affinity "
-        "(no cgroup CPU quota)))"
+        f"GUNICORN_WORKERS=auto: {NOT_FOUND}; 2 workers = max(2, ceil(1 CPUs from "
+        "the CPUs this process may run on (its affinity)))"
     )
