@@ -35,11 +35,11 @@ def command_line_problem(raw: str | None) -> str | None:
         return None
     import shlex
 
-    from django_k8s_runtime import command_line, env
+    from django_k8s_runtime import env, gunicorn_args
 
     try:
-        command_line.parse(shlex.split(raw))
-    except ValueError:  # command_line.Invalid, or shlex's unclosed quote
+        gunicorn_args.parse(shlex.split(raw))
+    except ValueError:  # gunicorn_args.Invalid, or shlex's unclosed quote
         return env.load({"GUNICORN_CMD_ARGS": raw}).problems[0]
     return None
 

@@ -251,7 +251,9 @@ def test_the_adopted_project_is_served_with_everything_the_runtime_promises(
         assert httpx.get(f"{base}/health/live", headers=POD_IP).status_code == 200
         assert server.wait(timeout=60) == 0
     access = [
-        line for line in json_lines(log) if line["logger"] == "access" and line["path"] == "/slow"
+        line
+        for line in json_lines(log)
+        if line["logger"] == "django_k8s_runtime.access" and line["path"] == "/slow"
     ]
     assert [(line["status"], line["request_id"]) for line in access] == [(504, request_id)]
 
@@ -266,7 +268,9 @@ def test_the_admin_is_served_and_a_user_logs_in(adopted: dict) -> None:
     access = [
         (line["method"], line["path"], line["status"])
         for line in json_lines(log)
-        if line["logger"] == "access" and line["path"].startswith("/admin/") and line["request_id"]
+        if line["logger"] == "django_k8s_runtime.access"
+        and line["path"].startswith("/admin/")
+        and line["request_id"]
     ]
     assert access == [
         ("GET", "/admin/login/?next=/admin/", 200),

@@ -254,7 +254,7 @@ def test_an_image_is_uploaded_and_a_page_published_in_the_admin(
     access = [
         (line["method"], line["path"], line["status"])
         for line in lines
-        if line["logger"] == "access"
+        if line["logger"] == "django_k8s_runtime.access"
     ]
     assert ("POST", "/admin/images/multiple/add/", 200) in access
     assert ("GET", "/health/", 200) in access  # a page, not a probe: logged

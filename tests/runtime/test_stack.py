@@ -73,9 +73,9 @@ def test_the_layers_together(caplog) -> None:
     assert all("x-request-id" in r.headers for r in (probe, page, slow))
     assert slow.headers["x-request-id"] == "slow-request-1"
 
-    access = [(r.path, r.status) for r in caplog.records if r.name == "access"]
+    access = [(r.path, r.status) for r in caplog.records if r.name == "django_k8s_runtime.access"]
     assert access == [("/api/items", 200), ("/slow", 504)]  # the probe is quiet
-    (timeout,) = [r for r in caplog.records if r.name == "server.timeout"]
+    (timeout,) = [r for r in caplog.records if r.name == "django_k8s_runtime.server.timeout"]
     assert timeout.request_id == "slow-request-1"
 
     def count(route: str, status: str) -> float | None:

@@ -1,122 +1,19 @@
-"""Gunicorn's command line, read with Gunicorn's own parser and validators.
+"""``GUNICORN_CMD_ARGS`` held to the rules of the variables it overrides.
 
-Gunicorn reads ``GUNICORN_CMD_ARGS`` itself, over the config module and under the
-command line's own flags, so a value there can undo what the environment's
-variables set (``--timeout 0`` turns the request timeout off, ``--bind`` replaces
-the listeners). The runtime reads it the same way, to check it with everything
-else at start-up and in ``check-env`` (:func:`problems`: a value the matching
-variable would refuse is refused here too), and to judge the warnings on the values
-Gunicorn will use (:func:`gunicorn_value`). Never a hand-written parser that could
-disagree with Gunicorn's.
+A value there can undo what the environment's variables set (``--timeout 0`` turns
+the request timeout off, ``--bind`` replaces the listeners), so it is checked with
+everything else at start-up and in ``check-env`` (:func:`cmd_args_problems`: a
+value the matching variable would refuse is refused here too), and the warnings are
+judged on the values Gunicorn will use (:func:`gunicorn_value`). It is read with
+Gunicorn's own parser (:mod:`.gunicorn_args`).
 """
 
 from __future__ import annotations
 
-import argparse
-import shlex
-from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from django_k8s_runtime.env import REGISTRY, ConfigError, Reason, Snapshot
-
-
-class Invalid(Reason):
-    """What Gunicorn would say about the arguments, in its own words."""
-
-
-def _gunicorn_config() -> Any:
-    try:
-        from gunicorn import config
-    except ValueError:  # its settings read WEB_CONCURRENCY with int() on import
-        raise Invalid(
-            "it cannot be checked while WEB_CONCURRENCY is not a whole number "
-            "(Gunicorn stops on that first)"
-        ) from None
-    return config
-
-
-def parse(words: Sequence[str]) -> argparse.Namespace:
-    """Gunicorn's argument parser over ``words``; :class:`Invalid` instead of
-    printing the usage and exiting."""
-    parser = _gunicorn_config().Config().parser()
-
-    def refuse(message: str = "", *args: Any) -> None:
-        raise Invalid(message.strip() or "it makes Gunicorn exit")
-
-    parser.error = refuse  # type: ignore[method-assign]
-    parser.exit = refuse  # type: ignore[method-assign] # --help, --version
-    parser._print_message = lambda *args: None  # type: ignore[method-assign] # ...and their text
-    return parser.parse_args(list(words))
-
-
-class Settings(Mapping[str, Any]):
-    """Gunicorn settings by name, frozen (a part of the configuration snapshot)."""
-
-    def __init__(self, items: Mapping[str, Any]) -> None:
-        self._items = {
-            name: tuple(value) if isinstance(value, list) else value
-            for name, value in items.items()
-        }
-
-    def __getitem__(self, name: str) -> Any:
-        return self._items[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __str__(self) -> str:
-        return " ".join(f"{flag(name)}={_text(value)}" for name, value in self._items.items())
-
-
-def _text(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def settings(text: str) -> Settings:
-    """The Gunicorn settings ``GUNICORN_CMD_ARGS`` sets, by Gunicorn's name, as
-    Gunicorn's validators leave them (``{"timeout": 0, "bind": ("0.0.0.0:9000",)}``)."""
-    if not text.strip():
-        return Settings({})
-    try:
-        words = shlex.split(text)
-    except ValueError as error:  # an unclosed quote
-        raise Invalid(str(error).lower()) from None
-    arguments = parse(words)
-    if arguments.args:
-        # Gunicorn ignores an application named here (it takes the command line's).
-        raise Invalid(f"Gunicorn ignores the application {arguments.args[0]!r} named here")
-    config = _gunicorn_config().Config()
-    found = {}
-    for name, value in vars(arguments).items():
-        if value is None or name == "args":
-            continue
-        try:
-            config.set(name, value)
-        except Exception as error:  # Gunicorn's validators raise several types
-            raise Invalid(f"{flag(name)}: {error}") from None
-        found[name] = config.settings[name].get()
-    return Settings(found)
-
-
-def flag(setting: str) -> str:
-    """The long option of a Gunicorn setting (``graceful_timeout`` -> ``--graceful-timeout``)."""
-    for known in _gunicorn_config().KNOWN_SETTINGS:
-        if known.name == setting and known.cli:
-            return known.cli[-1]
-    return "--" + setting.replace("_", "-")
-
-
-def application(argv: Sequence[str]) -> str | None:
-    """The application Gunicorn's command line names (``mysite.asgi:application``), if any."""
-    try:
-        arguments = parse(argv)
-    except Invalid:
-        return None
-    return arguments.args[0] if arguments.args else None
-
+from django_k8s_runtime.env import REGISTRY, ConfigError, Snapshot
+from django_k8s_runtime.gunicorn_args import flag
 
 # The Gunicorn settings the runtime's variables set (gunicorn.py), by Gunicorn's
 # name: GUNICORN_CMD_ARGS may set them again, and is held to the same rules.
@@ -184,7 +81,7 @@ def _override_problem(setting: str, value: Any) -> str:
     )
 
 
-def problems(snapshot: Snapshot) -> list[str]:
+def cmd_args_problems(snapshot: Snapshot) -> list[str]:
     """GUNICORN_CMD_ARGS, as Gunicorn will apply it, held to the variables' rules (a
     start-up rule, run by :mod:`.validation`)."""
     overrides = snapshot.GUNICORN_CMD_ARGS

@@ -7,7 +7,7 @@ writes ``sslmode=require`` over whatever the URL said, silently downgrading a
 
 Everything libpq would only complain about on the first request (a missing CA
 file, a key file it refuses to read, an unknown ``sslmode``) is a start-up
-problem here (:func:`problems`, one line each, all of them at once, gathered
+problem here (:func:`database_problems`, one line each, all of them at once, gathered
 by :mod:`.validation`); :func:`databases` then builds from a snapshot
 that has passed them.
 """
@@ -192,7 +192,7 @@ def pool_stats() -> dict[str, dict[str, int]]:
     return {alias: pool.get_stats() for alias, pool in pools}
 
 
-def problems(snapshot: Snapshot) -> list[str]:
+def database_problems(snapshot: Snapshot) -> list[str]:
     """Every problem with DATABASE_URL and the DB_* variables, one line each."""
     found = []
     if snapshot.DB_POOL_MIN_SIZE > snapshot.DB_POOL_MAX_SIZE:

@@ -27,9 +27,8 @@ The machinery is in :mod:`.registry` and :mod:`.parsers`; secrets are shown by
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
+from django_k8s_runtime import gunicorn_args as gunicorn_command_line
 from django_k8s_runtime.masking import redact_url
 from django_k8s_runtime.parsers import (
     Parser,
@@ -321,14 +320,9 @@ GUNICORN_CONTROL_SOCKET = declare(
 )
 
 
-def _parse_gunicorn_args(value: str) -> Mapping[str, Any]:
-    from django_k8s_runtime import command_line
-
-    return command_line.settings(value)
-
-
 gunicorn_args = Parser(
-    _parse_gunicorn_args, "Gunicorn's own command-line options (`gunicorn --help`), or empty"
+    gunicorn_command_line.settings,
+    "Gunicorn's own command-line options (`gunicorn --help`), or empty",
 )
 
 

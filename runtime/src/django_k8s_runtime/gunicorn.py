@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 
-from django_k8s_runtime import command_line, env, validation
+from django_k8s_runtime import command_line, env, gunicorn_args, validation
 from django_k8s_runtime.observability import logconfig as _logconfig
 from django_k8s_runtime.observability import metrics
 from django_k8s_runtime.server import cpu, drain, exits, limits, memory
@@ -43,7 +43,7 @@ def _check_with_the_project() -> None:
     GUNICORN_PRELOAD says."""
     from gunicorn.util import import_app
 
-    application = command_line.application(sys.argv[1:])
+    application = gunicorn_args.application(sys.argv[1:])
     if application and not os.environ.get("DJANGO_SETTINGS_MODULE"):
         try:
             import_app(application)

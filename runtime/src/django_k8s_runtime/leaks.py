@@ -24,7 +24,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-logger = logging.getLogger("django_k8s_runtime.leaks")
+logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 10
 CHECK_SECONDS = 1.0

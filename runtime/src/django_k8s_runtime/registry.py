@@ -83,7 +83,15 @@ def declare(
     section: str,
     fallback: str | None = None,
 ) -> Variable:
+    """Declare a variable, once (CONSTITUTION.md, rule 1): a second declaration of a
+    name is refused, unless it is the very same one (its module imported again)."""
     variable = Variable(name, default, parser, help, section, fallback)
+    declared = REGISTRY.get(name)
+    if declared is not None and declared != variable:
+        raise ValueError(
+            f"{name} is declared twice (every variable is declared once, where it is "
+            f"read): first in section {declared.section!r}, again in {section!r}."
+        )
     REGISTRY[name] = variable
     return variable
 

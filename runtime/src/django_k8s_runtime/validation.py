@@ -164,10 +164,10 @@ FRESH_WORKER_SHARE = 0.75  # of WORKER_MAX_MEMORY_MIB a worker may take before a
 Rule = Callable[[Snapshot], list[str]]
 RULES: list[Rule] = [
     recycling_problems,
-    database.problems,
+    database.database_problems,
     health_problems,
     metrics_problems,
-    command_line.problems,
+    command_line.cmd_args_problems,
     websocket_problems,
 ]
 WARNINGS: list[Rule] = []  # a project's own (@warning); the runtime's are in warnings()

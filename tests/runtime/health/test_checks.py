@@ -71,7 +71,7 @@ def test_failures_are_logged_once_per_change_with_the_reason(caplog) -> None:
         for _ in range(5):
             assert (await check.run()).ok is False
 
-    with caplog.at_level(logging.INFO, logger="health"):
+    with caplog.at_level(logging.INFO, logger="django_k8s_runtime.health.checks"):
         run(scenario())
     messages = [record.getMessage() for record in caplog.records]
     assert messages == [

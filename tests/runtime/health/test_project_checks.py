@@ -135,7 +135,7 @@ def test_a_synchronous_check_runs_in_a_thread_and_fails_by_raising_or_returning_
         results.append(await probe.run())
         return [result.ok for result in results]
 
-    with caplog.at_level(logging.INFO, logger="health"):
+    with caplog.at_level(logging.INFO, logger="django_k8s_runtime.health.checks"):
         assert run(scenario()) == [True, False, False, True]
     assert all(name.startswith("checks-") for name in where)  # never the event loop's
     assert [r.getMessage() for r in caplog.records] == [

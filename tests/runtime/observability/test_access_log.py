@@ -41,7 +41,7 @@ def console():
     console = config["handlers"]["console"]
     assert console["class"] == "django_k8s_runtime.observability.logconfig.ConsoleHandler"
     assert config["formatters"]["default"]["()"].endswith("logconfig.json_formatter")
-    assert config["loggers"]["access"] == {
+    assert config["loggers"]["django_k8s_runtime.access"] == {
         "level": "INFO",
         "handlers": ["console"],
         "propagate": False,
@@ -49,7 +49,7 @@ def console():
     assert console["filters"] == ["request"]
     assert config["filters"]["request"]["()"].endswith("logconfig.RequestContextFilter")
 
-    logger = logging.getLogger("access")
+    logger = logging.getLogger("django_k8s_runtime.access")
     saved = (list(logger.handlers), list(logger.filters), logger.propagate, logger.level)
     stream = io.StringIO()
     handler = ConsoleHandler(stream)
@@ -67,7 +67,7 @@ def console():
 def alone(handler: ConsoleHandler) -> None:
     """The handler alone on the access logger: pytest adds its capturing handlers to
     every logger that does not propagate, as each phase of a test begins."""
-    logging.getLogger("access").handlers[:] = [handler]
+    logging.getLogger("django_k8s_runtime.access").handlers[:] = [handler]
 
 
 @pytest.mark.parametrize("request_id_bound", [None, "req-abc-12345"])
@@ -75,7 +75,7 @@ def alone(handler: ConsoleHandler) -> None:
 def test_the_direct_line_is_the_one_logging_writes(console, values, request_id_bound) -> None:
     stream, handler = console
     alone(handler)
-    log = access_log.AccessLog("access")
+    log = access_log.AccessLog("django_k8s_runtime.access")
     assert log._direct_handler() is handler  # the runtime's configuration: direct
 
     token = request_id.bind(request_id_bound) if request_id_bound else None
@@ -119,7 +119,7 @@ def test_timestamps_are_written_as_isoformat_writes_them() -> None:
 def test_any_other_configuration_goes_through_logging(console, change, caplog) -> None:
     stream, handler = console
     alone(handler)
-    logger = logging.getLogger("access")
+    logger = logging.getLogger("django_k8s_runtime.access")
     if change == "text":
         handler.setFormatter(logconfig.text_formatter())
     elif change == "another handler":
@@ -132,7 +132,7 @@ def test_any_other_configuration_goes_through_logging(console, change, caplog) -
         logger.setLevel(logging.WARNING)
     elif change == "disabled":
         logger.disabled = True
-    log = access_log.AccessLog("access")
+    log = access_log.AccessLog("django_k8s_runtime.access")
     assert log._direct_handler() is None
     log.request(*REQUESTS[0])
     handler.flush()

@@ -47,7 +47,7 @@ def test_every_line_is_json_from_start_to_shutdown_and_ids_tie_a_request_togethe
     assert any(m.startswith("Starting gunicorn") for m in messages)
     assert any(m.startswith("Shutting down: Master") for m in messages)
 
-    access = [line for line in lines if line["logger"] == "access"]
+    access = [line for line in lines if line["logger"] == "django_k8s_runtime.access"]
     (hello,) = [line for line in access if line["path"] == "/api/hello"]
     assert hello["request_id"] == "req-abc-12345"
     assert (hello["method"], hello["status"], hello["client"]) == ("GET", 200, "127.0.0.1")
@@ -76,11 +76,13 @@ def test_probes_are_not_access_logged_unless_asked() -> None:
                 response = server.get(path, headers={"x-request-id": request_id})
                 assert response.status_code == 200
             eventually(
-                lambda server=server: [r for r in records(server) if r["logger"] == "access"],
+                lambda server=server: [
+                    r for r in records(server) if r["logger"] == "django_k8s_runtime.access"
+                ],
                 until=lambda found: any(r.get("request_id") == ids["/api/hello"] for r in found),
             )
             time.sleep(0.3)  # a probe line, if one were written, would be out by now
-            lines = [r for r in records(server) if r["logger"] == "access"]
+            lines = [r for r in records(server) if r["logger"] == "django_k8s_runtime.access"]
         ours = {r["path"] for r in lines if r.get("request_id") in ids.values()}
         assert ours == logged, (log_probes, ours)
 
@@ -89,7 +91,7 @@ def test_the_access_log_can_be_switched_off() -> None:
     with Server({"GUNICORN_ACCESS_LOG": "false", "HEALTH_CHECKS": ""}) as server:
         server.get("/api/hello")
         time.sleep(0.5)  # longer than the line would take to appear
-        assert not [r for r in records(server) if r["logger"] == "access"]
+        assert not [r for r in records(server) if r["logger"] == "django_k8s_runtime.access"]
 
 
 def test_text_format_is_for_people() -> None:
@@ -125,12 +127,17 @@ def test_the_504_of_the_request_timeout_is_logged_and_carries_the_id() -> None:
         lines = eventually(
             lambda: records(server),
             until=lambda found: any(
-                r["logger"] == "access" and r["path"].startswith("/_test") for r in found
+                r["logger"] == "django_k8s_runtime.access" and r["path"].startswith("/_test")
+                for r in found
             ),
         )
-    (access,) = [r for r in lines if r["logger"] == "access" and r["path"].startswith("/_test")]
+    (access,) = [
+        r
+        for r in lines
+        if r["logger"] == "django_k8s_runtime.access" and r["path"].startswith("/_test")
+    ]
     assert (access["status"], access["request_id"]) == (504, "slow-req-0001")
-    (timeout,) = [r for r in lines if r["logger"] == "server.timeout"]
+    (timeout,) = [r for r in lines if r["logger"] == "django_k8s_runtime.server.timeout"]
     assert timeout["request_id"] == "slow-req-0001"
 
 
@@ -194,7 +201,9 @@ def test_too_many_fields_or_files_is_one_warning_line(
         assert response.status_code == 400
         lines = eventually(
             lambda: records(server),
-            until=lambda found: any(r["logger"] == "access" and r["status"] == 400 for r in found),
+            until=lambda found: any(
+                r["logger"] == "django_k8s_runtime.access" and r["status"] == 400 for r in found
+            ),
         )
     refused = [r for r in lines if r["logger"] == f"django.security.{refusal}"]
     assert len(refused) == 1, lines
@@ -224,7 +233,7 @@ def test_no_access_line_or_request_count_is_lost_at_a_graceful_stop(tmp_path) ->
         answered = list(pool.map(lambda _: server.get("/api/hello"), range(60)))
         server.signal(signal.SIGTERM)  # at once: lines and counts still waiting
         assert server.wait(timeout=30) == 0
-        access = [r for r in records(server) if r["logger"] == "access"]
+        access = [r for r in records(server) if r["logger"] == "django_k8s_runtime.access"]
 
     assert [r.status_code for r in answered] == [200] * 60
     assert len([r for r in access if r["path"] == "/api/hello"]) == 60

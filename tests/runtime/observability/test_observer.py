@@ -42,7 +42,7 @@ def request(app, path: str = "/", method: str = "GET", **headers: str):
 
 
 def access_lines(caplog) -> list[logging.LogRecord]:
-    return [record for record in caplog.records if record.name == "access"]
+    return [record for record in caplog.records if record.name == "django_k8s_runtime.access"]
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ class _nothing:
 
 
 def access_line(caplog) -> logging.LogRecord:
-    (record,) = [r for r in caplog.records if r.name == "access"]
+    (record,) = [r for r in caplog.records if r.name == "django_k8s_runtime.access"]
     return record
 
 
@@ -88,7 +88,7 @@ def access_line(caplog) -> logging.LogRecord:
     ],
 )
 def test_an_accepted_socket_is_logged_once_when_it_closes(app, closes_with, logged, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="access"):
+    with caplog.at_level(logging.INFO, logger="django_k8s_runtime.access"):
         _, registry = observe(app, closes_with)
     record = access_line(caplog)
     assert record.close_code == logged
@@ -102,7 +102,7 @@ def test_an_accepted_socket_is_logged_once_when_it_closes(app, closes_with, logg
 
 
 def test_messages_are_counted_both_ways(caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="access"):
+    with caplog.at_level(logging.INFO, logger="django_k8s_runtime.access"):
         observe(echo_socket)
     record = access_line(caplog)
     assert (record.messages_in, record.messages_out) == (2, 2)
@@ -167,7 +167,7 @@ def test_close_codes_a_client_chooses_are_one_label() -> None:
     [(refuses_by_closing, 403), (refuses_with_503, 503), (fails, 500)],
 )
 def test_a_refused_handshake_is_logged_with_its_status(app, status, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="access"):
+    with caplog.at_level(logging.INFO, logger="django_k8s_runtime.access"):
         _, registry = observe(app, client_closes_with=None)
     record = access_line(caplog)
     assert record.status == status
@@ -208,7 +208,7 @@ def test_the_request_id_is_answered_and_bound_for_the_sockets_life(caplog) -> No
         while (await receive())["type"] != "websocket.disconnect":
             seen_ids.append(request_id.current_request_id())
 
-    with caplog.at_level(logging.INFO, logger="access"):
+    with caplog.at_level(logging.INFO, logger="django_k8s_runtime.access"):
         client, _ = observe(records_its_id, headers=[(b"x-request-id", b"socket-id-0001")])
     accept = client.sent[0]
     assert (b"x-request-id", b"socket-id-0001") in accept["headers"]

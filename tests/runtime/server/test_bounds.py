@@ -93,7 +93,7 @@ def access_lines(server: Server, path: str) -> list[dict]:
 
     found = []
     for line in server.log_lines():
-        if '"logger": "access"' in line:
+        if '"logger": "django_k8s_runtime.access"' in line:
             record = json.loads(line)
             if record["path"].startswith(path):
                 found.append(record)

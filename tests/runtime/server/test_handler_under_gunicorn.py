@@ -315,7 +315,10 @@ def access_line(server: Server, request_id: str) -> dict:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for line in server.log_lines():
-            if f'"request_id": "{request_id}"' in line and '"logger": "access"' in line:
+            if (
+                f'"request_id": "{request_id}"' in line
+                and '"logger": "django_k8s_runtime.access"' in line
+            ):
                 return json.loads(line)
         time.sleep(0.1)
     raise AssertionError(f"no access line for {request_id}:\n{server.log()}")

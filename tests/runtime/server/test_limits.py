@@ -151,7 +151,7 @@ def test_the_413_names_the_limit_in_mib_and_the_log_line_names_it_too(caplog) ->
     size = 32 * 1024 * 1024
     scope = http_scope("/upload", method="POST", headers=[(b"content-length", b"%d" % (size + 1))])
     client = BodyClient(b"")
-    with caplog.at_level("WARNING", logger="server.limits"):
+    with caplog.at_level("WARNING", logger="django_k8s_runtime.server.limits"):
         run(BodyLimit(never, max_bytes=size)(scope, client.receive, client.send))
     assert "REQUEST_MAX_BODY_SIZE=33554432 bytes (32 MiB)" in json.loads(client.body)["error"]
     (line,) = [record.getMessage() for record in caplog.records]

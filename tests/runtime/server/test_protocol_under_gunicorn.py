@@ -84,7 +84,7 @@ def test_a_client_that_leaves_before_its_response_is_logged_as_gone(server, path
     (line,) = [
         json.loads(line) for line in server.log_lines() if f'"request_id": "{request_id}"' in line
     ]
-    assert line["logger"] == "access"
+    assert line["logger"] == "django_k8s_runtime.access"
     assert line["status"] == 499, line
 
 

@@ -67,7 +67,9 @@ def test_a_request_in_time_is_untouched(caplog) -> None:
 
     response = run(scenario())
     assert (response.status_code, response.text) == (200, "hello")
-    assert not [record for record in caplog.records if record.name == "server.timeout"]
+    assert not [
+        record for record in caplog.records if record.name == "django_k8s_runtime.server.timeout"
+    ]
 
 
 @pytest.mark.parametrize("seconds", [None, 0], ids=["unset", "zero"])
@@ -98,7 +100,7 @@ def test_the_timeout_is_asked_at_each_request() -> None:
 
 def test_at_the_deadline_the_client_gets_504_and_the_app_hears_it_is_gone(caplog) -> None:
     seen = Seen()
-    with caplog.at_level(logging.ERROR, logger="server.timeout"):
+    with caplog.at_level(logging.ERROR, logger="django_k8s_runtime.server.timeout"):
         client_, elapsed = run(serve(bounded(waits_for_disconnect(seen))))
     assert client_.status == 504
     assert client_.body == BODY
@@ -174,7 +176,7 @@ def test_a_stream_that_keeps_producing_is_never_cut(caplog) -> None:
 
     scope = http_scope("/events")
     client_ = Client()
-    with caplog.at_level(logging.ERROR, logger="server.timeout"):
+    with caplog.at_level(logging.ERROR, logger="django_k8s_runtime.server.timeout"):
         started = time.monotonic()
         run(bounded(streams)(scope, client_.receive, client_.send))
         elapsed = time.monotonic() - started
@@ -203,7 +205,7 @@ def test_a_stream_quiet_for_the_whole_timeout_is_cut_as_stalled(caplog) -> None:
         await asyncio.create_task(bounded(stalls)(scope, client_.receive, client_.send))
         return client_, time.monotonic() - started
 
-    with caplog.at_level(logging.ERROR, logger="server.timeout"):
+    with caplog.at_level(logging.ERROR, logger="django_k8s_runtime.server.timeout"):
         client_, elapsed = run(scenario())
     assert client_.status == 200  # the status could not change any more
     assert client_.body == b"part 1"  # nothing after the cut; the response never ends

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-logger = logging.getLogger("health")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

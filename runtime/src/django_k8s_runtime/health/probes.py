@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from inspect import markcoroutinefunction
 from typing import Any
 
-from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send, send_json
+from django_k8s_runtime.asgi_types import ROUTE, ASGIApp, Receive, Scope, Send, send_json
 from django_k8s_runtime.health.checks import Check, CheckResult
 
 LIVE_ROUTE, READY_ROUTE = "/health/live", "/health"  # the defaults
@@ -94,7 +94,7 @@ class Probes:
         return self._answer(route, scope, send)
 
     async def _answer(self, route: str, scope: Scope, send: Send) -> None:
-        scope["route"] = route
+        scope[ROUTE] = route
         head = scope["method"] == "HEAD"
         if scope["method"] not in ("GET", "HEAD"):
             allow = [*NO_STORE, (b"allow", b"GET, HEAD")]

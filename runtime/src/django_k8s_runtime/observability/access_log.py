@@ -1,4 +1,4 @@
-"""The access log: one line per request on the ``access`` logger.
+"""The access log: one line per request on the ``django_k8s_runtime.access`` logger.
 
 Through ``logging``, a line is a ``LogRecord``, a filter, python-json-logger's
 formatter and a write and flush of its own: a fifth of a light request's CPU.
@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from django_k8s_runtime.observability.logconfig import (
+    ACCESS_LOGGER,
     ConsoleHandler,
     JsonLines,
     RequestContextFilter,
@@ -27,7 +28,7 @@ from django_k8s_runtime.observability.request_id import current_request_id
 
 
 class AccessLog:
-    def __init__(self, name: str = "access") -> None:
+    def __init__(self, name: str = ACCESS_LOGGER) -> None:
         self.logger = logging.getLogger(name)
 
     def request(

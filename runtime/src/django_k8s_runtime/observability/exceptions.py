@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from django_k8s_runtime.asgi_types import ROUTE
+
 DISPATCH_UID = "django_k8s_runtime.observability.exceptions"
 
 
@@ -31,7 +33,7 @@ def count_exceptions(count: Callable[[str, str | None], None]) -> None:
 
 def _route(request: Any) -> str | None:
     scope = getattr(request, "scope", None)
-    if scope and scope.get("route"):
-        return scope["route"]
+    if scope and scope.get(ROUTE):
+        return scope[ROUTE]
     match = getattr(request, "resolver_match", None)
     return "/" + match.route if match is not None else None

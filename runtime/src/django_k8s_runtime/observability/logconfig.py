@@ -27,6 +27,8 @@ from django_k8s_runtime.observability.request_id import current_request_id
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s%(request_suffix)s"
 JSON_FIELDS = "%(timestamp)s %(levelname)s %(name)s %(message)s %(process)d"
 
+ACCESS_LOGGER = "django_k8s_runtime.access"  # one line per request or socket
+
 
 class RequestContextFilter(logging.Filter):
     """Stamp every record with the id of the request being served, if any.
@@ -274,7 +276,7 @@ def logging_config(*, log_format: str, level: str, server_level: str) -> dict[st
             # Uvicorn's access line lacks duration and request id; ours replaces it.
             "gunicorn.access": {"handlers": [], "propagate": False},
             "uvicorn.access": {"handlers": [], "propagate": False},
-            "access": {"level": "INFO", "handlers": console, "propagate": False},
+            ACCESS_LOGGER: {"level": "INFO", "handlers": console, "propagate": False},
             "django": {"level": level.upper(), "handlers": [], "propagate": True},
             # Requests Django refuses with 400 (a SuspiciousOperation): one line each.
             **{

@@ -38,6 +38,8 @@ from inspect import markcoroutinefunction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from django_k8s_runtime.asgi_types import ROUTE
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -380,7 +382,7 @@ class Metrics:
         response that ended early (rare) is counted at once."""
         self._in_flight -= 1
         method = scope.get("method", "")
-        route = scope.get("route") or "<unmatched>"
+        route = scope.get(ROUTE) or "<unmatched>"
         labels = (method if method in KNOWN_METHODS else "other", route, str(status))
         self._answered.observe(seconds, labels)
         if ended is not None:

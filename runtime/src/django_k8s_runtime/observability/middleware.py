@@ -19,6 +19,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
+from django_k8s_runtime.asgi_types import ROUTE
+
 
 class record_route:  # lower case: the name MIDDLEWARE lists, as it always had
     sync_capable = True
@@ -47,10 +49,10 @@ class record_route:  # lower case: the name MIDDLEWARE lists, as it always had
 
 def _record(request: HttpRequest) -> None:
     scope = getattr(request, "scope", None)
-    if scope is None or "route" in scope:  # WSGI: no observer to tell; or recorded already
+    if scope is None or ROUTE in scope:  # WSGI: no observer to tell; or recorded already
         return
     match = request.resolver_match
     if match is not None:
-        scope["route"] = "/" + match.route
+        scope[ROUTE] = "/" + match.route
     elif request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
-        scope["route"] = "static"
+        scope[ROUTE] = "static"

@@ -41,7 +41,7 @@ from django_k8s_runtime.observability import request_id
 from django_k8s_runtime.observability.access_log import AccessLog
 from django_k8s_runtime.observability.metrics import Metrics
 
-access_log = AccessLog("access")
+access_log = AccessLog()
 
 
 class RequestObserver:

@@ -30,12 +30,12 @@ import time
 from typing import TYPE_CHECKING
 
 from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send
-from django_k8s_runtime.observability import request_id
+from django_k8s_runtime.observability import logconfig, request_id
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-access_logger = logging.getLogger("access")
+access_logger = logging.getLogger(logconfig.ACCESS_LOGGER)
 
 ABNORMAL_CLOSURE = 1006  # closed without a close frame (RFC 6455 7.1.5)
 # RFC 6455's codes and those IANA's registry adds below 3000 (1004 reserved).

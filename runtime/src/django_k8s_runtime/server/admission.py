@@ -18,7 +18,7 @@ import time
 from django_k8s_runtime.asgi_types import Deadline, Scope, Send, send_json
 from django_k8s_runtime.server.threads import ThreadPool
 
-logger = logging.getLogger("server.handler")
+logger = logging.getLogger(__name__)
 
 QUEUE_SHARE = 0.5  # of the time left to its deadline, what a request may spend waiting
 REFUSED = -1.0

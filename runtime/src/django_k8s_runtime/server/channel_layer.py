@@ -33,7 +33,7 @@ import logging
 import random
 from typing import Any
 
-logger = logging.getLogger("server.channel_layer")
+logger = logging.getLogger(__name__)
 
 SERVICE_RESTART = 1012  # RFC 6455 (IANA): the client may reconnect after a random delay
 RETRY_SECONDS = 1.0

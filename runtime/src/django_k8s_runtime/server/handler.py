@@ -71,7 +71,7 @@ from django_k8s_runtime.server.streaming import (
 )
 from django_k8s_runtime.server.threads import ThreadPool
 
-logger = logging.getLogger("server.handler")
+logger = logging.getLogger(__name__)
 
 Rendered = tuple[list[Message], FileParts | None]
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from inspect import markcoroutinefunction
 from typing import Any
 
-from django_k8s_runtime.asgi_types import ASGIApp, Headers, Message, Receive, Scope, Send
+from django_k8s_runtime.asgi_types import DEADLINE, ASGIApp, Headers, Message, Receive, Scope, Send
 
-logger = logging.getLogger("server.limits")
+logger = logging.getLogger(__name__)
 
 # Gunicorn's bounds (gunicorn/http/message.py).
 MAX_REQUEST_LINE = 8190
@@ -242,7 +242,7 @@ class BodyLimit:
         and before the request's deadline (``server/timeout.py``)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self.linger_seconds
-        deadline = getattr(scope.get("deadline"), "at", None)
+        deadline = getattr(scope.get(DEADLINE), "at", None)
         if deadline is not None:
             until = min(until, deadline - DEADLINE_MARGIN_SECONDS)
         while (left := until - loop.time()) > 0:

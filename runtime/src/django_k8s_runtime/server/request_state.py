@@ -25,7 +25,7 @@ from django_k8s_runtime.asgi_types import CLIENT_GONE, Message, Receive, Scope, 
 from django_k8s_runtime.server.streaming import Outbox
 from django_k8s_runtime.server.threads import Job, ThreadPool
 
-logger = logging.getLogger("server.handler")
+logger = logging.getLogger(__name__)
 
 
 class RequestState:

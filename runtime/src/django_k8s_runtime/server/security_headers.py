@@ -20,7 +20,7 @@ from typing import Any
 
 from django_k8s_runtime.asgi_types import Headers, Scope
 
-logger = logging.getLogger("server.security_headers")
+logger = logging.getLogger(__name__)
 
 # Django's middleware that only add headers to a response.
 HEADER_MIDDLEWARE = (

@@ -59,7 +59,7 @@ from typing import Any, TypeVar
 from asgiref.sync import SyncToAsync
 
 T = TypeVar("T")
-logger = logging.getLogger("server.threads")
+logger = logging.getLogger(__name__)
 IDLE_SECONDS = 60.0
 _STOP = None
 _WEIGHT = 0.1  # of the newest job in ThreadPool.job_seconds

@@ -48,7 +48,7 @@ from django_k8s_runtime.asgi_types import (
     send_json,
 )
 
-logger = logging.getLogger("server.timeout")
+logger = logging.getLogger(__name__)
 
 GRACE_SECONDS = 1.0
 # Set in the request's task once its response was cut (stalled): the server then

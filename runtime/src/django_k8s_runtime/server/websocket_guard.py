@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from django_k8s_runtime.asgi_types import ASGIApp, Message, Receive, Scope, Send, send_json
 from django_k8s_runtime.server.channel_layer import SERVICE_RESTART, ChannelLayerUnavailable
 
-logger = logging.getLogger("server.websocket")
+logger = logging.getLogger(__name__)
 
 HANDSHAKE_DECIDED = frozenset(
     {"websocket.accept", "websocket.close", "websocket.http.response.start"}

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from django_k8s_runtime.server import drain
 
-logger = logging.getLogger("server.worker")
+logger = logging.getLogger(__name__)
 
 
 def _never() -> bool:
