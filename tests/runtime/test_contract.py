@@ -5,7 +5,6 @@ circle, and a variable is declared once."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
