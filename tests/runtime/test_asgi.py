@@ -120,6 +120,7 @@ def test_without_the_extra_the_error_says_what_to_install(monkeypatch, missing) 
 
     from django_k8s_runtime.asgi import websocket_stack
     from django_k8s_runtime.env import ConfigError
+    from django_k8s_runtime.settings import checked
 
     monkeypatch.setitem(sys.modules, missing, None)  # import fails as if not installed
     for imported in (
@@ -128,7 +129,7 @@ def test_without_the_extra_the_error_says_what_to_install(monkeypatch, missing) 
     ):
         monkeypatch.delitem(sys.modules, imported, raising=False)
     with pytest.raises(ConfigError) as error:
-        websocket_stack(echo_socket)
+        websocket_stack(echo_socket, checked(), None)
     assert "django-k8s-runtime[websockets]" in error.value.message
     assert repr(missing.split(".")[0]) in error.value.message
 

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from django_k8s_runtime.health.probes import ROUTES, Probes
 from django_k8s_runtime.observability.logconfig import RequestContextFilter
-from django_k8s_runtime.observability.metrics import Metrics, MetricsEndpoint
+from django_k8s_runtime.observability.metrics import Metrics
+from django_k8s_runtime.observability.metrics_endpoint import MetricsEndpoint
 from django_k8s_runtime.observability.observer import RequestObserver
 from django_k8s_runtime.server.timeout import RequestTimeout
 from django_k8s_runtime.server.worker_state import WorkerState

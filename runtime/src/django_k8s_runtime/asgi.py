@@ -42,27 +42,40 @@ WebSocket connections go through their own (:func:`websocket_stack`):
 
 The worker closes open sockets with 1001 when it stops (server/websocket_protocol.py).
 
-Each layer gets what it needs as arguments here; none imports another. With
-metrics on, each worker also publishes its saturation once a second (threads busy
-and waiting, async requests, the database pools), the thread pool reports a
-request's wait for a thread, and Django's exceptions are counted.
+Each layer gets what it needs as arguments here, once: one checked configuration
+snapshot and one metrics object (None when METRICS_PORT is 0) are made by
+:func:`get_asgi_application` and handed down; none imports another. With metrics on,
+each worker also publishes its saturation once a second (threads busy and waiting,
+async requests, the database pools), the thread pool reports a request's wait for a
+thread, and Django's exceptions are counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from functools import partial
 from inspect import markcoroutinefunction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django_k8s_runtime import database, env, leaks
+from django_k8s_runtime import settings as runtime_settings
 from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send
-
-if TYPE_CHECKING:  # imported where used, once Django is set up
-    from django_k8s_runtime.env import Snapshot
-    from django_k8s_runtime.health.probes import Probes
-    from django_k8s_runtime.observability.metrics import Metrics
-    from django_k8s_runtime.server.handler import DjangoApplication
-    from django_k8s_runtime.server.threads import ThreadPool
+from django_k8s_runtime.health.checks import CannotLoadChecks, configured_checks
+from django_k8s_runtime.health.probes import Probes
+from django_k8s_runtime.observability import multiprocess
+from django_k8s_runtime.observability import websocket as socket_observability
+from django_k8s_runtime.observability.exceptions import count_exceptions
+from django_k8s_runtime.observability.metrics import PUBLISH_SECONDS, Metrics
+from django_k8s_runtime.observability.metrics import get as metrics_of_this_server
+from django_k8s_runtime.observability.metrics_endpoint import MetricsEndpoint
+from django_k8s_runtime.observability.observer import RequestObserver
+from django_k8s_runtime.server import channel_layer, security_headers, threads, websocket
+from django_k8s_runtime.server.handler import DjangoApplication
+from django_k8s_runtime.server.limits import BodyLimit
+from django_k8s_runtime.server.threads import ThreadPool
+from django_k8s_runtime.server.timeout import RequestTimeout
+from django_k8s_runtime.server.websocket_guard import HandshakeGuard, refuse
+from django_k8s_runtime.server.worker_state import this_worker
 
 __all__ = ["get_asgi_application"]
 
@@ -80,7 +93,7 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
     from django.conf import global_settings, settings
     from django.urls import get_resolver
 
-    from django_k8s_runtime import reporting
+    from django_k8s_runtime import reporting  # Django's debug views: once it is set up
 
     if (
         settings.DEFAULT_EXCEPTION_REPORTER_FILTER
@@ -92,12 +105,6 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
     # Import the URLconf (and with it every view module) now: with GUNICORN_PRELOAD
     # that happens once in the master, so no worker pays for it on its first request.
     get_resolver().url_patterns  # noqa: B018
-
-    from django_k8s_runtime import database, env, leaks
-    from django_k8s_runtime import settings as runtime_settings
-    from django_k8s_runtime.server import threads
-    from django_k8s_runtime.server.handler import DjangoApplication
-    from django_k8s_runtime.server.worker_state import this_worker
 
     snapshot = runtime_settings.checked()
     if snapshot.DB_REQUEST_TIMEOUTS:
@@ -133,42 +140,35 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
     this_worker.every(leaks.CHECK_SECONDS, watch.check)
     this_worker.when_finished(watch.at_exit)
     if app_metrics is not None:
-        from django_k8s_runtime.observability.metrics import PUBLISH_SECONDS
-
         this_worker.every(
             PUBLISH_SECONDS,
             partial(_publish_metrics, app_metrics, requests_pool, django_application),
         )
-    http = stack(django_application)
+    http = stack(django_application, snapshot, app_metrics)
     if websocket is None:
         unused = _websocket_settings_without_websockets(snapshot)
         if unused:
             raise env.ConfigError(*unused)
         return http
     return ByScopeType(
-        http=http, websocket=websocket_stack(websocket), metrics_port=snapshot.METRICS_PORT
+        http=http,
+        websocket=websocket_stack(websocket, snapshot, app_metrics),
+        metrics_port=snapshot.METRICS_PORT,
     )
 
 
 def background_pool() -> ThreadPool:
     """The worker's pool without a limit; its threads give their database
     connections back after every job, as the requests pool's do."""
-    from django_k8s_runtime import database
-    from django_k8s_runtime.server import threads
-
     return threads.background_pool(after_job=database.give_back_connections)
 
 
-def _metrics(snapshot: Snapshot) -> Metrics | None:
+def _metrics(snapshot: env.Snapshot) -> Metrics | None:
     """The metrics, wired to what reports into them; None when METRICS_PORT is 0."""
-    from django_k8s_runtime.observability import metrics
-    from django_k8s_runtime.observability.exceptions import count_exceptions
-    from django_k8s_runtime.server.worker_state import this_worker
-
     if not snapshot.METRICS_PORT:  # the one decision; the Gunicorn config binds the port on it
         return None
-    metrics.prepare_directory(snapshot.PROMETHEUS_MULTIPROC_DIR)  # done already in Gunicorn
-    app_metrics = metrics.get()
+    multiprocess.prepare_directory(snapshot.PROMETHEUS_MULTIPROC_DIR)  # done already in Gunicorn
+    app_metrics = metrics_of_this_server()
     this_worker.count_dropped_connections(app_metrics.connection_dropped)
     count_exceptions(app_metrics.exception_raised)
     return app_metrics
@@ -176,14 +176,12 @@ def _metrics(snapshot: Snapshot) -> Metrics | None:
 
 def _publish_metrics(
     app_metrics: Metrics,
-    requests_pool: Callable[[], ThreadPool],
+    requests_pool: Any,
     django_application: DjangoApplication,
 ) -> None:
     """Once a second in each worker, and when it has finished serving: what it
     counted since (its requests, its waits for a thread), and its threads, its async
     requests and its pools now."""
-    from django_k8s_runtime import database
-
     app_metrics.publish()
     pool = requests_pool()
     app_metrics.record_saturation(
@@ -195,22 +193,18 @@ def _publish_metrics(
     app_metrics.record_database_pools(database.pool_stats())
 
 
-def stack(django_application: ASGIApp) -> ASGIApp:
+def stack(
+    django_application: ASGIApp,
+    snapshot: env.Snapshot | None = None,
+    app_metrics: Metrics | None = None,
+) -> ASGIApp:
     """Layers 1-5 around a Django ASGI application (``make bench`` also puts them
-    around Django's own ``ASGIHandler``, to compare like with like). Django must be
-    set up."""
-    from django_k8s_runtime import env, settings
-    from django_k8s_runtime.health.checks import CannotLoadChecks, configured_checks
-    from django_k8s_runtime.health.probes import Probes
-    from django_k8s_runtime.observability import metrics
-    from django_k8s_runtime.observability.observer import RequestObserver
-    from django_k8s_runtime.server import security_headers
-    from django_k8s_runtime.server.limits import BodyLimit
-    from django_k8s_runtime.server.timeout import RequestTimeout
-    from django_k8s_runtime.server.worker_state import this_worker
-
-    snapshot = settings.checked()
-    app_metrics = _metrics(snapshot)
+    around Django's own ``ASGIHandler``, to compare like with like), with the checked
+    snapshot and the metrics :func:`get_asgi_application` made (made here when not
+    given). Django must be set up."""
+    if snapshot is None:
+        snapshot = runtime_settings.checked()
+        app_metrics = _metrics(snapshot)
     try:
         checks = configured_checks(
             snapshot.HEALTH_CHECKS,
@@ -241,10 +235,10 @@ def stack(django_application: ASGIApp) -> ASGIApp:
         metrics=app_metrics,
     )
     if app_metrics is not None:
-        application = metrics.MetricsEndpoint(
+        application = MetricsEndpoint(
             application,
             port=snapshot.METRICS_PORT,
-            registry=metrics.multiprocess_registry(),
+            registry=multiprocess.registry(),
             before_scrape=partial(_before_scrape, probes, app_metrics),
         )
     return application
@@ -258,20 +252,17 @@ async def _before_scrape(probes: Probes, app_metrics: Metrics) -> None:
     app_metrics.record_readiness(readiness.ready, {c.name: c.ok for c in readiness.checks})
 
 
-def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
+def websocket_stack(
+    websocket_application: ASGIApp | str,
+    snapshot: env.Snapshot,
+    app_metrics: Metrics | None,
+) -> ASGIApp:
     """Layers 1-3 of the WebSocket side around a project's WebSocket application (or
     its dotted path), and the worker told to serve WebSockets. Django must be set up."""
     from django.conf import settings as django_settings
     from django.utils.module_loading import import_string
 
-    from django_k8s_runtime import env, settings
-    from django_k8s_runtime.observability import metrics
-    from django_k8s_runtime.observability import websocket as socket_observability
-    from django_k8s_runtime.server import channel_layer, websocket
-    from django_k8s_runtime.server.websocket_guard import HandshakeGuard
-    from django_k8s_runtime.server.worker_state import this_worker
-
-    try:
+    try:  # the websockets extra: Channels, and the protocol the worker speaks
         from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator
 
         import django_k8s_runtime.server.websocket_protocol  # noqa: F401 - needs `websockets`
@@ -282,7 +273,6 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
             "the runtime with its websockets extra, django-k8s-runtime[websockets]."
         ) from None
 
-    snapshot = settings.checked()
     channel_layer.guard_channel_layers()  # an outage closes the sockets in a group: 1012
     if isinstance(websocket_application, str):
         websocket_application = import_string(websocket_application)
@@ -301,9 +291,9 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
         max_sockets=snapshot.WEBSOCKET_MAX_CONNECTIONS,
         handshake_timeout=this_worker.request_timeout,
     )
-    socket_metrics = socket_observability.get() if snapshot.METRICS_PORT else None
-    if socket_metrics is not None:  # counted as they pass, published with the requests'
-        metrics.get().publish_with(socket_metrics.publish)
+    socket_metrics = socket_observability.get() if app_metrics is not None else None
+    if app_metrics is not None and socket_metrics is not None:
+        app_metrics.publish_with(socket_metrics.publish)  # counted as they pass
     application = socket_observability.SocketObserver(
         application,
         access_log=snapshot.GUNICORN_ACCESS_LOG,
@@ -320,12 +310,10 @@ def websocket_stack(websocket_application: ASGIApp | str) -> ASGIApp:
     return application
 
 
-def _websocket_settings_without_websockets(snapshot: Snapshot) -> list[str]:
+def _websocket_settings_without_websockets(snapshot: env.Snapshot) -> list[str]:
     """A WEBSOCKET_* variable set for an application without a WebSocket part would
     have no effect: an error, as any setting without effect (CONSTITUTION.md, rule 3).
     Only the application knows, so it is checked here, not with the other rules."""
-    from django_k8s_runtime import env
-
     return [
         f"{variable.name}={_shown(snapshot[variable.name])} has no effect because the "
         "application has no WebSocket part; pass it to get_asgi_application(websocket=...) "
@@ -360,8 +348,6 @@ class ByScopeType:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
         if self.metrics_port and server and server[1] == self.metrics_port:
-            from django_k8s_runtime.server.websocket_guard import refuse
-
             await refuse(scope, send, 404, "not found: only /metrics here")
             return
         await self.websocket(scope, receive, send)

@@ -25,7 +25,7 @@ import sys
 
 from django_k8s_runtime import command_line, env, gunicorn_args, validation
 from django_k8s_runtime.observability import logconfig as _logconfig
-from django_k8s_runtime.observability import metrics
+from django_k8s_runtime.observability import metrics, multiprocess
 from django_k8s_runtime.server import cpu, drain, exits, limits, memory
 
 # Nothing to import: Gunicorn reads this module's settings and hooks (-c python:...).
@@ -64,7 +64,7 @@ if validation.problems(snapshot):
 if snapshot.METRICS_PORT:
     # Before the app (and prometheus_client) is imported: multiprocess mode.
     try:
-        metrics.prepare_directory(snapshot.PROMETHEUS_MULTIPROC_DIR)
+        multiprocess.prepare_directory(snapshot.PROMETHEUS_MULTIPROC_DIR)
     except OSError as error:
         raise env.ConfigError(
             f"PROMETHEUS_MULTIPROC_DIR={snapshot.PROMETHEUS_MULTIPROC_DIR!r} cannot be used: "

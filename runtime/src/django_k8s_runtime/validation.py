@@ -21,7 +21,7 @@ from typing import Any
 from django_k8s_runtime import command_line, database
 from django_k8s_runtime.command_line import gunicorn_value, named
 from django_k8s_runtime.env import DEFAULT, ConfigError, Snapshot
-from django_k8s_runtime.observability import metrics
+from django_k8s_runtime.observability import multiprocess
 from django_k8s_runtime.server import memory
 
 __all__ = ["check", "problems", "rule", "warning", "warnings"]
@@ -71,8 +71,8 @@ def _directory_problems(directory: str) -> list[str]:
             f"{named}: it exists and is not a directory; name a directory (on a tmpfs), or "
             "leave it empty for a fresh one."
         ]
-    if os.path.isdir(directory) and metrics.foreign_entries(directory):
-        foreign = metrics.foreign_entries(directory)
+    if os.path.isdir(directory) and multiprocess.foreign_entries(directory):
+        foreign = multiprocess.foreign_entries(directory)
         return [
             f"{named}: it holds entries other than metrics files ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}), and only those are removed at start; "

@@ -7,7 +7,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from django_k8s_runtime.observability.metrics import THREAD_WAIT_BUCKETS, BatchedHistogram
+from django_k8s_runtime.observability.batched import BatchedHistogram
+from django_k8s_runtime.observability.metrics import THREAD_WAIT_BUCKETS
 
 WAITS = [0.0001, 0.005, 0.0051, 0.3, 0.3, 2.5, 7.0, 30.0, 31.0, 1e9]
 
@@ -67,7 +68,8 @@ def test_observations_from_many_threads_are_all_kept() -> None:
 # in the worker, published), in a process of its own each, as a worker is.
 TRAFFIC = """
 import json, os, sys
-from django_k8s_runtime.observability.metrics import Metrics, multiprocess_registry
+from django_k8s_runtime.observability.metrics import Metrics
+from django_k8s_runtime.observability.multiprocess import registry as multiprocess_registry
 from prometheus_client import generate_latest
 
 metrics = Metrics()

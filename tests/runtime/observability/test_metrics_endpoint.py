@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from django_k8s_runtime.observability.metrics import Metrics, MetricsEndpoint
+from django_k8s_runtime.observability.metrics import Metrics
+from django_k8s_runtime.observability.metrics_endpoint import MetricsEndpoint
 from tests.support.asgi import client, hello, run
 
 pytestmark = pytest.mark.in_process  # no server: the layers driven in this process

@@ -1,21 +1,12 @@
-"""Prometheus metrics that add up across Gunicorn's workers.
+"""The application's metrics, summed over Gunicorn's workers (prometheus_client's
+multiprocess mode: :mod:`.multiprocess`; served by :mod:`.metrics_endpoint`).
 
-Each worker is its own process, so each would count on its own; prometheus_client's
-multiprocess mode has every process write its numbers to files in one directory
-(on a tmpfs), and a scrape of any worker sums them. The directory must be known
-before prometheus_client is first imported, which is why the Gunicorn config
-module calls :func:`prepare_directory` before the app is loaded, and why the
-master marks dead workers (:func:`worker_exited`) so their live gauges vanish
+The master marks dead workers (:func:`worker_exited`) so their live gauges vanish
 while their counters keep counting.
 
-/metrics is served on its own port (METRICS_PORT, a second Gunicorn listener) and
-nowhere else: the public port never answers it, and the Service does not expose
-the metrics port. prometheus_client renders it (``make_asgi_app``: the text or
-OpenMetrics format as the scraper asks, gzip if it accepts it).
-
 No request writes to the shared files. Each worker keeps its requests (counts,
-durations, in flight) and its waits for a thread (:class:`BatchedHistogram`) in its
-own memory, and :meth:`Metrics.publish` adds them to the files every
+durations, in flight) and its waits for a thread (:class:`.batched.BatchedHistogram`)
+in its own memory, and :meth:`Metrics.publish` adds them to the files every
 ``PUBLISH_SECONDS`` from a timer the composition root sets, before a scrape the
 worker answers, and once more when it has finished serving; with them the timer
 records the saturation gauges (threads busy and waiting, requests to async views,
@@ -25,188 +16,23 @@ the database pools; :meth:`Metrics.record_saturation`), summed over the live wor
 from __future__ import annotations
 
 import atexit
-import bisect
-import fcntl
-import os
-import re
-import shutil
-import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable
-from inspect import markcoroutinefunction
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django_k8s_runtime.asgi_types import ROUTE
+from django_k8s_runtime.observability.batched import BatchedHistogram
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-ENVIRONMENT_KEY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads this
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# A wait for a thread is bounded by half the request's time left (admission), so
-# from a few milliseconds to GUNICORN_TIMEOUT / 2.
 # How late a request may be in a scrape: it is counted in its worker, and added to
 # what a scrape reads at most this long after (Metrics.publish).
 PUBLISH_SECONDS = 1.0
+# A wait for a thread is bounded by half the request's time left (admission), so
+# from a few milliseconds to GUNICORN_TIMEOUT / 2.
 THREAD_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-# The files prometheus_client's multiprocess mode writes, and nothing else: its
-# values.py names each ``<type>_<pid>.db``, a gauge's type with its mode
-# (``counter_12.db``, ``gauge_livesum_12.db``, ``histogram_12.db``).
-METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_[0-9]+\.db")
-# Held (shared) by every process of the server that made the directory: a directory
-# whose lock nobody holds was left by a server that is gone.
-LOCK_NAME = "server.lock"
-FRESH_PREFIX = "prometheus-"
-LOCK_WAIT_SECONDS = 1.0
-
-_directory: str | None = None  # prepared by this process (tree)
-_lock: int | None = None  # this tree's hold on a directory made here
-_maker_pid = 0
-
-
-def foreign_entries(directory: str) -> list[str]:
-    """Entries of ``directory`` that neither prometheus_client nor the runtime wrote
-    (a start-up problem: the runtime removes nothing else). The runtime's lock is
-    its own: a directory made here is in the environment once prepared, and is
-    checked again when a preloaded project declares its variables."""
-    ours = (LOCK_NAME, f".{LOCK_NAME}.new")
-    try:
-        with os.scandir(directory) as entries:
-            return sorted(
-                entry.name
-                for entry in entries
-                if not _is_metrics_file(entry) and entry.name not in ours
-            )
-    except OSError as error:
-        return [f"<unreadable: {error.strerror}>"]
-
-
-def _is_metrics_file(entry: os.DirEntry[str]) -> bool:
-    return bool(METRICS_FILE.fullmatch(entry.name)) and entry.is_file(follow_symlinks=False)
-
-
-def prepare_directory(configured: str) -> str:
-    """Create (or empty) the shared directory and tell prometheus_client about it.
-
-    Once per process tree: the Gunicorn config module calls it in the master, and
-    ``asgi.py`` again (for a server without the runtime's Gunicorn config), which
-    then gets the same directory; emptying it a second time would reset every
-    counter.
-
-    An operator's directory is emptied of metrics files only (start-up refuses one
-    that holds anything else). A directory made here, under /dev/shm, is removed
-    by the last process of this server to exit, whatever ends it (a normal stop, a
-    failed start, a killed master whose workers then stop); one left by a server
-    killed whole (SIGKILL to every process) is removed by the next start on the
-    machine, which sees that no process holds its lock."""
-    global _directory, _lock, _maker_pid
-    if _directory is not None:
-        return _directory
-    if configured:
-        directory = Path(configured)
-        directory.mkdir(parents=True, exist_ok=True)
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if _is_metrics_file(entry):
-                    os.unlink(entry.path)
-    else:
-        base = Path("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())  # noqa: S108 - a tmpfs
-        for left in base.glob(FRESH_PREFIX + "*"):
-            _remove_if_abandoned(left)
-        directory = Path(tempfile.mkdtemp(prefix=f"{FRESH_PREFIX}{os.getpid()}-", dir=base))
-        _lock, _maker_pid = _hold(directory), os.getpid()
-        atexit.register(_release)  # also run by forked workers as they exit
-    _directory = str(directory)
-    os.environ[ENVIRONMENT_KEY] = _directory
-    return _directory
-
-
-def _hold(directory: Path) -> int:
-    """Lock the directory for this process tree (forked workers share the lock). The
-    lock is taken before its file gets the name others look for, so no other start
-    ever sees it unheld."""
-    path = directory / f".{LOCK_NAME}.new"  # foreign_entries() knows this name too
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(descriptor, fcntl.LOCK_SH)
-    path.rename(directory / LOCK_NAME)
-    return descriptor
-
-
-def _release() -> None:
-    """At exit of any process of the tree: let go of the lock; the last one out
-    removes the directory. The master waits a moment for workers it has just
-    killed."""
-    global _lock
-    if _lock is None or _directory is None:
-        return
-    os.close(_lock)
-    _lock = None
-    deadline = time.monotonic() + (LOCK_WAIT_SECONDS if os.getpid() == _maker_pid else 0)
-    while not _remove_if_abandoned(Path(_directory)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _remove_if_abandoned(directory: Path) -> bool:
-    """Remove a directory made by :func:`prepare_directory` if no process holds its
-    lock any more; whether it is gone. One without the lock file is not ours to judge."""
-    try:
-        descriptor = os.open(directory / LOCK_NAME, os.O_RDWR)
-    except OSError:
-        return not directory.exists()
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False  # a live server's
-    else:
-        shutil.rmtree(directory, ignore_errors=True)
-        return True
-    finally:
-        os.close(descriptor)
-
-
-class BatchedHistogram:
-    """Observations of a histogram kept in this process, by labels, and added to it by
-    :meth:`publish`, all at once; with ``counter``, the count of each set of labels is
-    added to that counter too (``http_requests_total`` beside the durations).
-
-    prometheus_client's multiprocess ``observe()`` takes a lock and writes two values
-    to a memory-mapped file (microseconds each), and ``labels()`` takes another lock
-    to find the child. Here an observation is a bisection and three additions under a
-    lock of its own; :meth:`publish` adds each bucket's count with what ``observe()``
-    itself uses (``_sum``, ``_buckets``, ``_upper_bounds``: private, pinned with
-    prometheus-client by tests/runtime/observability/test_metrics_batched.py)."""
-
-    def __init__(self, histogram: Any, counter: Any = None) -> None:
-        self._histogram = histogram
-        self._counter = counter
-        self._bounds = list(histogram._upper_bounds)  # ends with +Inf
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[str, ...], list[Any]] = {}
-
-    def observe(self, amount: float, labels: tuple[str, ...] = ()) -> None:
-        index = bisect.bisect_left(self._bounds, amount)  # the first bound >= amount
-        with self._lock:
-            pending = self._pending.get(labels)
-            if pending is None:
-                pending = self._pending[labels] = [0.0, [0] * len(self._bounds)]
-            pending[0] += amount
-            pending[1][index] += 1
-
-    def publish(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for labels, (total, counts) in pending.items():
-            histogram = self._histogram.labels(*labels) if labels else self._histogram
-            histogram._sum.inc(total)
-            for bucket, count in zip(histogram._buckets, counts, strict=True):
-                if count:
-                    bucket.inc(count)
-            if self._counter is not None:
-                self._counter.labels(*labels).inc(sum(counts))
 
 
 class Metrics:
@@ -490,88 +316,3 @@ def worker_exited(pid: int, cause: str) -> None:
 
     get().worker_restarts.labels(cause).inc()
     multiprocess.mark_process_dead(pid)
-
-
-def multiprocess_registry() -> CollectorRegistry:
-    """A registry that reads every process's files: what a scrape reports."""
-    from prometheus_client import CollectorRegistry, multiprocess
-
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    return registry
-
-
-class MetricsEndpoint:
-    """Answer /metrics on the metrics port; pass everything else on the other ports.
-
-    ``before_scrape`` runs before each scrape (e.g. records readiness, so
-    ``app_ready`` is current); prometheus_client renders the registry."""
-
-    def __init__(
-        self,
-        app: Any,
-        *,
-        port: int,
-        registry: CollectorRegistry,
-        before_scrape: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        from prometheus_client import make_asgi_app
-
-        self.app = app
-        self.port = port
-        self.before_scrape = before_scrape
-        self.exposition = make_asgi_app(registry)
-
-    @markcoroutinefunction
-    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
-        server = scope.get("server")
-        if scope["type"] != "http" or not server or server[1] != self.port:
-            return self.app(scope, receive, send)  # no coroutine of ours on its way
-        return self._serve(scope, receive, send)
-
-    async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        head = scope["method"] == "HEAD"
-        if scope["path"] != "/metrics" or scope["method"] not in ("GET", "HEAD"):
-            await _not_found(send, head=head)
-            return
-        if self.before_scrape is not None:
-            await self.before_scrape()
-        await self.exposition(scope, receive, _complete_headers(send, head=head))
-
-
-def _complete_headers(send: Any, *, head: bool) -> Callable[[dict[str, Any]], Awaitable[None]]:
-    """prometheus_client sends the start, then the whole body in one message: hold the
-    start until the body's length is known, and forbid caching the numbers."""
-    started: list[dict[str, Any]] = []
-
-    async def send_complete(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            started.append(message)
-            return
-        start = started.pop()
-        body = message.get("body", b"")
-        headers = [
-            *((name.lower(), value) for name, value in start.get("headers", ())),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        await send({**start, "headers": headers})
-        await send({**message, "body": b"" if head else body})
-
-    return send_complete
-
-
-async def _not_found(send: Any, *, head: bool) -> None:
-    body = b"not found: only /metrics here\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 404,
-            "headers": [
-                (b"content-type", b"text/plain"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"" if head else body})
