@@ -36,10 +36,18 @@ RECORD_ROUTE = "django_k8s_runtime.observability.middleware.record_route"
 
 def checked() -> env.Snapshot:
     """This process's configuration snapshot (:func:`.env.snapshot`), after every
-    rule has passed: what a settings module reads its values from."""
+    rule has passed: what a settings module reads its values from. The rules run
+    once for a snapshot (again only when the snapshot or the rules changed: a
+    project's own declared, or added), however many helpers ask."""
     snapshot = env.snapshot()
-    validation.check(snapshot)
+    passed = (snapshot, len(validation.RULES))
+    if _passed != list(passed):
+        validation.check(snapshot)
+        _passed[:] = passed
     return snapshot
+
+
+_passed: list[Any] = []  # the snapshot and the number of rules last checked
 
 
 def databases(
