@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from django_k8s_runtime import env, validation
-from django_k8s_runtime.database import default_database, problems
+from django_k8s_runtime.database import database_problems as problems
+from django_k8s_runtime.database import default_database
 from django_k8s_runtime.env import ConfigError
 
 BASE = Path("/srv/app")

@@ -41,7 +41,7 @@ JUSTIFIED = {
         "Django's own variable: which settings module's LOGGING is the final one, before "
         "Django is set up (the warning when it replaced runtime.logging()'s)"
     ),
-    (f"{RUNTIME}/observability/metrics.py", "PROMETHEUS_MULTIPROC_DIR", "sets"): (
+    (f"{RUNTIME}/observability/multiprocess.py", "PROMETHEUS_MULTIPROC_DIR", "sets"): (
         "prometheus_client finds its multiprocess directory there"
     ),
     ("runtime/src/_django_k8s_runtime_preflight.py", "WEB_CONCURRENCY", "reads"): (

@@ -19,6 +19,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import TextIO
 
 import _django_k8s_runtime_preflight as preflight
 from django_k8s_runtime import env, masking, validation
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_env(
     snapshot: env.Snapshot,
-    out: object = None,
+    out: TextIO | None = None,
     *,
     settings_module: str | None = None,
     from_settings: tuple[str, ...] = (),

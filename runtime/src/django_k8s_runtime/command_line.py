@@ -59,7 +59,7 @@ def gunicorn_value(snapshot: Snapshot, name: str) -> Any:
 def named(snapshot: Snapshot, name: str, value: Any) -> str:
     """``NAME=value`` for a message, saying so where GUNICORN_CMD_ARGS set the value."""
     setting = _SETTING_OF.get(name)
-    if setting in snapshot.GUNICORN_CMD_ARGS:
+    if setting is not None and setting in snapshot.GUNICORN_CMD_ARGS:
         return f"{name}={value} (GUNICORN_CMD_ARGS's {flag(setting)})"
     return f"{name}={value}"
 

@@ -73,7 +73,7 @@ def own_databases_problems(snapshot: Snapshot) -> list[str]:
 
 def default_database(base_dir: Path, snapshot: Snapshot) -> dict[str, Any]:
     """The default database, from a snapshot whose :func:`problems` are none."""
-    config = dj_database_url.parse(snapshot.DATABASE_URL)
+    config: dict[str, Any] = dict(dj_database_url.parse(snapshot.DATABASE_URL))
     if config["ENGINE"] == SQLITE_ENGINE:
         name = config.get("NAME") or ""
         if name and name != ":memory:" and not os.path.isabs(name):
@@ -188,7 +188,7 @@ def pool_stats() -> dict[str, dict[str, int]]:
         return {}
     from django.db.backends.postgresql.base import DatabaseWrapper
 
-    pools = list(DatabaseWrapper._connection_pools.items())
+    pools = list(DatabaseWrapper._connection_pools.items())  # type: ignore[attr-defined]
     return {alias: pool.get_stats() for alias, pool in pools}
 
 

@@ -64,6 +64,7 @@ from django_k8s_runtime.registry import (
 
 __all__ = [
     "DEFAULT",
+    "REGISTRY",
     "ConfigError",
     "Parser",
     "Reason",

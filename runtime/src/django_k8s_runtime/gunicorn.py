@@ -22,6 +22,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 from django_k8s_runtime import command_line, env, gunicorn_args, validation
 from django_k8s_runtime.observability import logconfig as _logconfig
@@ -116,11 +117,11 @@ else:
 _shutdown_delay = snapshot.GUNICORN_SHUTDOWN_DELAY
 
 
-def pre_fork(arbiter, worker):
+def pre_fork(arbiter: Any, worker: Any) -> None:
     exits.give_note(worker)  # where the worker says why it left (server/exits.py)
 
 
-def post_fork(arbiter, worker):
+def post_fork(arbiter: Any, worker: Any) -> None:
     # The connection's bounds and the memory limit, which Gunicorn's settings have
     # no place for.
     worker.bounds = limits.ConnectionLimits(
@@ -133,13 +134,13 @@ def post_fork(arbiter, worker):
     worker.max_memory = snapshot.WORKER_MAX_MEMORY_MIB * memory.MIB or None
 
 
-def child_exit(arbiter, worker):
+def child_exit(arbiter: Any, worker: Any) -> None:
     cause = exits.cause_of_exit(worker)
     if snapshot.METRICS_PORT:
         metrics.worker_exited(worker.pid, cause)
 
 
-def when_ready(arbiter):
+def when_ready(arbiter: Any) -> None:
     drain.install_shutdown_delay(arbiter, _shutdown_delay)
     memory.replace_while_draining(arbiter)  # a worker recycled for memory: its successor now
     if snapshot.METRICS_PORT:

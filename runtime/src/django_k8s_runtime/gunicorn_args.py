@@ -40,10 +40,11 @@ def parse(words: Sequence[str]) -> argparse.Namespace:
     def refuse(message: str = "", *args: Any) -> None:
         raise Invalid(message.strip() or "it makes Gunicorn exit")
 
-    parser.error = refuse  # type: ignore[method-assign]
-    parser.exit = refuse  # type: ignore[method-assign] # --help, --version
-    parser._print_message = lambda *args: None  # type: ignore[method-assign] # ...and their text
-    return parser.parse_args(list(words))
+    parser.error = refuse
+    parser.exit = refuse  # --help, --version
+    parser._print_message = lambda *args: None  # ...and their text
+    parsed: argparse.Namespace = parser.parse_args(list(words))
+    return parsed
 
 
 class Settings(Mapping[str, Any]):
@@ -102,7 +103,7 @@ def flag(setting: str) -> str:
     """The long option of a Gunicorn setting (``graceful_timeout`` -> ``--graceful-timeout``)."""
     for known in _gunicorn_config().KNOWN_SETTINGS:
         if known.name == setting and known.cli:
-            return known.cli[-1]
+            return str(known.cli[-1])
     return "--" + setting.replace("_", "-")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
+from typing import Any
 
 __all__ = ["execute_from_command_line"]
 
@@ -55,7 +56,7 @@ def execute_from_command_line(argv: list[str] | None = None) -> None:
         sys.exit(f"database error: {describe(error, settings.DATABASES)}")
 
 
-def describe(error: BaseException, databases: dict) -> str:
+def describe(error: BaseException, databases: dict[str, Any]) -> str:
     """One line: which database, why, and libpq's own words (no password in them)."""
     database = databases.get("default", {})
     if database.get("ENGINE", "").endswith("sqlite3"):

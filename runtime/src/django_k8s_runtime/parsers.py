@@ -11,16 +11,18 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Parser:
+class Parser[T]:
     """``parse`` turns the text into the value (``ValueError`` if it cannot);
     ``allowed`` ends the error line's "expected ..." and fills the reference's
     "Allowed" column."""
 
-    parse: Callable[[str], Any]
+    parse: Callable[[str], T]
     allowed: str
 
 
@@ -29,7 +31,7 @@ class Reason(ValueError):
     (Gunicorn's parser, for ``GUNICORN_CMD_ARGS``)."""
 
 
-def integer(minimum: int, maximum: int | None = None, unit: str = "") -> Parser:
+def integer(minimum: int, maximum: int | None = None, unit: str = "") -> Parser[int]:
     def parse(text: str) -> int:
         stripped = text.strip()
         if not stripped.lstrip("-").isdigit():
@@ -47,7 +49,7 @@ def integer(minimum: int, maximum: int | None = None, unit: str = "") -> Parser:
     return Parser(parse, allowed)
 
 
-def seconds(minimum: float, maximum: float) -> Parser:
+def seconds(minimum: float, maximum: float) -> Parser[float]:
     def parse(text: str) -> float:
         number = float(text.strip())  # ValueError for junk
         if not math.isfinite(number) or not minimum <= number <= maximum:
@@ -73,7 +75,7 @@ def _parse_boolean(text: str) -> bool:
 boolean = Parser(_parse_boolean, "true or false (also 1/0, yes/no, on/off)")
 
 
-def choice(*options: str) -> Parser:
+def choice(*options: str) -> Parser[str]:
     def parse(text: str) -> str:
         lowered = text.strip().lower()
         if lowered not in options:
@@ -83,7 +85,7 @@ def choice(*options: str) -> Parser:
     return Parser(parse, "one of " + ", ".join(options))
 
 
-def subset(*options: str) -> Parser:
+def subset(*options: str) -> Parser[tuple[str, ...]]:
     """A comma-separated selection from ``options``; empty selects none."""
 
     def parse(text: str) -> tuple[str, ...]:
@@ -99,7 +101,7 @@ _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 CALLABLE_REFERENCE = re.compile(rf"{_DOTTED}:{_DOTTED}")
 
 
-def checks(*builtin: str) -> Parser:
+def checks(*builtin: str) -> Parser[tuple[str, ...]]:
     """A comma-separated selection from ``builtin``, and ``package.module:callable``
     references (whether each imports is checked once Django is set up)."""
 
@@ -125,7 +127,7 @@ def checks(*builtin: str) -> Parser:
     )
 
 
-def text(*, empty_ok: bool = False) -> Parser:
+def text(*, empty_ok: bool = False) -> Parser[str]:
     def parse(value: str) -> str:
         if not value.strip() and not empty_ok:
             raise ValueError
@@ -134,14 +136,14 @@ def text(*, empty_ok: bool = False) -> Parser:
     return Parser(parse, "any text" if empty_ok else "a non-empty text")
 
 
-def comma_list() -> Parser:
+def comma_list() -> Parser[tuple[str, ...]]:
     def parse(value: str) -> tuple[str, ...]:
         return tuple(item.strip() for item in value.split(",") if item.strip())
 
     return Parser(parse, "a comma-separated list")
 
 
-def host_list() -> Parser:
+def host_list() -> Parser[tuple[str, ...]]:
     """Like :func:`comma_list`, but text that names no item (``" , "``) is a mistake."""
 
     def parse(value: str) -> tuple[str, ...]:

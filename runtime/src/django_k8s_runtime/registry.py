@@ -31,13 +31,14 @@ class ConfigError(SystemExit):
 class Variable:
     name: str
     default: str | None  # the raw default, as the reference shows it; None: no default
-    parser: Parser
+    parser: Parser[Any]
     help: str
     section: str
     fallback: str | None = None  # another variable read when this one is unset
 
     def read(self, environ: Mapping[str, str]) -> Setting:
         """This variable's parsed value and where it came from; ConfigError if invalid."""
+        raw: str | None
         if self.name in environ:
             source, raw = self.name, environ[self.name]
         elif self.fallback and self.fallback in environ:
@@ -78,7 +79,7 @@ REGISTRY: dict[str, Variable] = {}
 def declare(
     name: str,
     default: str | None,
-    parser: Parser,
+    parser: Parser[Any],
     help: str,
     section: str,
     fallback: str | None = None,
@@ -145,7 +146,8 @@ class Snapshot(Mapping[str, Any]):
         """Where the value came from: the variable, its fallback, or ``"default"``."""
         if name in self._invalid:
             raise ConfigError(self._invalid[name])
-        return self._settings[name].source
+        source: str = self._settings[name].source
+        return source
 
     @property
     def problems(self) -> list[str]:

@@ -234,7 +234,8 @@ def load_callable(reference: str) -> Callable[[], Any]:
             raise CannotLoadCheck(f"{module_name} has no {attributes}") from None
     if not callable(found):
         raise CannotLoadCheck(f"{attributes} is a {type(found).__name__}, not a callable")
-    return found
+    check: Callable[[], Any] = found
+    return check
 
 
 def project_probe(

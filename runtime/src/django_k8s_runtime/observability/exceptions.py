@@ -34,6 +34,6 @@ def count_exceptions(count: Callable[[str, str | None], None]) -> None:
 def _route(request: Any) -> str | None:
     scope = getattr(request, "scope", None)
     if scope and scope.get(ROUTE):
-        return scope[ROUTE]
+        return str(scope[ROUTE])
     match = getattr(request, "resolver_match", None)
     return "/" + match.route if match is not None else None

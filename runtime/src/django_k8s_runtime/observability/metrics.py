@@ -315,4 +315,4 @@ def worker_exited(pid: int, cause: str) -> None:
     from prometheus_client import multiprocess
 
     get().worker_restarts.labels(cause).inc()
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

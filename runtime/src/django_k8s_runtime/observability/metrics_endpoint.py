@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from inspect import markcoroutinefunction
 from typing import TYPE_CHECKING, Any
 
+from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -21,7 +23,7 @@ class MetricsEndpoint:
 
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         port: int,
         registry: CollectorRegistry,
@@ -35,7 +37,7 @@ class MetricsEndpoint:
         self.exposition = make_asgi_app(registry)
 
     @markcoroutinefunction
-    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         server = scope.get("server")
         if scope["type"] != "http" or not server or server[1] != self.port:
             return self.app(scope, receive, send)  # no coroutine of ours on its way

@@ -39,7 +39,7 @@ class record_route:  # lower case: the name MIDDLEWARE lists, as it always had
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        response = await self.get_response(request)
+        response: HttpResponseBase = await self.get_response(request)
         _record(request)
         return response
 

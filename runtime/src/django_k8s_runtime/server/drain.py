@@ -44,7 +44,7 @@ def install_shutdown_delay(arbiter: Any, delay: float) -> None:
     A second SIGTERM during the drain skips the rest of the delay.
     """
     graceful_stop = arbiter.handle_term
-    state = {"draining_since": None}
+    state: dict[str, float | None] = {"draining_since": None}
 
     def handle_term() -> None:
         begin()

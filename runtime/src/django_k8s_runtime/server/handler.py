@@ -258,6 +258,7 @@ class OneHopHandler(ASGIHandler):
                 body_file.close()
                 request.finish(signals.request_finished.send, sender=ASGIHandler)
                 return None
+            response: Any
             django_request, response = self.create_request(scope, body_file)
             if django_request is None:
                 body_file.close()
@@ -273,9 +274,10 @@ class OneHopHandler(ASGIHandler):
             request.finish(signals.request_finished.send, sender=ASGIHandler)
             return None
         response._handler_class = ASGIHandler  # request_finished's sender, as Django's
-        return response
+        made: HttpResponseBase = response
+        return made
 
-    def _render(self, response: HttpResponseBase, request: RequestState) -> Rendered:
+    def _render(self, response: Any, request: RequestState) -> Rendered:
         """The response's messages; a stream is sent from here as it is made. The
         response is closed in this thread, whatever happens (a file's own closers
         wait for the file to be sent: :class:`.streaming.FileParts`)."""

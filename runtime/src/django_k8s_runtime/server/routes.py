@@ -41,7 +41,8 @@ def path_info(scope: Scope) -> str:
     is stripped only at a "/" boundary. 5.2 and 6.0 strip any leading match (``x/``
     of ``/app/x/`` under ``/app/``); where the two rules differ, theirs leaves a path
     that resolves to nothing, so the newest rule is right on every series."""
-    path, prefix = scope["path"], get_script_prefix(scope).rstrip("/")
+    path: str = scope["path"]
+    prefix: str = get_script_prefix(scope).rstrip("/")
     if prefix and (path.startswith(prefix + "/") or path == prefix):
         return path[len(prefix) :]
     return path

@@ -34,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
 
 from django_k8s_runtime.asgi_types import (
     DEADLINE,
@@ -61,8 +62,8 @@ DISCONNECT: Message = {"type": "http.disconnect"}
 class _Nothing:
     """An awaitable that is done at once, as often as it is awaited."""
 
-    def __await__(self) -> Iterator[None]:
-        return iter(())
+    def __await__(self) -> Generator[Any, Any, None]:
+        return iter(())  # type: ignore[return-value]
 
 
 _NOTHING = _Nothing()
@@ -131,9 +132,11 @@ class RequestDeadline:
         self._send = send
         self._last_sent = 0.0  # when the application last sent, once its head is out
         self._body_arriving = False  # part of a body came, the rest has not
-        self._request_task = asyncio.current_task()
-        self._receiving: set[asyncio.Task[object]] = set()
-        self._interrupted: set[asyncio.Task[object]] = set()
+        task = asyncio.current_task()
+        assert task is not None  # a request runs in a task of the server's
+        self._request_task = task
+        self._receiving: set[asyncio.Task[Any]] = set()
+        self._interrupted: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = self._loop.call_at(self.at, self.expire)
 
     def _start_again(self) -> None:
@@ -152,6 +155,7 @@ class RequestDeadline:
         if self.expired:
             return DISCONNECT
         task = asyncio.current_task()
+        assert task is not None
         self._receiving.add(task)
         try:
             message = await self._receive()

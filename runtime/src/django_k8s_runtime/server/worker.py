@@ -122,7 +122,7 @@ class _Server(Server):
         # SIGTERM dies of the signal Uvicorn re-raises, without logging's own flush
 
 
-class UvicornWorker(BaseUvicornWorker):
+class UvicornWorker(BaseUvicornWorker):  # type: ignore[misc] # uvicorn-worker is untyped
     CONFIG_KWARGS = {"loop": "uvloop", "http": GracefulHttpToolsProtocol, "lifespan": "off"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
