@@ -70,9 +70,10 @@ node-packages: ## Install the npm packages the manifest tests use (Gateway API's
 	else echo "npm is missing: the schema tests will skip (make system-packages installs it)"; fi
 
 .PHONY: lint
-lint: venv ## ruff check and format check
+lint: venv ## ruff check and format check; mypy --strict on the runtime
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 .PHONY: format
 format: venv ## Format and fix with ruff
