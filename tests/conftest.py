@@ -15,7 +15,7 @@ def collected_static_files():
     from tests.support.server import BIN, ROOT, base_environment
 
     subprocess.run(
-        [str(BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v0"],
+        [str(BIN / "python"), "-m", "tests.site.manage", "collectstatic", "--noinput", "-v0"],
         cwd=ROOT,
         env=base_environment(),
         check=True,

@@ -1,12 +1,18 @@
 """README and docs/ link to each other by relative paths and headings: every such
-link leads somewhere (the manual moved out of README once, and may move again)."""
+link leads somewhere (the manual moved out of README once, and may move again). The
+variables' tables are generated from the declarations, and README keeps the five
+variables of the original request."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from django_k8s_runtime.env import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "runtime" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -62,3 +68,30 @@ def test_project_md_quotes_the_composition_root_as_it_is() -> None:
     source = set(code_lines((ROOT / "runtime/src/django_k8s_runtime/asgi.py").read_text()))
     drifted = [line for line in code_lines(quoted.group(1)) if line not in source]
     assert drifted == [], "PROJECT.md quotes lines asgi.py no longer has"
+
+
+SEED_DEFAULTS = {
+    "GUNICORN_WORKERS": "4",
+    "GUNICORN_PORT": "8000",
+    "GUNICORN_TIMEOUT": "30",
+    "GUNICORN_MAX_REQUESTS": "0",
+    "GUNICORN_MAX_REQUESTS_JITTER": "0",
+}
+
+
+def test_the_variables_reference_is_generated_from_the_declarations() -> None:
+    """scripts/update-readme (`make docs`) writes the tables; --check finds a stale one."""
+    result = subprocess.run(
+        [sys.executable, ROOT / "scripts" / "update-readme", "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_names_the_requested_variables_with_their_declared_defaults() -> None:
+    """README keeps the five variables of the original request, and their defaults."""
+    readme = (ROOT / "README.md").read_text()
+    shown = dict(re.findall(r"^\| `([A-Z_]+)` \| `([^`]*)` \|", readme, re.MULTILINE))
+    assert shown == {name: REGISTRY[name].default for name in SEED_DEFAULTS}

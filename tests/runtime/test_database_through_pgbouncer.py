@@ -1,4 +1,4 @@
-"""The service through PgBouncer in transaction mode, as the reference sidecar runs it:
+"""The test site through PgBouncer in transaction mode, as the reference sidecar runs it:
 Debian's pgbouncer with the component's own pgbouncer.ini (only addresses and file
 paths changed), speaking TLS (verify-full) to a PostgreSQL the test starts, and the
 real server with DB_POOLER=pgbouncer in front of it.
@@ -86,7 +86,10 @@ def pooled_environment(bouncer: PgBouncer, **more: str) -> dict[str, str]:
 def migrated(postgres, ca) -> None:
     """Migrations as the Job runs them: straight to PostgreSQL, in a session of their
     own (they may use session state a transaction-mode pool would not keep)."""
-    result = run(["python", "manage.py", "migrate", "--noinput"], direct_environment(postgres, ca))
+    result = run(
+        ["python", "-m", "tests.site.manage", "migrate", "--noinput"],
+        direct_environment(postgres, ca),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -115,9 +118,9 @@ def test_queries_through_pgbouncer_each_session_bounded_by_its_connect_query(
     server, postgres
 ) -> None:
     assert server.get("/health", via_ingress=False).status_code == 200  # readiness: the database
-    items = server.get("/api/items")
-    assert items.status_code == 200, items.text
-    assert items.json() == {"items": []}
+    groups = server.get("/_test/groups")
+    assert groups.status_code == 200, groups.text
+    assert groups.json() == {"groups": []}
     # The bounds DB_REQUEST_TIMEOUTS would set, set by PgBouncer on every server session.
     with concurrent.futures.ThreadPoolExecutor(10) as clients:
         answers = list(clients.map(lambda _: server.get("/_test/db-settings").json(), range(30)))

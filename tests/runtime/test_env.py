@@ -1,11 +1,11 @@
-"""Parsing and validation of every declared variable (django_k8s_runtime/env.py, config/env.py)."""
+"""Parsing and validation of every declared variable: the runtime's
+(django_k8s_runtime/env.py), and a project's, declared with its ``declare()`` (the
+test site's, tests/site/env.py)."""
 
 from __future__ import annotations
 
 import copy
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -247,7 +247,7 @@ def test_check_reports_problems_of_every_concern_at_once() -> None:
         "DB_SSLCERT",
         "DB_SSLCERT",  # ... and DB_SSLKEY go together
         "PROMETHEUS_MULTIPROC_DIR",
-        "DJANGO_SECRET_KEY",  # this project's own rule (config/env.py), after the runtime's
+        "DJANGO_SECRET_KEY",  # the project's own rule (tests/site/env.py), after the runtime's
     ], lines
     assert str(caught.value.code).splitlines() == [f"configuration error: {m}" for m in lines]
     assert "s3cret" not in str(caught.value.code)
@@ -289,12 +289,11 @@ def test_contradictions_between_variables_are_refused(environ: dict, fragment: s
     assert len(caught.value.messages) == 1
 
 
-def test_production_needs_a_secret_key() -> None:
+def test_a_projects_rule_runs_with_the_runtimes() -> None:
     with pytest.raises(ConfigError) as caught:
         validation.check(env.load({}))
     assert caught.value.messages == (
-        "DJANGO_SECRET_KEY is not set; production needs one (at least 50 random characters), "
-        "e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'.",
+        "DJANGO_SECRET_KEY is not set; the test site needs one unless DJANGO_DEBUG.",
     )
 
 
@@ -302,28 +301,10 @@ def test_debug_needs_no_secret_key_and_metrics_off_need_no_directory() -> None:
     validation.check(env.load({"DJANGO_DEBUG": "true", "METRICS_PORT": "0"}))
 
 
-def test_the_variables_reference_is_generated_from_the_declarations() -> None:
-    """scripts/update-readme (`make docs`) writes the tables; --check finds a stale one."""
-    result = subprocess.run(
-        [sys.executable, ROOT / "scripts" / "update-readme", "--check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_readme_names_the_requested_variables_with_their_declared_defaults() -> None:
-    """README keeps the five variables of the original request, and their defaults."""
-    readme = (ROOT / "README.md").read_text()
-    shown = dict(re.findall(r"^\| `([A-Z_]+)` \| `([^`]*)` \|", readme, re.MULTILINE))
-    assert shown == {name: REGISTRY[name].default for name in SEED_DEFAULTS}
-
-
 def test_the_runtime_declares_none_of_djangos_own_variables() -> None:
     names = {variable.name for variable in env.RUNTIME_VARIABLES}
     assert not {name for name in names if name.startswith(("DJANGO_", "EXAMPLE_"))}
-    assert {"DJANGO_SECRET_KEY", "EXAMPLE_UPSTREAM_URL"} <= set(env.REGISTRY)  # config/env.py
+    assert {"DJANGO_SECRET_KEY", "UPSTREAM_URL"} <= set(env.REGISTRY)  # tests/site/env.py
 
 
 def test_more_threads_than_pooled_connections_is_a_warning_not_an_error() -> None:

@@ -107,8 +107,9 @@ def test_a_metrics_directory_with_metrics_off_is_refused_not_a_traceback() -> No
     )
 
 
-def test_production_without_a_secret_key_refuses_to_start() -> None:
-    result = run_gunicorn(DJANGO_SECRET_KEY=None, DJANGO_SETTINGS_MODULE="config.settings")
+def test_a_projects_rule_stops_the_start_in_one_line() -> None:
+    """The test site's: no secret key, no start (the service's is tests/project's)."""
+    result = run_gunicorn(DJANGO_SECRET_KEY=None)
     assert result.returncode != 0
     output = (result.stdout + result.stderr).strip()
     assert output.splitlines() == [output]
@@ -135,7 +136,7 @@ def test_worker_count_comes_from_the_environment(environ: dict, workers: int) ->
         assert "Using worker: django_k8s_runtime.server.worker.UvicornWorker" in server.log()
         for pid in pids:
             assert f"Started server process [{pid}]" in server.log()
-        response = server.get("/api/hello")
+        response = server.get("/_test/hello")
         assert response.status_code == 200
         assert "server" not in response.headers  # the software is not advertised
 

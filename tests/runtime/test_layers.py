@@ -4,40 +4,33 @@
   other and nothing else of the runtime but one leaf, ``asgi_types`` (ASGI's
   shapes and the small response), which imports nothing of the runtime: the
   composition root (asgi.py) hands each layer what it needs.
-* Nothing in the runtime imports this project (config/, example/).
-* This project uses the runtime only through its public modules, as any project
-  would (django_k8s_runtime.PUBLIC_MODULES), and of each only the names its
-  ``__all__`` declares.
+* Nothing in the runtime imports this repository's service (config/, example/), nor
+  its tests, benchmarks or harness.
+* Each public module (django_k8s_runtime.PUBLIC_MODULES) defines what its ``__all__``
+  declares.
+* The runtime's tests, their site and their support (tests/runtime/, tests/site/,
+  tests/support/) name nothing of the service, in an import or in a string (a settings
+  module, an application, a readiness check): they run without it
+  (tests/runtime/conftest.py makes it unimportable while they do).
+
+The service's own use of the runtime is tests/project/test_layers.py's.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 from django_k8s_runtime import PUBLIC_MODULES
+from tests.support.source import ROOT, RUNTIME, defined_names, imports, public_names
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = ROOT / "runtime" / "src" / "django_k8s_runtime"
+SERVICE = ("config", "example")
+RUNTIMES_TESTS = ("tests/runtime", "tests/site", "tests/support")
 LAYERS = ("server", "health", "observability")
 LEAF = "django_k8s_runtime.asgi_types"  # what every layer may import
-
-
-def imports(directory: Path, root: Path = ROOT) -> set[tuple[str, str]]:
-    """(file, imported module) for every absolute import in ``directory``."""
-    found = set()
-    for path in directory.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            else:
-                continue
-            found |= {(str(path.relative_to(root)), name) for name in names}
-    return found
 
 
 @pytest.mark.parametrize("layer", LAYERS)
@@ -68,104 +61,93 @@ def test_the_runtime_never_imports_this_project() -> None:
     assert found == set()
 
 
-@pytest.mark.parametrize("package", ["config", "example"])
-def test_this_project_uses_only_the_runtimes_public_modules(package: str) -> None:
-    private = {
-        (path, name)
-        for path, name in imports(ROOT / package)
-        if name.startswith("django_k8s_runtime")
-        and name not in PUBLIC_MODULES
-        and name.rsplit(".", 1)[0] not in PUBLIC_MODULES  # `from public import name`
-    }
-    assert private == set(), "use the runtime's public surface, as any project would"
-
-
-def public_names(module: str) -> set[str]:
-    """The names a public module's ``__all__`` declares, read from its source (importing
-    the Gunicorn config module would run it)."""
-    path = RUNTIME.parent / (module.replace(".", "/") + ".py")
-    if not path.exists():
-        path = path.with_suffix("") / "__init__.py"
-    for node in ast.parse(path.read_text()).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
-            return set(ast.literal_eval(node.value))
-    raise AssertionError(f"{module} declares no __all__")
-
-
-def defined_names(module: str) -> set[str]:
-    """Every name bound at the top of a module (definitions, assignments, imports),
-    also inside a top-level ``try`` or ``if``."""
-    path = RUNTIME.parent / (module.replace(".", "/") + ".py")
-    if not path.exists():
-        path = path.with_suffix("") / "__init__.py"
-    found = set()
-    nodes = list(ast.parse(path.read_text()).body)
-    while nodes:
-        node = nodes.pop()
-        if isinstance(node, ast.Try | ast.If):
-            nodes += [*node.body, *node.orelse, *getattr(node, "handlers", ())]
-        elif isinstance(node, ast.ExceptHandler):
-            nodes += node.body
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            found.add(node.name)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            found |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            found |= {target.id for target in targets if isinstance(target, ast.Name)}
-    return found
-
-
-def names_used(directory: Path) -> set[tuple[str, str, str]]:
-    """(file, public module, name) for every name this project takes from one:
-    ``from module import name``, and ``module.name`` where a module is bound."""
-    found = set()
-    for path in directory.rglob("*.py"):
-        tree = ast.parse(path.read_text())
-        bound = {}  # local name -> public module
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module in PUBLIC_MODULES:
-                for alias in node.names:
-                    submodule = f"{node.module}.{alias.name}"
-                    if submodule in PUBLIC_MODULES:
-                        bound[alias.asname or alias.name] = submodule
-                    else:
-                        found.add((str(path.relative_to(ROOT)), node.module, alias.name))
-            elif isinstance(node, ast.Import):
-                bound |= {a.asname: a.name for a in node.names if a.asname in PUBLIC_MODULES}
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Name)
-                and node.value.id in bound
-            ):
-                found.add((str(path.relative_to(ROOT)), bound[node.value.id], node.attr))
-    return found
-
-
 @pytest.mark.parametrize("module", PUBLIC_MODULES)
 def test_a_public_module_declares_its_surface_by_name(module: str) -> None:
     missing = public_names(module) - defined_names(module)
     assert missing == set(), f"{module}.__all__ names what it does not define"
 
 
-@pytest.mark.parametrize("package", ["config", "example"])
-def test_this_project_uses_only_the_names_the_public_modules_declare(package: str) -> None:
-    private = {
-        (path, module, name)
-        for path, module, name in names_used(ROOT / package)
-        if name not in public_names(module)
+def service_modules(root: Path = ROOT) -> set[str]:
+    """The service's modules by their dotted names (``config.settings``...), from its files."""
+    found = set()
+    for package in SERVICE:
+        for path in (root / package).rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            found.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return found
+
+
+def names_of_the_service(directory: Path, root: Path = ROOT) -> set[tuple[str, str]]:
+    """(file, name) for every import of the service in ``directory``, and every string
+    that names one of its modules (``"config.asgi:application"``,
+    ``"HEALTH_CHECKS": "example.checks:upstream"``)."""
+    modules = service_modules(root)
+    found = {
+        (path, name) for path, name in imports(directory, root) if name.split(".")[0] in SERVICE
     }
-    assert private == set(), "add it to the module's __all__ (a change of the surface), or not"
+    for path in directory.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for name in re.findall(r"(?<![\w.])(?:config|example)(?:\.\w+)+", node.value):
+                    if any(name == m or name.startswith(m + ".") for m in modules if "." in m):
+                        found.add((str(path.relative_to(root)), name))
+    return found
+
+
+@pytest.mark.parametrize("directory", RUNTIMES_TESTS)
+def test_the_runtimes_tests_name_nothing_of_the_service(directory: str) -> None:
+    this_file = str(Path(__file__).relative_to(ROOT))  # names them, to test the check
+    found = {(path, name) for path, name in names_of_the_service(ROOT / directory)}
+    assert {(path, name) for path, name in found if path != this_file} == set(), (
+        "the runtime's tests run on tests/site/; the service's are tests/project/'s"
+    )
 
 
 def test_the_checks_can_see_an_import() -> None:
-    assert ("config/asgi.py", "django_k8s_runtime.asgi") in imports(ROOT / "config")
-    uses = names_used(ROOT / "config")
-    assert ("config/settings.py", "django_k8s_runtime.settings", "checked") in uses
-    assert ("config/env.py", "django_k8s_runtime.env", "declare") in uses
-    assert ("config/env.py", "django_k8s_runtime.validation", "rule") in uses
     handler = "runtime/src/django_k8s_runtime/server/handler.py"
     assert (handler, "django_k8s_runtime.server.threads") in imports(RUNTIME / "server")
     assert (handler, LEAF) in imports(RUNTIME / "server")
+
+
+def test_the_check_sees_the_service_in_an_import_and_in_a_string(tmp_path: Path) -> None:
+    for package, modules in {"config": ("settings", "asgi"), "example": ("checks",)}.items():
+        (tmp_path / package).mkdir()
+        for module in ("__init__", *modules):
+            (tmp_path / package / f"{module}.py").write_text("")
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_imports.py").write_text(
+        "import config.asgi\nfrom example import checks\nfrom tests.site import views\n"
+    )
+    (tests / "test_names.py").write_text(
+        "ENVIRON = {'DJANGO_SETTINGS_MODULE': 'config.settings',\n"
+        "           'HEALTH_CHECKS': 'database,example.checks:upstream'}\n"
+        "HOSTS = ['example.com', 'shop.example.com', 'config.example.com']\n"
+    )
+    assert names_of_the_service(tests, tmp_path) == {
+        ("tests/test_imports.py", "config.asgi"),
+        ("tests/test_imports.py", "example"),
+        ("tests/test_imports.py", "example.checks"),
+        ("tests/test_names.py", "config.settings"),
+        ("tests/test_names.py", "example.checks"),
+    }
+
+
+def test_this_service_is_not_importable_while_the_runtimes_tests_run() -> None:
+    """tests/runtime/conftest.py hides config/ and example/ from this process and from
+    every process its tests start: what passes here passes without the service."""
+    import subprocess
+    import sys
+
+    for package in SERVICE:
+        with pytest.raises(ModuleNotFoundError, match="without this repository's service"):
+            __import__(f"{package}.settings" if package == "config" else package)
+        started = subprocess.run(
+            [sys.executable, "-c", f"import {package}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert started.returncode == 1, started.stderr
+        assert "without this repository's service" in started.stderr

@@ -1,6 +1,6 @@
-"""``manage.py`` against a database it cannot use: one line, at once, non-zero.
-
-That command is the migration Job run before every rollout (deploy/kubernetes/).
+"""A project's ``manage.py`` (the test site's, through the runtime's
+``execute_from_command_line``) against a database it cannot use: one line, at once,
+non-zero. That command is the migration Job run before every rollout.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ PASSWORD = "s3cret-never-shown"
 
 def migrate(**environ: str) -> tuple[int, str, float]:
     started = time.monotonic()
-    result = run(["python", "manage.py", "migrate", "--noinput"], environ, timeout=60)
+    result = run(["python", "-m", "tests.site.manage", "migrate", "--noinput"], environ, timeout=60)
     return result.returncode, (result.stdout + result.stderr).strip(), time.monotonic() - started
 
 

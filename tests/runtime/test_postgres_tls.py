@@ -73,7 +73,7 @@ def test_verify_full_with_the_right_ca_encrypts_every_session(tls_postgres, pki)
     migrate(environ)
     with Server(environ) as server:
         assert readiness(server).status_code == 200
-        assert server.get("/api/items").status_code == 200  # the pool opens a session
+        assert server.get("/_test/groups").status_code == 200  # the pool opens a session
         sessions = tls_postgres.execute(
             "SELECT s.ssl, s.version, s.cipher FROM pg_stat_ssl s "
             "JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'app'"
@@ -187,7 +187,7 @@ def test_connections_stay_within_workers_times_pool_max_under_load(tls_postgres,
 
 
 def migrate(environ: dict[str, str]) -> None:
-    result = run(["python", "manage.py", "migrate", "--noinput", "-v0"], environ)
+    result = run(["python", "-m", "tests.site.manage", "migrate", "--noinput", "-v0"], environ)
     assert result.returncode == 0, result.stderr
 
 
@@ -198,7 +198,7 @@ def test_pki_fixture_files_exist(pki) -> None:
 def test_migrate_against_an_untrusted_server_fails_in_one_line(tls_postgres, pki) -> None:
     """The migration Job: a wrong CA is named as the cause, at once, without a traceback."""
     result = run(
-        ["python", "manage.py", "migrate", "--noinput"],
+        ["python", "-m", "tests.site.manage", "migrate", "--noinput"],
         {
             "DATABASE_URL": tls_postgres.url(),
             "DB_SSLMODE": "verify-full",

@@ -16,13 +16,13 @@ def test_the_debug_page_stars_the_passwords_of_url_settings() -> None:
         "GUNICORN_WORKERS": "1",
         "HEALTH_CHECKS": "",
         "CACHE_URL": f"redis://:{PASSWORD}@127.0.0.1:6399/0",
-        "EXAMPLE_UPSTREAM_URL": f"http://upstream:{PASSWORD}@127.0.0.1:9/?token={PASSWORD}",
+        "UPSTREAM_URL": f"http://upstream:{PASSWORD}@127.0.0.1:9/?token={PASSWORD}",
     }
     with Server(environ) as server:
         page = server.get("/_test/raise")
     assert page.status_code == 500
     assert "RuntimeError" in page.text  # Django's technical 500 page, settings and all
-    assert "EXAMPLE_UPSTREAM_URL" in page.text
+    assert "UPSTREAM_URL" in page.text
     assert PASSWORD not in page.text
     assert "redis://:***@127.0.0.1:6399/0" in page.text
     assert "http://upstream:***@127.0.0.1:9/?token=***" in page.text

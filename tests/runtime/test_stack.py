@@ -1,4 +1,4 @@
-"""The layers together, composed as config/asgi.py composes them, around a tiny
+"""The layers together, composed as the runtime's asgi.py composes them, around a tiny
 application standing in for Django (it records its route as ``record_route`` does).
 
 What only the composition shows: the observer outside sees the route the probes
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.in_process  # no server: the layers driven in this proc
 async def django_stand_in(scope, receive, send) -> None:
     if scope["path"] == "/slow":
         await asyncio.sleep(30)  # ignores the disconnect: cancelled after the grace
-    scope["route"] = "/api/items"
+    scope["route"] = "/items"
     await respond(send, 200, b"items")
 
 
@@ -62,7 +62,7 @@ def test_the_layers_together(caplog) -> None:
     async def scenario():
         async with client(app) as http, client(app, port=9000) as scraper:
             probe = await http.get("/health")
-            page = await http.get("/api/items")
+            page = await http.get("/items")
             slow = await http.get("/slow", headers={"x-request-id": "slow-request-1"})
             scrape = await scraper.get("/metrics")
             return probe, page, slow, scrape
@@ -75,7 +75,7 @@ def test_the_layers_together(caplog) -> None:
     assert slow.headers["x-request-id"] == "slow-request-1"
 
     access = [(r.path, r.status) for r in caplog.records if r.name == "django_k8s_runtime.access"]
-    assert access == [("/api/items", 200), ("/slow", 504)]  # the probe is quiet
+    assert access == [("/items", 200), ("/slow", 504)]  # the probe is quiet
     (timeout,) = [r for r in caplog.records if r.name == "django_k8s_runtime.server.timeout"]
     assert timeout.request_id == "slow-request-1"
 
@@ -84,6 +84,6 @@ def test_the_layers_together(caplog) -> None:
         return registry.get_sample_value("http_requests_total", labels)
 
     assert count("/health", "200") == 1  # labelled by the route the probes recorded
-    assert count("/api/items", "200") == 1
+    assert count("/items", "200") == 1
     assert count("<unmatched>", "504") == 1
     assert "app_ready 1.0" in scrape.text

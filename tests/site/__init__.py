@@ -1,0 +1,1 @@
+"""The runtime's own test site: a small Django project on the runtime alone (settings.py)."""

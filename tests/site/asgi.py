@@ -1,5 +1,6 @@
-"""config/asgi.py with tests/site/routing.py's WebSocket routes: test servers that need
-the test-only consumers serve ``tests.site.asgi:application``."""
+"""The test site's ASGI entry, as README's Channels form makes a project's: HTTP to
+Django, WebSockets to tests/site/routing.py. What test servers serve by default
+(``tests.site.asgi:application``)."""
 
 import os
 

@@ -1,5 +1,5 @@
-"""The project as an application without a WebSocket part (README's plain form), for
-tests of what that refuses."""
+"""The test site as an application without a WebSocket part (README's plain form),
+for tests of what that refuses."""
 
 import os
 

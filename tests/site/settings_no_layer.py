@@ -1,4 +1,4 @@
-"""The test settings without a channel layer (a project that has none)."""
+"""The test site's settings without a channel layer (a project that has none)."""
 
 from tests.site.settings import *  # noqa: F403
 

@@ -1,12 +1,16 @@
-"""The project's URLs plus endpoints only tests need (slow, blocking, failing views)."""
+"""The test site's URLs: a plain sync and async view, the admin, and views that
+misbehave on purpose (slow, blocking, failing, streaming, leaking)."""
 
+from django.contrib import admin
 from django.urls import path
 
-from config.urls import urlpatterns as project_urlpatterns
 from tests.site import views
 
 urlpatterns = [
-    *project_urlpatterns,
+    path("_test/hello", views.hello),
+    path("_test/hello/async", views.hello_async),
+    path("_test/groups", views.groups),
+    path("admin/", admin.site.urls),
     path("_test/sleep", views.sync_sleep),
     path("_test/async-sleep", views.async_sleep),
     path("_test/block-loop", views.block_event_loop),

@@ -1,4 +1,5 @@
-"""Views that misbehave on purpose, so tests can watch the server cope."""
+"""The test site's views: plain ones (a synchronous and an async JSON view, one
+query), and views that misbehave on purpose, so tests can watch the server cope."""
 
 import asyncio
 import contextvars
@@ -19,6 +20,23 @@ from django.http import FileResponse, HttpRequest, JsonResponse, StreamingHttpRe
 from django.views.decorators.csrf import csrf_exempt
 
 from django_k8s_runtime.observability.request_id import current_request_id
+
+
+def hello(request: HttpRequest) -> JsonResponse:
+    """A synchronous JSON view that touches no database."""
+    return JsonResponse({"message": "Hello, world!"})
+
+
+async def hello_async(request: HttpRequest) -> JsonResponse:
+    """The same, ``async def``: it runs on the worker's event loop."""
+    return JsonResponse({"message": "Hello, world!"})
+
+
+def groups(request: HttpRequest) -> JsonResponse:
+    """One query on a migrated table (``auth_group``: empty after ``migrate``)."""
+    from django.contrib.auth.models import Group
+
+    return JsonResponse({"groups": list(Group.objects.values_list("name", flat=True)[:10])})
 
 
 def _seconds(request: HttpRequest) -> float:

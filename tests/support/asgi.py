@@ -115,7 +115,7 @@ def client(app: Any, *, port: int = 8000) -> httpx.AsyncClient:
 
 
 def websocket_scope(
-    path: str = "/ws/echo/",
+    path: str = "/ws/_test/echo/",
     *,
     headers: list[tuple[bytes, bytes]] | None = None,
     port: int = 8000,

@@ -47,18 +47,14 @@ def base_environment(**overrides: str) -> dict[str, str]:
     return environ
 
 
-GUNICORN_COMMAND = [
-    "gunicorn",
-    "-c",
-    "python:django_k8s_runtime.gunicorn",
-    "config.asgi:application",
-]
+SITE_APPLICATION = "tests.site.asgi:application"  # the runtime's test site (tests/site/)
+GUNICORN_COMMAND = ["gunicorn", "-c", "python:django_k8s_runtime.gunicorn", SITE_APPLICATION]
 
 
 def run(
     command: list[str], environ: Mapping[str, str | None] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run one of the project's commands (``manage.py ...``, ``gunicorn ...``) to its end,
+    """Run a command (``python -m tests.site.manage ...``, ``gunicorn ...``) to its end,
     in a test environment; ``None`` removes a variable."""
     env = base_environment(**{k: v for k, v in (environ or {}).items() if v is not None})
     for name in [k for k, v in (environ or {}).items() if v is None]:
@@ -99,7 +95,7 @@ class Server:
         pid_namespace: bool = False,
         command: list[str] | None = None,
         shm: Path | None = None,
-        application: str = "config.asgi:application",
+        application: str = SITE_APPLICATION,
         leaks_expected: bool = False,
     ) -> None:
         environ = dict(environ or {})

@@ -10,16 +10,16 @@ from contextlib import ExitStack
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from tests.project.service import service
 from tests.support.redis import RedisServer
 from tests.support.requirements import require_tool
-from tests.support.server import Server
 from tests.support.sockets import ORIGIN, open_socket, ws_url
 
 QUIET = {"HEALTH_CHECKS": ""}
 
 
 def test_echo_sends_back_what_it_receives() -> None:
-    with Server({"GUNICORN_WORKERS": "1", **QUIET}) as server:
+    with service({"GUNICORN_WORKERS": "1", **QUIET}) as server:
         with open_socket(server.url("/ws/echo/")) as socket:
             socket.send("hello")
             assert socket.recv(timeout=10) == "hello"
@@ -31,7 +31,7 @@ def test_echo_sends_back_what_it_receives() -> None:
 
 @pytest.mark.slow
 def test_a_broadcast_reaches_every_member_through_the_in_memory_layer() -> None:
-    with Server({"GUNICORN_WORKERS": "1", **QUIET}) as server, ExitStack() as stack:
+    with service({"GUNICORN_WORKERS": "1", **QUIET}) as server, ExitStack() as stack:
         members = [stack.enter_context(open_socket(server.url("/ws/broadcast/"))) for _ in range(3)]
         time.sleep(0.2)  # every member has joined the group
         members[0].send("to all")
@@ -54,7 +54,7 @@ def test_a_broadcast_crosses_pods_only_through_redis(layer: str) -> None:
         environ = {"GUNICORN_WORKERS": "1", **QUIET}
         if layer == "redis":
             environ["CHANNEL_LAYER_URL"] = redis_server.url
-        pods = [stack.enter_context(Server(environ)) for _ in range(2)]
+        pods = [stack.enter_context(service(environ)) for _ in range(2)]
         here, there = (stack.enter_context(open_socket(pod.url("/ws/broadcast/"))) for pod in pods)
         time.sleep(0.5)  # both have joined the group
         here.send("across pods")
@@ -89,7 +89,7 @@ def test_a_burst_of_sockets_joins_the_group_through_redis() -> None:
 
     with RedisServer() as redis_server:
         environ = {"GUNICORN_WORKERS": "1", "CHANNEL_LAYER_URL": redis_server.url, **QUIET}
-        with Server(environ) as server:
+        with service(environ) as server:
             received = asyncio.run(join_at_once(ws_url(server.url("/ws/broadcast/"))))
             log = server.log()
     assert received == ["all of you"] * burst

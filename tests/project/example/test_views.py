@@ -1,43 +1,21 @@
-"""The example app's thin views, through Django's test client (production settings)."""
+"""The example app's views on the service's own settings: views_in_process.py's tests,
+in a pytest process whose Django is the service (``--ds config.settings``), as this
+one's is the runtime's test site (tests/site/)."""
 
 from __future__ import annotations
 
-import pytest
+import re
+from pathlib import Path
 
-from example import services
-from example.models import Item
+from tests.support.server import run
 
-HTTPS = {"secure": True, "headers": {"host": "localhost"}}
-
-
-@pytest.mark.django_db
-def test_hello_answers_json_without_touching_the_database(client, django_assert_num_queries):
-    with django_assert_num_queries(0):
-        response = client.get("/api/hello", {"name": "Kubernetes"}, **HTTPS)
-    assert response.status_code == 200
-    assert response.json() == {"message": "Hello, Kubernetes!"}
+CASES = Path(__file__).with_name("views_in_process.py")
 
 
-@pytest.mark.django_db
-def test_items_runs_one_query_and_lists_newest_first(client, django_assert_num_queries):
-    Item.objects.create(name="first")
-    Item.objects.create(name="second")
-    with django_assert_num_queries(1):
-        response = client.get("/api/items", **HTTPS)
-    assert [item["name"] for item in response.json()["items"]] == ["second", "first"]
-
-
-@pytest.mark.django_db
-def test_latest_items_is_bounded() -> None:
-    Item.objects.bulk_create(Item(name=f"item {n}") for n in range(services.LATEST_LIMIT + 5))
-    assert len(services.latest_items()) == services.LATEST_LIMIT
-
-
-def test_views_only_answer_get(client):
-    assert client.post("/api/hello", **HTTPS).status_code == 405
-
-
-def test_plain_http_is_redirected_to_https(client):
-    response = client.get("/api/hello", headers={"host": "localhost"})
-    assert response.status_code == 301
-    assert response["location"] == "https://localhost/api/hello"
+def test_the_example_views_on_the_services_settings() -> None:
+    result = run(
+        ["python", "-m", "pytest", "-q", "--ds", "config.settings", str(CASES)],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert re.search(r"^\d+ passed\b", result.stdout, re.MULTILINE), result.stdout

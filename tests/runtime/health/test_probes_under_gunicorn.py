@@ -61,11 +61,11 @@ def test_readiness_reports_each_check(server: Server) -> None:
 def test_every_other_path_keeps_its_protection(server: Server) -> None:
     assert (
         probe(
-            server, "/api/hello", **{"host": "10.0.0.7:8000", "x-forwarded-proto": "https"}
+            server, "/_test/hello", **{"host": "10.0.0.7:8000", "x-forwarded-proto": "https"}
         ).status_code
         == 400
     )
-    assert probe(server, "/api/hello", host="localhost").status_code == 301  # to https
+    assert probe(server, "/_test/hello", host="localhost").status_code == 301  # to https
     assert probe(server, "/healthz", **KUBELET_HOST).status_code == 400
     assert probe(server, "/health", "POST").status_code == 405
 
@@ -168,7 +168,7 @@ def test_readiness_fails_once_a_graceful_shutdown_has_begun(postgres) -> None:
         assert response.status_code == 503
         assert response.json()["status"] == "shutting down"
         assert probe(server, "/health/live").status_code == 200
-        assert server.get("/api/hello").status_code == 200  # still serving during the delay
+        assert server.get("/_test/hello").status_code == 200  # still serving during the delay
         assert server.wait(timeout=30) == 0
 
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.in_process
 
 REQUESTS = [
     # address, method, path, status, seconds, answered, ended
-    ("10.0.0.9", "GET", "/api/items?page=2", 200, 0.0123456, None, None),
+    ("10.0.0.9", "GET", "/items?page=2", 200, 0.0123456, None, None),
     ("2001:db8::1", "POST", "/upload", 499, 1.5, 201, None),  # answered after the client left
     ("-", "GET", '/caf\u00e9/"quoted"\\/\r\n\x1b[31m', 404, 0.0, None, None),  # escaped
     ("10.0.0.9", "HEAD", "/", 504, 30.000049, None, None),
@@ -140,9 +140,9 @@ def test_any_other_configuration_goes_through_logging(console, change, caplog) -
     if change in ("level", "disabled"):
         assert written == ""  # as logging would: nothing
     elif change == "text":
-        assert '10.0.0.9 "GET /api/items?page=2" 200 12.3ms' in written
+        assert '10.0.0.9 "GET /items?page=2" 200 12.3ms' in written
     else:
-        assert json.loads(written)["path"] == "/api/items?page=2"
+        assert json.loads(written)["path"] == "/items?page=2"
 
 
 def test_waiting_lines_are_written_before_a_later_record_and_at_flush() -> None:

@@ -31,7 +31,7 @@ def records(server: Server) -> list[dict]:
 def test_every_line_is_json_from_start_to_shutdown_and_ids_tie_a_request_together() -> None:
     with Server({"GUNICORN_WORKERS": "3", "HEALTH_CHECKS": ""}) as server:
         server.wait_for_workers(3)
-        ok = server.get("/api/hello", headers={**HTTPS, "x-request-id": "req-abc-12345"})
+        ok = server.get("/_test/hello", headers={**HTTPS, "x-request-id": "req-abc-12345"})
         failed = server.get("/_test/raise", headers=HTTPS)
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
@@ -48,7 +48,7 @@ def test_every_line_is_json_from_start_to_shutdown_and_ids_tie_a_request_togethe
     assert any(m.startswith("Shutting down: Master") for m in messages)
 
     access = [line for line in lines if line["logger"] == "django_k8s_runtime.access"]
-    (hello,) = [line for line in access if line["path"] == "/api/hello"]
+    (hello,) = [line for line in access if line["path"] == "/_test/hello"]
     assert hello["request_id"] == "req-abc-12345"
     assert (hello["method"], hello["status"], hello["client"]) == ("GET", 200, "127.0.0.1")
     assert hello["duration_ms"] > 0
@@ -68,9 +68,9 @@ def test_probes_are_not_access_logged_unless_asked() -> None:
     ids = {
         "/health": "probe-ready-0001",
         "/health/live": "probe-live-00001",
-        "/api/hello": "api-hello-000001",
+        "/_test/hello": "api-hello-000001",
     }
-    for log_probes, logged in (("false", {"/api/hello"}), ("true", set(ids))):
+    for log_probes, logged in (("false", {"/_test/hello"}), ("true", set(ids))):
         with Server({"LOG_PROBES": log_probes, "HEALTH_CHECKS": ""}) as server:
             for path, request_id in ids.items():
                 response = server.get(path, headers={"x-request-id": request_id})
@@ -79,7 +79,7 @@ def test_probes_are_not_access_logged_unless_asked() -> None:
                 lambda server=server: [
                     r for r in records(server) if r["logger"] == "django_k8s_runtime.access"
                 ],
-                until=lambda found: any(r.get("request_id") == ids["/api/hello"] for r in found),
+                until=lambda found: any(r.get("request_id") == ids["/_test/hello"] for r in found),
             )
             time.sleep(0.3)  # a probe line, if one were written, would be out by now
             lines = [r for r in records(server) if r["logger"] == "django_k8s_runtime.access"]
@@ -89,17 +89,17 @@ def test_probes_are_not_access_logged_unless_asked() -> None:
 
 def test_the_access_log_can_be_switched_off() -> None:
     with Server({"GUNICORN_ACCESS_LOG": "false", "HEALTH_CHECKS": ""}) as server:
-        server.get("/api/hello")
+        server.get("/_test/hello")
         time.sleep(0.5)  # longer than the line would take to appear
         assert not [r for r in records(server) if r["logger"] == "django_k8s_runtime.access"]
 
 
 def test_text_format_is_for_people() -> None:
     with Server({"LOG_FORMAT": "text", "HEALTH_CHECKS": ""}) as server:
-        response = server.get("/api/hello")
-        log = eventually(server.log, until=lambda text: "GET /api/hello" in text)
+        response = server.get("/_test/hello")
+        log = eventually(server.log, until=lambda text: "GET /_test/hello" in text)
     assert "INFO gunicorn.error: Starting gunicorn" in log
-    assert 'INFO access: 127.0.0.1 "GET /api/hello" 200 ' in log
+    assert 'INFO access: 127.0.0.1 "GET /_test/hello" 200 ' in log
     assert f"[{response.headers['x-request-id']}]" in log
     assert not log.lstrip().startswith("{")
 
@@ -230,14 +230,14 @@ def test_no_access_line_or_request_count_is_lost_at_a_graceful_stop(tmp_path) ->
     }
     with Server(environ) as server, concurrent.futures.ThreadPoolExecutor(8) as pool:
         server.wait_for_workers(2)
-        answered = list(pool.map(lambda _: server.get("/api/hello"), range(60)))
+        answered = list(pool.map(lambda _: server.get("/_test/hello"), range(60)))
         server.signal(signal.SIGTERM)  # at once: lines and counts still waiting
         assert server.wait(timeout=30) == 0
         access = [r for r in records(server) if r["logger"] == "django_k8s_runtime.access"]
 
     assert [r.status_code for r in answered] == [200] * 60
-    assert len([r for r in access if r["path"] == "/api/hello"]) == 60
+    assert len([r for r in access if r["path"] == "/_test/hello"]) == 60
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(directory))
-    labels = {"method": "GET", "route": "/api/hello", "status": "200"}
+    labels = {"method": "GET", "route": "/_test/hello", "status": "200"}
     assert registry.get_sample_value("http_requests_total", labels) == 60

@@ -63,14 +63,14 @@ def test_counters_sum_across_workers_and_survive_recycling() -> None:
 def test_routes_are_patterns_and_statuses_are_labels() -> None:
     port = free_port()
     with Server({"METRICS_PORT": str(port), "HEALTH_CHECKS": ""}) as server:
-        server.get("/api/items")  # no table: 500 on SQLite without migrations is fine here
-        server.get("/admin/example/item/42/change/")
+        server.get("/_test/groups")  # no table: 500 on SQLite without migrations is fine here
+        server.get("/admin/auth/user/42/change/")
         server.get("/no/such/page")
         httpx.get(server.url("/health"))
         text = scrape(server, port)
     assert (
         'route="/admin/<path:object_id>/change/"' in text
-        or 'route="/admin/example/item/<path:object_id>/change/"' in text
+        or 'route="/admin/auth/user/<path:object_id>/change/"' in text
     )
     assert "/42/" not in text
     assert sample(text, "http_requests_total", method="GET", route="<unmatched>", status="404") == 1
@@ -102,7 +102,7 @@ def test_metrics_are_never_served_on_the_public_port() -> None:
     with Server({"METRICS_PORT": str(port), "HEALTH_CHECKS": ""}) as server:
         assert server.get("/metrics").status_code == 404
         assert "http_requests_total" not in server.get("/metrics").text
-        other = httpx.get(f"http://127.0.0.1:{port}/api/hello", headers=HTTPS)
+        other = httpx.get(f"http://127.0.0.1:{port}/_test/hello", headers=HTTPS)
         assert other.status_code == 404  # the metrics port serves only /metrics
 
 
@@ -125,18 +125,20 @@ def test_sighup_keeps_the_counts(tmp_path) -> None:
     with Server(environ) as server:
         old = set(server.wait_for_workers(2))
         for _ in range(7):
-            server.get("/api/hello")
+            server.get("/_test/hello")
         server.signal(signal.SIGHUP)  # Gunicorn re-reads its config module
         deadline = time.monotonic() + 30
         while (set(server.workers()) & old or len(server.workers()) != 2) and (
             time.monotonic() < deadline
         ):
             time.sleep(0.1)
-        server.get("/api/hello")
+        server.get("/_test/hello")
         text = scrape(server, port)
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
-    assert sample(text, "http_requests_total", method="GET", route="/api/hello", status="200") == 8
+    assert (
+        sample(text, "http_requests_total", method="GET", route="/_test/hello", status="200") == 8
+    )
     assert total(text, "gunicorn_worker_restarts_total") == 2
     assert sample(text, "gunicorn_worker_restarts_total", cause="stopped") == 2
     assert directory.is_dir()  # the operator's directory stays (emptied at the next start)
@@ -288,10 +290,10 @@ def test_connections_the_server_drops_are_counted_by_reason() -> None:
     }
     with Server(environ) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"GET /api/hello HTTP/1.1\r\n")
+            sock.sendall(b"GET /_test/hello HTTP/1.1\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.1 408 ")
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"GET /api/hello HTTP/1.1\r\nX-Big: " + b"x" * 9000 + b"\r\n\r\n")
+            sock.sendall(b"GET /_test/hello HTTP/1.1\r\nX-Big: " + b"x" * 9000 + b"\r\n\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.1 431 ")
         text = scrape(server, port)
     assert sample(text, "http_connections_dropped_total", reason="head_timeout") == 1
@@ -305,7 +307,7 @@ def test_metrics_with_the_documented_command() -> None:
     server = Server({"METRICS_PORT": str(port), "HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"})
     server.environ.pop("DJANGO_SETTINGS_MODULE")
     with server:
-        assert server.get("/api/hello").status_code == 200
+        assert server.get("/_test/hello").status_code == 200
         assert "http_requests_total" in scrape(server, port)
 
 
@@ -315,7 +317,7 @@ def test_exceptions_are_counted_by_class_and_route() -> None:
         assert server.get("/_test/raise").status_code == 500
         assert server.get("/_test/raise/first").status_code == 500
         assert server.get("/_test/raise/second").status_code == 500
-        assert server.get("/api/hello").status_code == 200
+        assert server.get("/_test/hello").status_code == 200
         assert server.get("/no/such/page").status_code == 404  # not an exception raised
         text = scrape(server, port)
     count = "http_request_exceptions_total"

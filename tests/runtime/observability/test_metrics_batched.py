@@ -91,12 +91,12 @@ sys.stdout.write(generate_latest(multiprocess_registry()).decode())
 """
 
 REQUESTS = [
-    ("GET", "/api/items", 200, 0.004),
-    ("GET", "/api/items", 200, 0.011),
-    ("POST", "/api/items", 201, 0.3),
+    ("GET", "/items", 200, 0.004),
+    ("GET", "/items", 200, 0.011),
+    ("POST", "/items", 201, 0.3),
     ("GET", None, 404, 0.0005),
-    ("BREW", "/api/items", 405, 12.0),
-    ("GET", "/api/items", 200, 0.25),  # on a bucket's bound
+    ("BREW", "/items", 405, 12.0),
+    ("GET", "/items", 200, 0.25),  # on a bucket's bound
     ("GET", "/health", 200, 1e-6),
 ] * 7
 
@@ -123,7 +123,7 @@ def scrape_after(way: str, directory) -> str:
 def test_a_scrape_reads_the_same_as_when_each_request_wrote_its_own(tmp_path) -> None:
     before = scrape_after("one-by-one", tmp_path / "before")
     after = scrape_after("kept-and-published", tmp_path / "after")
-    assert 'http_requests_total{method="other",route="/api/items",status="405"} 7.0' in after
+    assert 'http_requests_total{method="other",route="/items",status="405"} 7.0' in after
     assert "http_requests_in_flight 0.0" in after
     # The same lines; the families come in the order their files are read.
     assert sorted(after.splitlines()) == sorted(before.splitlines())

@@ -18,7 +18,7 @@ METRICS_PORT, PUBLIC_PORT = 9000, 8000
 @pytest.fixture
 def registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    Metrics(registry).requests.labels("GET", "/api/hello", "200").inc(3)
+    Metrics(registry).requests.labels("GET", "/_test/hello", "200").inc(3)
     return registry
 
 
@@ -41,7 +41,9 @@ def test_a_scrape_gets_the_text_format(registry) -> None:
     assert response.headers["cache-control"] == "no-store"
     assert "content-encoding" not in response.headers
     assert int(response.headers["content-length"]) == len(response.content)
-    assert 'http_requests_total{method="GET",route="/api/hello",status="200"} 3.0' in response.text
+    assert (
+        'http_requests_total{method="GET",route="/_test/hello",status="200"} 3.0' in response.text
+    )
 
 
 def test_openmetrics_when_the_scraper_asks_for_it(registry) -> None:
@@ -78,7 +80,7 @@ def test_head_has_the_headers_and_no_body(registry) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "method"), [("/", "GET"), ("/api/hello", "GET"), ("/metrics", "POST")]
+    ("path", "method"), [("/", "GET"), ("/_test/hello", "GET"), ("/metrics", "POST")]
 )
 def test_the_metrics_port_serves_nothing_else(registry, path: str, method: str) -> None:
     response = request(

@@ -78,12 +78,12 @@ def test_a_missing_or_malformed_request_id_is_replaced(incoming: str | None) -> 
 
 def test_one_access_line_per_request_with_its_fields(caplog) -> None:
     with caplog.at_level(logging.INFO):
-        request(RequestObserver(routed("/api/items", 201), access_log=True), "/api/items?page=2")
+        request(RequestObserver(routed("/items", 201), access_log=True), "/items?page=2")
     (line,) = access_lines(caplog)
-    assert line.getMessage().startswith('10.0.0.9 "GET /api/items?page=2" 201 ')
+    assert line.getMessage().startswith('10.0.0.9 "GET /items?page=2" 201 ')
     assert (line.method, line.path, line.status, line.client) == (
         "GET",
-        "/api/items?page=2",
+        "/items?page=2",
         201,
         "10.0.0.9",
     )
@@ -94,7 +94,7 @@ def test_quiet_routes_stay_out_of_the_access_log_and_others_do_not(caplog) -> No
     quiet = {"/health", "/health/live"}
     with caplog.at_level(logging.INFO):
         request(RequestObserver(routed("/health"), access_log=True, quiet_routes=quiet))
-        request(RequestObserver(routed("/api/hello"), access_log=True, quiet_routes=quiet))
+        request(RequestObserver(routed("/_test/hello"), access_log=True, quiet_routes=quiet))
         request(RequestObserver(routed("/health"), access_log=True))  # LOG_PROBES=true
     assert [line.path for line in access_lines(caplog)] == ["/", "/"]
     assert [line.status for line in access_lines(caplog)] == [200, 200]
@@ -109,10 +109,10 @@ def test_the_access_log_can_be_off(caplog) -> None:
 def test_requests_are_counted_by_method_route_and_status(metrics) -> None:
     app_metrics, registry = metrics
     for route, status, method in [
-        ("/api/items", 200, "GET"),
-        ("/api/items", 200, "GET"),
+        ("/items", 200, "GET"),
+        ("/items", 200, "GET"),
         (None, 404, "GET"),
-        ("/api/items", 405, "BREW"),
+        ("/items", 405, "BREW"),
     ]:
         request(
             RequestObserver(routed(route, status), access_log=False, metrics=app_metrics),
@@ -125,12 +125,12 @@ def test_requests_are_counted_by_method_route_and_status(metrics) -> None:
         labels = {"method": method, "route": route, "status": status}
         return registry.get_sample_value("http_requests_total", labels)
 
-    assert count("GET", "/api/items", "200") == 2
+    assert count("GET", "/items", "200") == 2
     assert count("GET", "<unmatched>", "404") == 1
-    assert count("other", "/api/items", "405") == 1  # no label per made-up method
+    assert count("other", "/items", "405") == 1  # no label per made-up method
     duration = registry.get_sample_value(
         "http_request_duration_seconds_count",
-        {"method": "GET", "route": "/api/items", "status": "200"},
+        {"method": "GET", "route": "/items", "status": "200"},
     )
     assert duration == 2
     assert registry.get_sample_value("http_requests_in_flight") == 0

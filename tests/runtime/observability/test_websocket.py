@@ -92,10 +92,10 @@ def test_an_accepted_socket_is_logged_once_when_it_closes(app, closes_with, logg
         _, registry = observe(app, closes_with)
     record = access_line(caplog)
     assert record.close_code == logged
-    assert record.path == "/ws/echo/"
+    assert record.path == "/ws/_test/echo/"
     assert record.method == "WEBSOCKET"
     assert "token" not in record.getMessage()
-    assert f'"WEBSOCKET /ws/echo/" {logged} ' in record.getMessage()
+    assert f'"WEBSOCKET /ws/_test/echo/" {logged} ' in record.getMessage()
     label = "other" if logged == 4000 else str(logged)
     assert registry.get_sample_value("websocket_connections_closed_total", {"code": label})
     assert registry.get_sample_value("websocket_connections_open") == 0

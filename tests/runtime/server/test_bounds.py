@@ -114,7 +114,7 @@ def test_clients_that_never_read_a_file_hold_no_thread_and_are_disconnected() ->
         # More such clients than threads, each with 32 responses pipelined.
         with clients_that_never_read(server.port, request(STATIC) * 32, 8) as stuck:
             time.sleep(1)  # their responses are under way, and backed up
-            answers = [timed_get(server, "/api/hello") for _ in range(5)]
+            answers = [timed_get(server, "/_test/hello") for _ in range(5)]
             assert all(status == 200 for status, _ in answers), answers
             # Prompt: nowhere near the 60 s a held thread would have meant.
             assert max(seconds for _, seconds in answers) < 5, answers
@@ -143,7 +143,7 @@ def test_a_client_that_never_reads_a_stream_gives_its_thread_back() -> None:
     stream = request("/_test/stream/sync?bytes=100000000&chunk=65536")
     with Server(environ) as server, clients_that_never_read(server.port, stream, 2) as stuck:
         time.sleep(1)
-        status, seconds = timed_get(server, "/api/hello", timeout=45)
+        status, seconds = timed_get(server, "/_test/hello", timeout=45)
         assert status == 200
         assert seconds < 20, f"answered after {seconds:.1f}s: the threads were held"
         time.sleep(3)
@@ -161,7 +161,7 @@ def quick_heads():
 
 def test_a_partial_head_is_answered_408_within_its_deadline(quick_heads: Server) -> None:
     with socket.create_connection(("127.0.0.1", quick_heads.port)) as sock:
-        sock.sendall(b"GET /api/hello HTTP/1.1\r\n")
+        sock.sendall(b"GET /_test/hello HTTP/1.1\r\n")
         started = time.monotonic()
         sock.settimeout(15)
         answer = sock.recv(4096)
@@ -182,10 +182,10 @@ def test_the_next_head_on_a_kept_alive_connection_has_its_own_deadline(
 ) -> None:
     with socket.create_connection(("127.0.0.1", quick_heads.port)) as sock:
         sock.settimeout(15)
-        sock.sendall(request("/api/hello"))
+        sock.sendall(request("/_test/hello"))
         assert read_response(sock).startswith(b"HTTP/1.1 200 ")
         time.sleep(3)  # idle longer than the head's deadline: keep-alive's business
-        sock.sendall(b"GET /api/hel")
+        sock.sendall(b"GET /_test/hel")
         assert sock.recv(4096).startswith(b"HTTP/1.1 408 ")
 
 
@@ -267,7 +267,8 @@ def test_management_commands_are_not_bounded_by_the_request_timeout(postgres) ->
     result = run(
         [
             "python",
-            "manage.py",
+            "-m",
+            "tests.site.manage",
             "shell",
             "-c",
             "from django.db import connection; connection.cursor().execute('SELECT pg_sleep(3)')",
@@ -357,7 +358,7 @@ def reset_after_a_response(port: int, payload: bytes) -> None:
 def test_thousands_of_reset_connections_leave_the_workers_memory_flat() -> None:
     with Server({"GUNICORN_WORKERS": "1", "METRICS_PORT": "0"}) as server:
         (worker,) = server.workers()
-        payload = request("/api/hello")
+        payload = request("/_test/hello")
         for _ in range(300):  # warm up: caches, allocator arenas
             reset_after_a_response(server.port, payload)
         before = rss_mib(worker)
@@ -392,11 +393,11 @@ def test_idle_connections_past_worker_connections_are_closed_to_make_room() -> N
         idle = []
         for _ in range(5):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            sock.sendall(request("/api/hello"))
+            sock.sendall(request("/_test/hello"))
             assert read_response(sock).startswith(b"HTTP/1.1 200 ")
             idle.append(sock)
         newcomer = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        newcomer.sendall(request("/api/hello"))
+        newcomer.sendall(request("/_test/hello"))
         assert read_response(newcomer).startswith(b"HTTP/1.1 200 ")
         time.sleep(0.5)
         closed = sum(closed_by_server(sock, wait=0.5) for sock in idle)
@@ -423,13 +424,13 @@ def test_a_client_that_pipelines_without_reading_holds_a_bounded_share() -> None
     and other clients are answered meanwhile."""
     with Server({"GUNICORN_WORKERS": "1", "RESPONSE_SEND_TIMEOUT": "60"}) as server:
         (worker,) = server.workers()
-        assert server.get("/api/hello").status_code == 200
+        assert server.get("/_test/hello").status_code == 200
         before = peak_memory_mib(worker)
         stop = time.monotonic() + 8
         sent = [0]
 
         def pipeline() -> None:
-            burst = request("/api/hello") * 512
+            burst = request("/_test/hello") * 512
             with socket.create_connection(("127.0.0.1", server.port)) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 sock.settimeout(0.5)
@@ -443,7 +444,7 @@ def test_a_client_that_pipelines_without_reading_holds_a_bounded_share() -> None
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             clients = [pool.submit(pipeline) for _ in range(4)]
             time.sleep(4)
-            answers = [timed_get(server, "/api/hello") for _ in range(3)]
+            answers = [timed_get(server, "/_test/hello") for _ in range(3)]
             live = httpx.get(server.url("/health/live"), timeout=2)
             for client in clients:
                 client.result()
@@ -478,7 +479,7 @@ def test_slow_request_bodies_hold_no_slot_and_are_the_clients_408() -> None:
                 for sock in slow:
                     with contextlib.suppress(OSError):
                         sock.send(b"a")
-                answers.append(timed_get(server, "/api/hello"))
+                answers.append(timed_get(server, "/_test/hello"))
                 time.sleep(1)
             refused = 0
             for sock in slow:

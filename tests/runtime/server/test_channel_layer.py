@@ -1,6 +1,6 @@
 """The channel layer as a dependency, through the production command (``gunicorn`` with
-config.asgi, the example's echo and broadcast consumers) and a Redis of the test's own
-that goes away and comes back."""
+the test site's echo and broadcast consumers) and a Redis of the test's own that goes
+away and comes back."""
 
 from __future__ import annotations
 
@@ -51,8 +51,10 @@ def test_an_outage_closes_only_the_sockets_in_a_group_and_readiness_says_so() ->
             "HEALTH_CACHE_SECONDS": "0",
         }
         server = stack.enter_context(Server(environ))
-        grouped = [stack.enter_context(open_socket(server.url("/ws/broadcast/"))) for _ in range(3)]
-        alone = [stack.enter_context(open_socket(server.url("/ws/echo/"))) for _ in range(3)]
+        grouped = [
+            stack.enter_context(open_socket(server.url("/ws/_test/broadcast/"))) for _ in range(3)
+        ]
+        alone = [stack.enter_context(open_socket(server.url("/ws/_test/echo/"))) for _ in range(3)]
         time.sleep(0.5)  # every member has joined
         grouped[0].send("before")
         assert [s.recv(timeout=10) for s in grouped] == ["before"] * 3
@@ -62,15 +64,15 @@ def test_an_outage_closes_only_the_sockets_in_a_group_and_readiness_says_so() ->
         closed: list[Closed] = [wait_closed(s, timeout=15) for s in grouped]
         assert all(echoes(s, "during the outage") for s in alone)
         with pytest.raises(InvalidStatus) as refused:
-            open_socket(server.url("/ws/broadcast/"))
+            open_socket(server.url("/ws/_test/broadcast/"))
         assert refused.value.response.status_code == 503
-        with open_socket(server.url("/ws/echo/")) as new_alone:
+        with open_socket(server.url("/ws/_test/echo/")) as new_alone:
             assert echoes(new_alone, "a new socket in no group")
         assert until(lambda: ready(server) == 503, 10)
 
         redis_server.start()  # the same port
         assert until(lambda: ready(server) == 200, 15)
-        with open_socket(server.url("/ws/broadcast/")) as again:
+        with open_socket(server.url("/ws/_test/broadcast/")) as again:
             time.sleep(0.3)
             again.send("after")
             assert again.recv(timeout=10) == "after"

@@ -175,11 +175,11 @@ def test_the_request_timeout_cancels_an_async_view() -> None:
 @pytest.mark.parametrize(
     ("path", "status", "headers"),
     [
-        ("/api/hello", 200, {}),
+        ("/_test/hello", 200, {}),
         ("/_test/where/async", 200, {}),
         ("/nowhere", 404, {}),
         ("/_test/raise", 500, {}),
-        ("/api/hello", 400, {"host": "evil.example"}),  # DisallowedHost
+        ("/_test/hello", 400, {"host": "evil.example"}),  # DisallowedHost
         ("/_test/stream/sync?bytes=1000", 200, {}),
         (f"/_test/stream/sync?bytes={3 * BUFFER_BYTES}&chunk=65536", 200, {}),
         ("/_test/stream/async?bytes=300000&chunk=10000", 200, {}),
@@ -251,7 +251,7 @@ def test_djangos_upload_limits_apply(server: Server) -> None:
     assert too_big.status_code == 400  # DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB)
     too_many = post.post(server.url("/_test/echo"), data={f"f{n}": "1" for n in range(1001)})
     assert too_many.status_code == 400  # DATA_UPLOAD_MAX_NUMBER_FIELDS (1000)
-    assert server.get("/api/hello").status_code == 200
+    assert server.get("/_test/hello").status_code == 200
 
 
 # As the newest Django does it, on every series --------------------------------------

@@ -81,21 +81,21 @@ def status_of(response: bytes) -> int | None:
     return int(response.split(b" ", 2)[1])
 
 
-def request_head(path: str = "/api/hello", headers: dict[str, str] | None = None) -> bytes:
+def request_head(path: str = "/_test/hello", headers: dict[str, str] | None = None) -> bytes:
     lines = [f"GET {path} HTTP/1.1", "Host: localhost", "X-Forwarded-Proto: https"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def still_serving(server: Server) -> None:
-    assert server.get("/api/hello").status_code == 200
+    assert server.get("/_test/hello").status_code == 200
 
 
 def test_a_request_line_over_the_limit_is_answered_414(server: Server) -> None:
-    response, _ = exchange(server, request_head("/api/hello?q=" + "x" * 5000))
+    response, _ = exchange(server, request_head("/_test/hello?q=" + "x" * 5000))
     assert status_of(response) == 414
     assert b"connection: close" in response.lower()
-    ok, _ = exchange(server, request_head("/api/hello?q=" + "x" * 3900))
+    ok, _ = exchange(server, request_head("/_test/hello?q=" + "x" * 3900))
     assert status_of(ok) == 200  # within Gunicorn's 4094
     still_serving(server)
 
@@ -121,7 +121,7 @@ def test_more_header_fields_than_the_limit_are_answered_431(server: Server) -> N
 def test_a_64_mb_header_line_is_refused_early_and_costs_no_memory(server: Server) -> None:
     pid = worker(server)
     before = rss_mib(pid)
-    head = b"GET /api/hello HTTP/1.1\r\nHost: localhost\r\nX-Huge: "
+    head = b"GET /_test/hello HTTP/1.1\r\nHost: localhost\r\nX-Huge: "
     response, sent = exchange(server, head, [b"z" * (64 * MIB)])
     assert status_of(response) in (431, None)  # None: reset before the answer was read
     assert sent < 16 * MIB, f"the server read {sent / MIB:.0f} MiB of one header"
@@ -196,7 +196,7 @@ SECURITY_HEADERS = (
 
 
 def test_the_413_carries_the_security_headers_of_the_projects_responses(server: Server) -> None:
-    page = server.get("/api/hello")
+    page = server.get("/_test/hello")
     refused = httpx.post(
         server.url("/_test/upload"),
         content=b"x" * (LIMIT + 1),
@@ -273,7 +273,7 @@ def test_gunicorns_own_settings_are_what_the_worker_enforces() -> None:
     """--limit-request-line in GUNICORN_CMD_ARGS wins, as Gunicorn users expect."""
     environ = {"GUNICORN_WORKERS": "1", "GUNICORN_CMD_ARGS": "--limit-request-line 200"}
     with Server(environ) as server:
-        response, _ = exchange(server, request_head("/api/hello?q=" + "x" * 300))
+        response, _ = exchange(server, request_head("/_test/hello?q=" + "x" * 300))
         assert status_of(response) == 414
-        ok, _ = exchange(server, request_head("/api/hello?q=" + "x" * 100))
+        ok, _ = exchange(server, request_head("/_test/hello?q=" + "x" * 100))
         assert status_of(ok) == 200

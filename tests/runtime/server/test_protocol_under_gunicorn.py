@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.server import Server
 
-REQUEST = b"GET /api/hello HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n\r\n"
+REQUEST = b"GET /_test/hello HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n\r\n"
 
 
 def _read_response(connection: socket.socket) -> bytes:
@@ -71,7 +71,7 @@ def test_a_client_that_leaves_before_its_response_is_logged_as_gone(server, path
     Django's handler, nothing is sent for a client that left); an async view is
     cancelled, as for any client that leaves."""
     request_id = f"half-closed-{path[7:12]}-0001"
-    head = REQUEST.replace(b"/api/hello", path.encode()).replace(
+    head = REQUEST.replace(b"/_test/hello", path.encode()).replace(
         b"\r\n\r\n", f"\r\nX-Request-ID: {request_id}\r\n\r\n".encode()
     )
     with socket.create_connection(("127.0.0.1", server.port)) as connection:

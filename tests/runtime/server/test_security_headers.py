@@ -1,6 +1,6 @@
 """The security headers of the project's responses, for a response the runtime gives
 before Django: made by Django's own middleware, as the project's settings configure
-them (the test site's: this service's production settings)."""
+them (the test site's, production-like)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_the_projects_security_middleware_gives_its_headers() -> None:
 
 
 def test_hsts_only_over_https_as_django_sends_it() -> None:
-    assert settings.SECURE_HSTS_SECONDS  # this service's production settings
+    assert settings.SECURE_HSTS_SECONDS  # the test site's production-like settings
     sent = headers("https")[b"strict-transport-security"]
     assert sent.startswith(b"max-age=%d" % settings.SECURE_HSTS_SECONDS)
     assert b"strict-transport-security" not in headers("http")

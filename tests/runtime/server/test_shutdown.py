@@ -41,7 +41,7 @@ def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(pid_namespa
         server.signal(signal.SIGTERM)
         time.sleep(0.3)
         assert httpx.get(server.url("/health")).status_code == 503
-        assert server.get("/api/hello").status_code == 200  # a new connection, during the delay
+        assert server.get("/_test/hello").status_code == 200  # a new connection, during the delay
         time.sleep(2.5)
         with pytest.raises(httpx.ConnectError):
             httpx.get(server.url("/health/live"), timeout=2)  # after the delay: refused
@@ -100,7 +100,7 @@ def test_ttin_and_ttou_change_the_worker_count() -> None:
             while len(server.workers()) != expected and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert len(server.workers()) == expected
-        assert server.get("/api/hello").status_code == 200
+        assert server.get("/_test/hello").status_code == 200
 
 
 def test_sighup_replaces_every_worker_without_dropping_a_request() -> None:
@@ -116,7 +116,7 @@ def test_sighup_replaces_every_worker_without_dropping_a_request() -> None:
             no_keepalive = httpx.Limits(max_keepalive_connections=0)
             with httpx.Client(headers=HTTPS, limits=no_keepalive) as client:
                 while not stop.is_set():
-                    statuses.append(client.get(server.url("/api/hello")).status_code)
+                    statuses.append(client.get(server.url("/_test/hello")).status_code)
 
         thread = threading.Thread(target=traffic)
         thread.start()
@@ -187,7 +187,7 @@ def _rolling_restart(
     slow, loaded machine: pod 0's delay and drain, the replacement's start, two
     health checks), so the replacement is under load before pod 1 goes; its share
     is counted when pod 1 has exited."""
-    load = _load_in_background(balancer.url("/api/hello"), seconds=30)
+    load = _load_in_background(balancer.url("/_test/hello"), seconds=30)
     time.sleep(3)
     pods[0].signal(signal.SIGTERM)
     assert pods[0].wait(timeout=30) == 0
@@ -196,7 +196,7 @@ def _rolling_restart(
         balancer.wait_until_up([0])  # the new pod is ready before the next one goes
         pods[1].signal(signal.SIGTERM)
         assert pods[1].wait(timeout=30) == 0
-        return load.result(), replacement.log().count("GET /api/hello")
+        return load.result(), replacement.log().count("GET /_test/hello")
     finally:
         replacement.stop()
 
@@ -236,7 +236,7 @@ def test_worker_recycling_under_load_loses_no_request(two_pods) -> None:
     ]
     try:
         balancer.wait_until_up([0, 1])
-        result = wrk.run(balancer.url("/api/hello"), connections=16, seconds=10, headers=HTTPS)
+        result = wrk.run(balancer.url("/_test/hello"), connections=16, seconds=10, headers=HTTPS)
         recycled = sum(pod.log().count("Maximum request limit") for pod in recycling)
     finally:
         for pod in recycling:
@@ -248,7 +248,7 @@ def test_worker_recycling_under_load_loses_no_request(two_pods) -> None:
 
 def test_sighup_under_load_loses_no_request(two_pods) -> None:
     balancer, pods, _ = two_pods
-    load = _load_in_background(balancer.url("/api/hello"), seconds=10)
+    load = _load_in_background(balancer.url("/_test/hello"), seconds=10)
     time.sleep(2)
     pods[0].signal(signal.SIGHUP)
     time.sleep(3)

@@ -24,7 +24,6 @@ from tests.support import raw_websocket as raw
 from tests.support.server import Server, reset_peak_memory, resident_mib
 
 pytestmark = pytest.mark.slow
-TEST_APP = "tests.site.asgi:application"  # the example's routes and tests/site/routing.py's
 MIB = 1024 * 1024
 MAX_MESSAGE = MIB  # WEBSOCKET_MAX_MESSAGE_SIZE's default
 # What the allocator and the interpreter may add to a worker's peak, sockets aside.
@@ -61,10 +60,10 @@ def test_compressed_bursts_cost_at_most_the_documented_bound_per_socket() -> Non
     gigabyte in a second."""
     environ = {"GUNICORN_WORKERS": "1", "HEALTH_CHECKS": ""}
     burst = raw.compressed_message(b"\0" * MAX_MESSAGE) * 40
-    paths = ["/ws/echo/"] * 4 + ["/ws/_test/slow-reader/"] * 4
-    with Server(environ, application=TEST_APP) as server, ExitStack() as stack:
+    paths = ["/ws/_test/echo/"] * 4 + ["/ws/_test/slow-reader/"] * 4
+    with Server(environ) as server, ExitStack() as stack:
         [worker] = server.wait_for_workers(1)
-        warm_up(server, "/ws/echo/")
+        warm_up(server, "/ws/_test/echo/")
         warm_up(server, "/ws/_test/slow-reader/")
         before = resident_mib(worker)
         reset_peak_memory(worker)
@@ -100,9 +99,9 @@ def test_a_ping_flood_from_clients_that_never_read() -> None:
     }
     pings = raw.frame(raw.PING, b"p" * 125) * 2000  # 262 KB a send
     limit = 64 * MIB
-    with Server(environ, application=TEST_APP) as server:
+    with Server(environ) as server:
         [worker] = server.wait_for_workers(1)
-        warm_up(server, "/ws/echo/")
+        warm_up(server, "/ws/_test/echo/")
         before = resident_mib(worker)
         reset_peak_memory(worker)
         stop = threading.Event()
@@ -111,7 +110,7 @@ def test_a_ping_flood_from_clients_that_never_read() -> None:
 
         def flood(index: int) -> None:
             started = time.monotonic()
-            with raw.connect(server.port, "/ws/echo/", receive_buffer=4096) as socket_:
+            with raw.connect(server.port, "/ws/_test/echo/", receive_buffer=4096) as socket_:
                 assert socket_.status == 101
                 try:
                     while not stop.is_set() and sent[index] < limit:
@@ -133,7 +132,7 @@ def test_a_ping_flood_from_clients_that_never_read() -> None:
         for thread in flooders:
             thread.join(timeout=10)
         peak = resident_mib(worker, "VmHWM")
-        with raw.connect(server.port, "/ws/echo/") as again:  # both slots are free
+        with raw.connect(server.port, "/ws/_test/echo/") as again:  # both slots are free
             assert again.status == 101
         log = server.log()
     bound = 2 * per_socket_mib() + SLACK_MIB
@@ -172,13 +171,15 @@ def test_a_client_that_stops_reading_is_dropped_and_gives_its_slot_back() -> Non
         "WEBSOCKET_MAX_CONNECTIONS": "2",
     }
     with Server(environ) as server, ExitStack() as stack:
-        stalled = [stack.enter_context(_stop_reading(server.port, "/ws/echo/")) for _ in range(2)]
-        with raw.connect(server.port, "/ws/echo/") as refused:
+        stalled = [
+            stack.enter_context(_stop_reading(server.port, "/ws/_test/echo/")) for _ in range(2)
+        ]
+        with raw.connect(server.port, "/ws/_test/echo/") as refused:
             assert refused.status == 503  # both slots held
         started = time.monotonic()
         deadline = started + send_timeout + 10
         while time.monotonic() < deadline:
-            with raw.connect(server.port, "/ws/echo/") as again:
+            with raw.connect(server.port, "/ws/_test/echo/") as again:
                 if again.status == 101:
                     break
             time.sleep(0.2)
@@ -189,7 +190,7 @@ def test_a_client_that_stops_reading_is_dropped_and_gives_its_slot_back() -> Non
     assert freed < send_timeout + 5, f"no slot came back in {freed:.1f}s"
     assert log.count("WebSocket client took nothing for 2s, disconnected") == 2
     assert log.count("echo socket closed with code 1006") == 2  # disconnect() ran
-    lines = access_lines(log, "/ws/echo/")
+    lines = access_lines(log, "/ws/_test/echo/")
     assert sum('"close_code": 1006' in line for line in lines) == 2
     assert "Traceback" not in log
 
@@ -206,7 +207,7 @@ def test_sigterm_with_sockets_that_do_not_read_exits_well_within_the_graceful_ti
     }
     with Server(environ) as server, ExitStack() as stack:
         for _ in range(3):
-            stack.enter_context(_stop_reading(server.port, "/ws/echo/"))
+            stack.enter_context(_stop_reading(server.port, "/ws/_test/echo/"))
         sigterm = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait(timeout=graceful + 10) == 0
@@ -215,7 +216,7 @@ def test_sigterm_with_sockets_that_do_not_read_exits_well_within_the_graceful_ti
     print(f"\nSIGTERM with 3 sockets that do not read: exit after {exited:.1f}s of {graceful}")
     assert exited < graceful / 2
     assert log.count("echo socket closed with code") == 3  # every disconnect() ran
-    lines = access_lines(log, "/ws/echo/")
+    lines = access_lines(log, "/ws/_test/echo/")
     assert len(lines) == 3
     assert all(re.search(r'"close_code": 100[16]', line) for line in lines)
     assert "ERROR" not in log

@@ -3,7 +3,8 @@
 handshake's checks and the limits.
 
 test_websocket_protocol.py shows, in one process, each of Uvicorn's
-behaviours that the worker changes; tests/project/example/ the example's consumers.
+behaviours that the worker changes. The test site's consumers (tests/site/consumers.py)
+stand in for a project's.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from tests.support.server import Server
 from tests.support.sockets import Closed, open_socket, wait_closed
 
 pytestmark = pytest.mark.slow
-TEST_APP = "tests.site.asgi:application"  # the example's routes and tests/site/routing.py's
 HTTPS = {"x-forwarded-proto": "https"}
 
 
@@ -44,11 +44,13 @@ def closes_of(sockets, timeout: float) -> list[Closed]:
 
 def test_twenty_open_sockets_and_http_beside_them() -> None:
     with Server({"GUNICORN_WORKERS": "2", "HEALTH_CHECKS": ""}) as server, ExitStack() as stack:
-        sockets = [stack.enter_context(open_socket(server.url("/ws/echo/"))) for _ in range(20)]
-        assert server.get("/api/hello").status_code == 200
+        sockets = [
+            stack.enter_context(open_socket(server.url("/ws/_test/echo/"))) for _ in range(20)
+        ]
+        assert server.get("/_test/hello").status_code == 200
         assert httpx.get(server.url("/health"), timeout=10).status_code == 200
         assert all(echoes(s, f"message {n}") for n, s in enumerate(sockets))
-        assert server.get("/api/hello").status_code == 200
+        assert server.get("/_test/hello").status_code == 200
 
 
 def test_sigterm_closes_every_socket_with_1001_after_the_delay_and_exits_0() -> None:
@@ -64,7 +66,9 @@ def test_sigterm_closes_every_socket_with_1001_after_the_delay_and_exits_0() -> 
     }
     with Server(environ) as server, ExitStack() as stack:
         server.wait_for_workers(2)
-        sockets = [stack.enter_context(open_socket(server.url("/ws/echo/"))) for _ in range(20)]
+        sockets = [
+            stack.enter_context(open_socket(server.url("/ws/_test/echo/"))) for _ in range(20)
+        ]
         assert all(echoes(s) for s in sockets)
         sigterm = time.monotonic()
         server.signal(signal.SIGTERM)
@@ -87,7 +91,9 @@ def test_sigterm_closes_every_socket_with_1001_after_the_delay_and_exits_0() -> 
 def test_sigint_closes_the_sockets_at_once() -> None:
     environ = {"GUNICORN_SHUTDOWN_DELAY": "10", "GUNICORN_GRACEFUL_TIMEOUT": "60"}
     with Server({**environ, "HEALTH_CHECKS": ""}) as server, ExitStack() as stack:
-        sockets = [stack.enter_context(open_socket(server.url("/ws/echo/"))) for _ in range(4)]
+        sockets = [
+            stack.enter_context(open_socket(server.url("/ws/_test/echo/"))) for _ in range(4)
+        ]
         started = time.monotonic()
         server.signal(signal.SIGINT)
         closed = closes_of(sockets, timeout=10)
@@ -103,7 +109,7 @@ def test_a_replaced_worker_closes_its_sockets_with_1001(how: str) -> None:
     environ = {"GUNICORN_WORKERS": "1", "HEALTH_CHECKS": ""}
     if how == "max-requests":
         environ["GUNICORN_MAX_REQUESTS"] = "5"
-    with Server(environ, application=TEST_APP) as server:
+    with Server(environ) as server:
         with open_socket(server.url("/ws/_test/pid/")) as old:
             old_pid = int(old.recv(timeout=10))
             if how == "sighup":
@@ -114,7 +120,7 @@ def test_a_replaced_worker_closes_its_sockets_with_1001(how: str) -> None:
                 # worker goes (so its successor is not at its own limit already).
                 closed = None
                 for _ in range(10):
-                    server.get("/api/hello")
+                    server.get("/_test/hello")
                     with contextlib.suppress(AssertionError):
                         closed = wait_closed(old, timeout=1)
                         break
@@ -129,14 +135,14 @@ def test_a_replaced_worker_closes_its_sockets_with_1001(how: str) -> None:
 
 def test_an_idle_socket_outlives_the_request_timeout() -> None:
     with Server({"GUNICORN_TIMEOUT": "2", "HEALTH_CHECKS": ""}) as server:
-        with open_socket(server.url("/ws/echo/")) as idle:
+        with open_socket(server.url("/ws/_test/echo/")) as idle:
             time.sleep(5)  # two and a half timeouts
             assert echoes(idle)
         assert "timed out" not in server.log().lower()
 
 
 def test_a_handshake_is_bounded_by_the_request_timeout() -> None:
-    with Server({"GUNICORN_TIMEOUT": "2", "HEALTH_CHECKS": ""}, application=TEST_APP) as server:
+    with Server({"GUNICORN_TIMEOUT": "2", "HEALTH_CHECKS": ""}) as server:
         started = time.monotonic()
         with pytest.raises(InvalidStatus) as refused:
             open_socket(server.url("/ws/_test/slow-to-accept/"), open_timeout=30)
@@ -154,7 +160,7 @@ def test_the_handshakes_checks_and_the_limits() -> None:
         "HEALTH_CHECKS": "",
     }
     with Server(environ) as server, ExitStack() as stack:
-        url = server.url("/ws/echo/")
+        url = server.url("/ws/_test/echo/")
 
         def refused(**options) -> int:
             with pytest.raises(InvalidStatus) as error:
@@ -190,7 +196,7 @@ def test_the_handshakes_checks_and_the_limits() -> None:
 def test_any_origin_when_allowed_explicitly() -> None:
     """WEBSOCKET_ALLOWED_ORIGINS=*: clients that are not browsers send no Origin."""
     environ = {"WEBSOCKET_ALLOWED_ORIGINS": "*", "HEALTH_CHECKS": ""}
-    with Server(environ) as server, open_socket(server.url("/ws/echo/"), origin=None) as s:
+    with Server(environ) as server, open_socket(server.url("/ws/_test/echo/"), origin=None) as s:
         assert echoes(s)
 
 
@@ -200,24 +206,24 @@ def test_each_socket_has_an_access_line_and_metrics() -> None:
     with Server(environ) as server:
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         with (
-            open_socket(server.url("/ws/echo/?token=s3cr3t")) as one,
-            open_socket(server.url("/ws/echo/")),
+            open_socket(server.url("/ws/_test/echo/?token=s3cr3t")) as one,
+            open_socket(server.url("/ws/_test/echo/")),
         ):
             assert echoes(one)
             scrape = httpx.get(metrics_url, timeout=10).text
             assert "websocket_connections_open 2.0" in scrape
         with pytest.raises(InvalidStatus):
-            open_socket(server.url("/ws/echo/"), origin="https://evil.example")
+            open_socket(server.url("/ws/_test/echo/"), origin="https://evil.example")
         scrape = scrape_published(metrics_port)  # each worker's second's counts in
         with pytest.raises(InvalidStatus) as on_metrics_port:
-            open_socket(metrics_url.replace("/metrics", "/ws/echo/"))
+            open_socket(metrics_url.replace("/metrics", "/ws/_test/echo/"))
         log = server.log()
     assert "websocket_connections_open 0.0" in scrape
     assert 'websocket_connections_closed_total{code="1000"} 2.0' in scrape
     assert 'websocket_handshakes_refused_total{status="403"} 1.0' in scrape
     assert 'websocket_messages_total{direction="in"} 1.0' in scrape
     assert on_metrics_port.value.response.status_code == 404
-    lines = [line for line in log.splitlines() if '"WEBSOCKET /ws/echo/' in line]
+    lines = [line for line in log.splitlines() if '"WEBSOCKET /ws/_test/echo/' in line]
     assert len(lines) == 3
     assert '"close_code": 1000' in lines[0] or '"close_code": 1000' in lines[1]
     assert "s3cr3t" not in log  # neither the access line nor Uvicorn's own
@@ -230,12 +236,12 @@ def test_metrics_have_no_label_a_client_chooses_and_count_messages_while_sockets
     metrics_port = free_port()
     environ = {"GUNICORN_WORKERS": "1", "METRICS_PORT": str(metrics_port), "HEALTH_CHECKS": ""}
     with Server(environ) as server:
-        with open_socket(server.url("/ws/echo/")) as open_one:
+        with open_socket(server.url("/ws/_test/echo/")) as open_one:
             for n in range(3):
                 assert echoes(open_one, f"message {n}")
             while_open = scrape_published(metrics_port)
         for code in range(3000, 3040):
-            with open_socket(server.url("/ws/echo/")) as closing:
+            with open_socket(server.url("/ws/_test/echo/")) as closing:
                 closing.close(code=code)
         after = scrape_published(metrics_port)
     assert sample(while_open, "websocket_messages_total", direction="in") == 3
@@ -271,7 +277,7 @@ def test_nothing_a_client_sends_is_a_traceback() -> None:
             status = unrouted.status
         closes = {}
         for name, (data, _) in hostile.items():
-            with raw.connect(server.port, "/ws/echo/") as socket_:
+            with raw.connect(server.port, "/ws/_test/echo/") as socket_:
                 socket_.send(data)
                 answer = socket_.read_to_end(timeout=10)
                 closes[name] = (
@@ -292,7 +298,7 @@ def test_nothing_a_client_sends_is_a_traceback() -> None:
 def _raw_handshake(port: int, *, host: bytes = b"localhost", extra: bytes = b"") -> bytes:
     request = b"".join(
         [
-            b"GET /ws/echo/ HTTP/1.1\r\nHost: " + host + b"\r\n",
+            b"GET /ws/_test/echo/ HTTP/1.1\r\nHost: " + host + b"\r\n",
             b"Origin: http://localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
             (extra + b"\r\n") if extra else b"",
@@ -380,7 +386,7 @@ def test_a_rolling_restart_moves_every_client_to_the_new_pods_losing_no_message(
     with ExitStack() as stack:
         pods = [stack.enter_context(_ws_pod(port)) for port in ports]
         balancer = stack.enter_context(HAProxy(ports))
-        clients = [EchoClient(f"client{n}", balancer.url("/ws/echo/")) for n in range(10)]
+        clients = [EchoClient(f"client{n}", balancer.url("/ws/_test/echo/")) for n in range(10)]
         for client in clients:
             client.start()
         time.sleep(2)
@@ -409,7 +415,7 @@ def test_a_rolling_restart_moves_every_client_to_the_new_pods_losing_no_message(
         assert client.failed_connects == [], (client.name, client.failed_connects)
         assert client.acknowledged == set(range(client.sent)), client.name
         assert client.sent > before_stop[client.name]  # still served at the end
-    assert replacement_log.count('"WEBSOCKET /ws/echo/"') == 0  # none has closed there yet
+    assert replacement_log.count('"WEBSOCKET /ws/_test/echo/"') == 0  # none has closed there yet
     moved = sum(len(client.closes) for client in clients)
     sent = sum(client.sent for client in clients)
     print(f"\nrolling restart: {moved} sockets closed with 1001 and reconnected, {sent} messages")

@@ -27,7 +27,7 @@ def test_a_request_longer_than_the_timeout_is_answered_504() -> None:
             assert 1.8 < elapsed < 5, f"{path} answered after {elapsed:.1f}s"
         assert server.log().count("exceeded the 2s timeout, answered 504") == 2
         # The worker survived: the timeout bounds requests, not the process.
-        assert server.get("/api/hello").status_code == 200
+        assert server.get("/_test/hello").status_code == 200
         assert "WORKER TIMEOUT" not in server.log()
 
 
@@ -45,7 +45,7 @@ def test_a_blocked_event_loop_gets_its_worker_replaced() -> None:
             time.sleep(0.1)
         assert victim not in server.workers()
         server.wait_until_live()
-        assert server.get("/api/hello").status_code == 200
+        assert server.get("/_test/hello").status_code == 200
 
 
 def test_max_requests_recycles_workers_without_a_failed_request() -> None:
