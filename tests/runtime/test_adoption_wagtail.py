@@ -44,7 +44,13 @@ from tests.support.adoption import (
 from tests.support.browser import chromium
 from tests.support.requirements import require
 
-pytestmark = [pytest.mark.slow, pytest.mark.series, pytest.mark.browser, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.series,
+    pytest.mark.per_series,
+    pytest.mark.browser,
+    pytest.mark.timeout(900),
+]
 
 WAGTAIL_DIFF = "adoption-wagtail-diff"
 ADMIN = {"username": "editor", "password": "a-wagtail-adoption-password"}

@@ -15,7 +15,7 @@ from tests.support.requirements import require
 from tests.upstream import sources
 from tests.upstream.compare import compare
 
-pytestmark = [pytest.mark.slow, pytest.mark.series]
+pytestmark = [pytest.mark.slow, pytest.mark.series, pytest.mark.per_series]
 
 LABELS = ("asgi", "handlers", "requests_tests")
 RUNTESTS_OPTIONS = ("--settings=tests.upstream.django_settings", "--parallel=1", "--noinput")

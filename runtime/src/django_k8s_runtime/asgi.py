@@ -133,7 +133,7 @@ def get_asgi_application(*, websocket: ASGIApp | str | None = None) -> ASGIApp:
     )
     watch = leaks.LeakWatch(
         stats=database.pool_stats,
-        busy=lambda: sum(pool.busy for pool in threads.made()),
+        busy=lambda: sum(pool.busy for pool in threads.pools_made()),
         recycle=this_worker.recycle,
         record=app_metrics.record_leaked_connections if app_metrics is not None else None,
     )

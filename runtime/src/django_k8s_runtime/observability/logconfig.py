@@ -45,7 +45,7 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
-class OneLine(logging.Filter):
+class RefusalAsWarning(logging.Filter):
     """Log a rejected request as one warning line, not an ERROR with a traceback.
 
     Scanners send junk Host headers, thousands of query parameters or form fields
@@ -257,7 +257,7 @@ def logging_config(*, log_format: str, level: str, server_level: str) -> dict[st
         "disable_existing_loggers": False,
         "filters": {
             "request": {"()": "django_k8s_runtime.observability.logconfig.RequestContextFilter"},
-            "one_line": {"()": "django_k8s_runtime.observability.logconfig.OneLine"},
+            "one_line": {"()": "django_k8s_runtime.observability.logconfig.RefusalAsWarning"},
         },
         "formatters": {"default": formatter},
         "handlers": {

@@ -341,7 +341,7 @@ def leave_pool() -> None:
         pool.leave()
 
 
-def made() -> list[ThreadPool]:
+def pools_made() -> list[ThreadPool]:
     """The pools this process made (the worker asks at exit)."""
     return list(_pools.values())
 

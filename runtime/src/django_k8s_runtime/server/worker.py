@@ -271,7 +271,7 @@ class UvicornWorker(BaseUvicornWorker):  # type: ignore[misc] # uvicorn-worker i
     def run(self) -> None:
         super().run()
         busy = 0
-        for pool in threads.made():
+        for pool in threads.pools_made():
             busy += pool.busy
             pool.shutdown()
         # Threads that are not daemons (e.g. a view's own) would make the
