@@ -8,7 +8,7 @@ Gunicorn reads two variables of its own before any config module runs:
 traceback, and a ``GUNICORN_CMD_ARGS`` Gunicorn's parser refuses in its usage
 text, instead of the one line every other mistake gets. This says that line
 first; ``check-env`` says the same (:func:`problems`). Why a start-up hook at all:
-PROJECT.md, "The start-up hook".
+the repository's architecture notes, "The start-up hook".
 """
 
 import os

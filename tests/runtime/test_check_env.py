@@ -114,7 +114,7 @@ REFUSED = [
         "ignore_startup_parameters = options would drop them unsaid); set "
         "DB_REQUEST_TIMEOUTS=false and give PgBouncer's database entry "
         "connect_query='SET statement_timeout = 10000; SET idle_in_transaction_session_timeout "
-        "= 10000' (docs/database.md).",
+        "= 10000' (the documentation's Database page).",
         id="request-timeouts-through-pgbouncer",
     ),
     pytest.param(

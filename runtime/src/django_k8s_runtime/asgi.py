@@ -312,7 +312,7 @@ def websocket_stack(
 
 def _websocket_settings_without_websockets(snapshot: env.Snapshot) -> list[str]:
     """A WEBSOCKET_* variable set for an application without a WebSocket part would
-    have no effect: an error, as any setting without effect (CONSTITUTION.md, rule 3).
+    have no effect: an error, as any setting without effect (no silent fallbacks).
     Only the application knows, so it is checked here, not with the other rules."""
     return [
         f"{variable.name}={_shown(snapshot[variable.name])} has no effect because the "

@@ -180,7 +180,7 @@ def pool_stats() -> dict[str, dict[str, int]]:
     process has opened, by database alias; none before the first request opens one.
 
     Django keeps its pools in ``DatabaseWrapper._connection_pools`` (private; pinned
-    with Django, tests/runtime/test_database.py checks it); its public ``pool``
+    with Django, this module's tests check it); its public ``pool``
     property would open a pool only to read it."""
     from django.conf import settings
 
@@ -260,7 +260,7 @@ def _pooler_problems(snapshot: Snapshot) -> list[str]:
         f"DB_REQUEST_TIMEOUTS=true{default} cannot work with DB_POOLER=pgbouncer: PgBouncer "
         "refuses the session options it sends (and ignore_startup_parameters = options "
         "would drop them unsaid); set DB_REQUEST_TIMEOUTS=false and give PgBouncer's "
-        f"database entry connect_query='{settings}' (docs/database.md)."
+        f"database entry connect_query='{settings}' (the documentation's Database page)."
     ]
 
 

@@ -248,7 +248,8 @@ REQUEST_MAX_BODY_SIZE = declare(
     "theirs answer first). A larger `Content-Length` is answered 413, naming this variable, "
     "before the body reaches Django; a chunked body as soon as it passes the limit. Set the "
     "ingress's limit the same (ingress-nginx's `proxy-body-size` is 1m by default) and give "
-    "`/tmp` room for two copies of each body handled at once (docs/serving.md).",
+    "`/tmp` room for two copies of each body handled at once (the documentation's Serving "
+    "page).",
     SERVER,
 )
 GUNICORN_HOST = declare(
@@ -445,7 +446,8 @@ DB_REQUEST_TIMEOUTS = declare(
     "timeout: `statement_timeout` and `idle_in_transaction_session_timeout` of "
     "`GUNICORN_TIMEOUT`, sent as libpq `options`. PgBouncer refuses them (and its "
     "`ignore_startup_parameters = options` drops them unsaid): with `DB_POOLER=pgbouncer` set "
-    "it false and give the bounds to PgBouncer (`connect_query`, docs/database.md).",
+    "it false and give the bounds to PgBouncer (`connect_query`: the documentation's "
+    "Database page).",
     DATABASE,
 )
 DB_POOLER = declare(
@@ -457,7 +459,7 @@ DB_POOLER = declare(
     "server-side cursors are turned off (`DISABLE_SERVER_SIDE_CURSORS`), and "
     "`DB_REQUEST_TIMEOUTS` must be false (the bounds go in PgBouncer's `connect_query`). "
     "Migrations need a session of their own: run them against PostgreSQL itself or a "
-    "session-mode pool (docs/database.md).",
+    "session-mode pool (the documentation's Database page).",
     DATABASE,
 )
 DB_POOL = declare(
@@ -514,7 +516,8 @@ HEALTH_CHECKS = declare(
     "`cache` (`CACHE_URL`'s server), `channel_layer` (each of Channels' `CHANNEL_LAYERS`), "
     "and a project's own as `package.module:callable` (a "
     "function of no arguments, plain or `async def`, that raises or returns `False` when its "
-    "dependency is down; docs/probes.md). The liveness probe never checks any.",
+    "dependency is down; the documentation's Health probes page). The liveness probe "
+    "never checks any.",
     HEALTH,
 )
 HEALTH_CHECK_TIMEOUT = declare(

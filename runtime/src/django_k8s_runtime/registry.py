@@ -84,8 +84,9 @@ def declare(
     section: str,
     fallback: str | None = None,
 ) -> Variable:
-    """Declare a variable, once (CONSTITUTION.md, rule 1): a second declaration of a
-    name is refused, unless it is the very same one (its module imported again)."""
+    """Declare a variable, once (every variable is declared once, where it is read): a
+    second declaration of a name is refused, unless it is the very same one (its module
+    imported again)."""
     variable = Variable(name, default, parser, help, section, fallback)
     declared = REGISTRY.get(name)
     if declared is not None and declared != variable:
@@ -175,7 +176,7 @@ def snapshot() -> Snapshot:
     """This process's configuration, loaded on first use and then kept.
 
     Loaded lazily, not at import, so that a settings module may still fill in a
-    default (tests/settings.py does) before anything reads the environment. A
+    default (a test site's settings do) before anything reads the environment. A
     project's own variables are declared when its settings are imported, which may
     be after the runtime's first read (the Gunicorn config): the snapshot is then
     loaded again, once, with them. Workers forked from the Gunicorn master inherit

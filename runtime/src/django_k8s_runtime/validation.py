@@ -6,7 +6,7 @@ owns, as a function from the snapshot to a list of lines: the database's URL
 and TLS files (:mod:`.database`), and below the rules between variables (recycling,
 metrics, the health checks, WebSocket pings); a project adds its own with
 :func:`rule`. :func:`check` runs them all, so an operator fixes every mistake in
-one go, as CONSTITUTION.md promises, and nothing is found later, one at a time.
+one go, as the runtime promises, and nothing is found later, one at a time.
 
 A rule that needs a value which did not parse is skipped: that value's own line
 is already in the list.

@@ -18,7 +18,7 @@ class BatchedHistogram:
     to find the child. Here an observation is a bisection and three additions under a
     lock of its own; :meth:`publish` adds each bucket's count with what ``observe()``
     itself uses (``_sum``, ``_buckets``, ``_upper_bounds``: private, pinned with
-    prometheus-client by tests/runtime/observability/test_metrics_batched.py)."""
+    prometheus-client and checked by this module's tests)."""
 
     def __init__(self, histogram: Any, counter: Any = None) -> None:
         self._histogram = histogram

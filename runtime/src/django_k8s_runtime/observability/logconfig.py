@@ -92,8 +92,8 @@ class JsonLines(JsonFormatter):
         """The start of the line :meth:`format` writes for an INFO record of
         ``logger`` with ``message`` made at ``created``: the keys every line has,
         without the closing brace; the record's own fields follow, as
-        ``, "key": value`` each (tests/runtime/observability/test_access_log.py
-        compares such a line with the formatter's)."""
+        ``, "key": value`` each (the access log's tests compare such a line with the
+        formatter's)."""
         return (
             f'{{"timestamp": "{_timestamp(created)}", "level": "INFO", '
             f'"logger": {json_string(logger)}, "message": {json_string(message)}, '

@@ -3,7 +3,7 @@
 Why not Django's own ``ASGIHandler``: it opens a new thread per request and, in
 async mode, hands every synchronous middleware method to that thread and back
 separately, about a dozen hand-offs per request, which made a synchronous view
-cost 2-5x the CPU it costs under WSGI (docs/benchmarks.md).
+cost 2-5x the CPU it costs under WSGI (the documentation's benchmarks).
 
 Here the body is read on the event loop; then everything synchronous about the
 request happens in **one visit to one thread** (:mod:`.threads`), in the order
@@ -24,8 +24,8 @@ to the pool); the response is sent from the event loop.
   holds go back from the thread that holds them.
 
 Everything Django's handler does, this does, with Django's signals (sent by
-``ASGIHandler``, so receivers connected to it fire), except what docs/serving.md
-lists. Where Django's series differ, this does what the newest does: the script
+``ASGIHandler``, so receivers connected to it fire), except what the documentation's
+Serving page lists. Where Django's series differ, this does what the newest does: the script
 prefix is stripped at a "/" boundary (6.1), ``Set-Cookie`` is
 ``Morsel.OutputString()`` (6.0), and the body file is closed with the response.
 

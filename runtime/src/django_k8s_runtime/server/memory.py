@@ -11,7 +11,7 @@ The measure is the resident set (RSS, as ``ps`` and Granian's
 the worker's event loop: about 10 µs, never per request. It counts the pages a
 preloaded worker still shares with the master, so the workers' RSS add up to
 more than the container is charged for: a limit derived from the container's
-(docs/serving.md, "Memory") errs on the safe side.
+(the documentation's Serving page, "Memory") errs on the safe side.
 
 **Its replacement starts while it drains.** Gunicorn starts a worker's successor
 only once the worker has exited; a worker recycled for memory first finishes its

@@ -39,8 +39,8 @@ thread busy.
 Inside these threads ``async_to_sync`` (which Django uses to call an async view
 from synchronous middleware) runs its coroutine on the worker's event loop, as it
 does inside Django's own ``sync_to_async`` threads: asgiref looks for that loop
-in ``SyncToAsync.threadlocal`` (tests/runtime/server/test_handler.py fails if it stops
-doing so). Without it every call would start a new event loop in a new thread.
+in ``SyncToAsync.threadlocal`` (the runtime's tests of the request path fail if it
+stops doing so). Without it every call would start a new event loop in a new thread.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ bounded, a client that takes nothing is dropped, and a stopping worker says "goi
 away", waits for the client's answer and lets the application's disconnect run.
 
 The implementation is Uvicorn's ``websockets-sansio`` (what ``ws="auto"`` picks
-when the ``websockets`` package is installed; see PROJECT.md for the choice).
+when the ``websockets`` package is installed; the repository's architecture notes
+say why).
 What is changed, and why:
 
 **What a socket has read and the application has not taken is bounded.** Uvicorn
@@ -17,7 +18,8 @@ message waits for the application: a socket holds at most one message waiting
 (inflated, at most WEBSOCKET_MAX_MESSAGE_SIZE, which ``websockets`` enforces on the
 inflated size, across fragments), the message being received (the same bound), and
 what is left of one read. The rest stays in the kernel, and TCP slows the client
-down. :func:`socket_memory_bound` is the sum, docs/serving.md the table.
+down. :func:`socket_memory_bound` is the sum; the documentation's Serving page has the
+table.
 
 **What a socket writes is bounded too, pongs included.** Uvicorn answers every
 ping as it is parsed, without looking at the transport's buffer: a client that
