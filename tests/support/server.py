@@ -1,7 +1,8 @@
 """Start the real ``gunicorn`` with the real worker class, on a free port, and watch it.
 
 Nothing is mocked: the server is the command the Dockerfile runs, with the
-environment a test chooses. The process group is killed on exit, whatever
+environment a test chooses, serving the runtime's test site (tests/site/) unless a
+test names another application (tests/project/service.py: this service). The process group is killed on exit, whatever
 happened, so no test leaves a server behind.
 """
 
