@@ -99,7 +99,7 @@ def test_text_format_is_for_people() -> None:
         response = server.get("/_test/hello")
         log = eventually(server.log, until=lambda text: "GET /_test/hello" in text)
     assert "INFO gunicorn.error: Starting gunicorn" in log
-    assert 'INFO access: 127.0.0.1 "GET /_test/hello" 200 ' in log
+    assert 'INFO django_k8s_runtime.access: 127.0.0.1 "GET /_test/hello" 200 ' in log
     assert f"[{response.headers['x-request-id']}]" in log
     assert not log.lstrip().startswith("{")
 
@@ -154,13 +154,15 @@ def test_a_client_cannot_write_lines_into_the_text_log() -> None:
                 "Connection: close\r\n\r\n".encode()
             )
             assert client.recv(65536).startswith(b"HTTP/1.1 404")
-        log = eventually(server.log, until=lambda text: "INFO access: 127.0.0.1" in text)
+        log = eventually(
+            server.log, until=lambda text: "INFO django_k8s_runtime.access: 127.0.0.1" in text
+        )
     assert not any(line.startswith(forged) for line in log.splitlines()), log
     assert "\x1b" not in log
     assert "\x00" not in log
     # The access line and Django's "Not Found" warning, each on one line, escaped.
     escaped = "/no-such-page\\r\\n" + forged + "\\x1b[31m\\x00"
-    assert f'INFO access: 127.0.0.1 "GET {escaped}" 404 ' in log, log
+    assert f'INFO django_k8s_runtime.access: 127.0.0.1 "GET {escaped}" 404 ' in log, log
     assert f"WARNING django.request: Not Found: {escaped}" in log, log
 
 
