@@ -141,7 +141,7 @@ def shutdown(self) -> None:
 
 
 def test_the_uvicorn_internals_the_protocol_and_worker_use() -> None:
-    # server/protocol.py: GracefulHttpToolsProtocol._feed is data_received with one
+    # server/protocol.py: HttpProtocol._feed is data_received with one
     # more except clause, _close_if_idle what shutdown does for an idle connection,
     # and the bounds (head and send deadlines, connections) hook into the rest.
     assert source(HttpToolsProtocol.data_received) == UVICORN_DATA_RECEIVED

@@ -308,10 +308,10 @@ def test_sockets_are_not_http_connections_to_the_http_protocols_bounds(caplog) -
     import functools
 
     from django_k8s_runtime.server.limits import ConnectionLimits
-    from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+    from django_k8s_runtime.server.protocol import HttpProtocol
 
     bounds = ConnectionLimits(head_timeout=0.3, connections=1)
-    http = functools.partial(GracefulHttpToolsProtocol, bounds=bounds)
+    http = functools.partial(HttpProtocol, bounds=bounds)
 
     async def scenario():
         async with serving(OURS, http=http) as (_, port, _seen), connect(url(port)) as socket_:
