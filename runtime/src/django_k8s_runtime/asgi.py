@@ -199,7 +199,7 @@ def stack(django_application: ASGIApp) -> ASGIApp:
     """Layers 1-5 around a Django ASGI application (``make bench`` also puts them
     around Django's own ``ASGIHandler``, to compare like with like). Django must be
     set up."""
-    from django_k8s_runtime import env, settings
+    from django_k8s_runtime import env, settings, tracing
     from django_k8s_runtime.health.checks import CannotLoadChecks, configured_checks
     from django_k8s_runtime.health.probes import Probes
     from django_k8s_runtime.observability import metrics
@@ -239,6 +239,9 @@ def stack(django_application: ASGIApp) -> ASGIApp:
         access_log=snapshot.GUNICORN_ACCESS_LOG,
         quiet_routes=() if snapshot.LOG_PROBES else probes.routes,
         metrics=app_metrics,
+        tracing=tracing.request_tracing(  # None when off; set up in each worker
+            snapshot, untraced_paths={path + end for path in probes.routes for end in ("", "/")}
+        ),
     )
     if app_metrics is not None:
         application = metrics.MetricsEndpoint(

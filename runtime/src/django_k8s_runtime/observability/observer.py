@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django_k8s_runtime.asgi_types import (
     CLIENT_ERROR,
@@ -41,6 +41,9 @@ from django_k8s_runtime.observability import request_id
 from django_k8s_runtime.observability.access_log import AccessLog
 from django_k8s_runtime.observability.metrics import Metrics
 
+if TYPE_CHECKING:  # imported only when tracing is on (django_k8s_runtime.tracing)
+    from django_k8s_runtime.observability.traces import RequestTracing
+
 access_log = AccessLog("access")
 
 
@@ -52,11 +55,13 @@ class RequestObserver:
         access_log: bool,
         quiet_routes: Collection[str] = (),
         metrics: Metrics | None = None,
+        tracing: RequestTracing | None = None,
     ) -> None:
         self.app = app
         self.access_log = access_log
         self.quiet_routes = frozenset(quiet_routes)
         self.metrics = metrics
+        self.tracing = tracing  # None: tracing off, nothing paid
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -69,6 +74,7 @@ class RequestObserver:
                 break
         rid = request_id.accept_or_make(incoming)
         token = request_id.bind(rid)
+        span = self.tracing.begin(scope) if self.tracing is not None else None
         if self.metrics is not None:
             self.metrics.request_started()
         started = time.perf_counter()
@@ -84,6 +90,8 @@ class RequestObserver:
                 self.metrics.request_finished(scope, status, elapsed, ended)
             if self.access_log and scope.get(ROUTE) not in self.quiet_routes:
                 self._log(scope, status, elapsed, answered, ended)
+            if span is not None:
+                span.end(scope, status, ended)
             request_id.unbind(token)
 
     @staticmethod
