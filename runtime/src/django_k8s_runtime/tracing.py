@@ -127,7 +127,9 @@ def _set_endpoint(snapshot: Snapshot) -> str:
     return f"{name}={snapshot[name]!r}"
 
 
-def request_tracing(snapshot: Snapshot, *, untraced_paths: Collection[str]) -> RequestTracing | None:
+def request_tracing(
+    snapshot: Snapshot, *, untraced_paths: Collection[str]
+) -> RequestTracing | None:
     """The request observer's tracer, set up in each worker as it starts serving and
     shut down when it has served its last request; None when tracing is off."""
     if not is_on(snapshot):

@@ -195,6 +195,11 @@ class RequestTracing:
         trace.set_tracer_provider(provider)
         propagate.set_global_textmap(self.propagator)
         PsycopgInstrumentor().instrument(tracer_provider=provider)
+        self.use(provider)
+
+    def use(self, provider: TracerProvider) -> None:
+        """Make the requests' spans with ``provider`` from now on (:meth:`start` does,
+        with the worker's; a test, with one of its own)."""
         self.provider = provider
         self._tracer = provider.get_tracer(TRACER_NAME, self.version)
 
