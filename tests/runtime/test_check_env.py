@@ -310,7 +310,7 @@ def test_check_env_lists_the_tracing_settings() -> None:
     from django_k8s_runtime.env import REGISTRY, TRACING
 
     tracing = [name for name, variable in REGISTRY.items() if variable.section == TRACING]
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in tracing and "OTEL_TRACES_SAMPLER_ARG" in tracing
+    assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG"} <= set(tracing)
     environ = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
         "OTEL_SERVICE_NAME": "shop",

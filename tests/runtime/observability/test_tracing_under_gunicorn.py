@@ -86,7 +86,8 @@ def serve_and_stop(postgres, *, preload: bool, receiver: Receiver | None) -> Ser
         for probe in ("/health", "/health/live"):
             assert server.get(probe, via_ingress=False).status_code == 200
         scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
-        assert scrape.status_code == 200 and "app_ready 1.0" in scrape.text
+        assert scrape.status_code == 200
+        assert "app_ready 1.0" in scrape.text
         server.signal(signal.SIGTERM)
         exit_code = server.wait(60)
     raw = server.log()
@@ -177,5 +178,6 @@ def test_with_tracing_off_nothing_is_loaded_made_or_sent(postgres) -> None:
         assert EXPORTER_THREAD not in worker["threads"]
         assert worker["tracing_loaded"] == []
     line = access_line(served, "/_test/db-ping")
-    assert "trace_id" not in line and "span_id" not in line
+    assert "trace_id" not in line
+    assert "span_id" not in line
     assert not any("trace_id" in entry for entry in served.log)
