@@ -17,7 +17,9 @@ HTTP goes through these layers, outermost first:
 1. ``MetricsEndpoint``: /metrics, on the metrics port only, when METRICS_PORT is
    not 0; before each scrape it records readiness (observability/).
 2. ``RequestObserver``: request id, access log and request metrics for every
-   request; the probes' routes stay out of the access log unless LOG_PROBES.
+   request; the probes' routes stay out of the access log unless LOG_PROBES. With
+   an OTLP endpoint set, each request's server span too (observability/traces.py;
+   the probes' only with TRACE_PROBES).
 3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/), which the worker
    records in ``this_worker`` when it starts serving.
 4. ``Probes``: /health and /health/live (HEALTH_PATH, HEALTH_LIVE_PATH), answered

@@ -10,6 +10,10 @@ probes, or Django's ``record_route``); the observer reads it when the response i
 done, to label the metrics and to leave ``quiet_routes`` (the probes, unless
 LOG_PROBES) out of the access log. It knows nothing of either layer.
 
+When traced (``tracing``, from the composition root; None when off), the request's
+server span is current while the request runs and ends after its access line, named
+by the route and with the status recorded here (``observability/traces.py``).
+
 **The status recorded is the status sent.** A response whose head went out is
 recorded with that status, even if it did not end as the application meant it
 to; why it ended early is beside it (``scope[ENDED_EARLY]``, or the client gone,
