@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,3 +182,32 @@ def test_with_tracing_off_nothing_is_loaded_made_or_sent(postgres) -> None:
     assert "trace_id" not in line
     assert "span_id" not in line
     assert not any("trace_id" in entry for entry in served.log)
+
+
+def test_a_worker_recycled_after_its_max_requests_has_exported_its_spans_when_it_is_gone() -> None:
+    """Its spans are sent before it exits (the batch processor's own export comes only
+    every 5 s): once its process is gone, every span of the requests it served (the
+    probes' count towards its limit too) has arrived."""
+    with Receiver() as receiver:
+        environ = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_SERVICE_NAME": "traced-service",
+            "GUNICORN_WORKERS": "1",
+            "GUNICORN_MAX_REQUESTS": "10",
+            "HEALTH_CHECKS": "",
+        }
+        with Server(environ) as server:
+            (worker,) = server.wait_for_workers(1)
+            served = []  # trace ids of the requests the first worker answered
+            for number in range(20):
+                trace_id = f"{number + 1:032x}"
+                if server.get("/_test/pid", headers=traceparent(trace_id)).json()["pid"] != worker:
+                    break  # its successor's
+                served.append(trace_id)
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not Path(f"/proc/{worker}").exists(), server.log()
+            spans = receiver.taken()
+    assert served
+    assert set(served) <= {span.trace_id for span in spans if span.kind == "server"}
