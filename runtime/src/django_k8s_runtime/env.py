@@ -670,8 +670,9 @@ OTEL_EXPORTER_OTLP_TIMEOUT = declare(
     "OTEL_EXPORTER_OTLP_TIMEOUT",
     "10000",
     integer(100, 60000, "milliseconds"),
-    "Most an export may take, retries included; a worker that stops waits at most this "
-    "long for its last spans to go out, within `GUNICORN_GRACEFUL_TIMEOUT`.",
+    "Most one export may take, retries included. A worker that stops sends what waits "
+    "first (one export per 512 spans, 30 s at most in all), within "
+    "`GUNICORN_GRACEFUL_TIMEOUT`: keep a collector near.",
     TRACING,
 )
 OTEL_SERVICE_NAME = declare(
