@@ -1,6 +1,6 @@
 """Traces under the production command: Gunicorn's master, two workers, preloaded or
 not, exporting OTLP over HTTP to a receiver of the test's own that decodes
-OpenTelemetry's protobuf messages (tests/support/otlp.py).
+OpenTelemetry's protobuf messages (harness/otlp.py).
 
 A request sent with a known ``traceparent`` gives a server span with that trace id
 and parent, named by its route, a child span for its SQL on PostgreSQL; its JSON
@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.otlp import Receiver, Span
+from harness.otlp import Receiver, Span
 from tests.support.server import Server, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

@@ -1,8 +1,9 @@
-"""An OTLP/HTTP receiver of the test's own: what a collector's port 4318 does with
-spans, decoded with OpenTelemetry's own protobuf messages (opentelemetry-proto).
+"""An OTLP/HTTP receiver of our own: what a collector's port 4318 does with spans,
+decoded with OpenTelemetry's own protobuf messages (opentelemetry-proto).
 
 It listens on a free loopback port, takes ``POST /v1/traces`` (gzipped or not),
-answers as a collector does, and keeps every span with its resource's attributes.
+answers as a collector does, and keeps every span with its resource's attributes;
+with ``decode=False`` (a benchmark's sink) it only counts the exports and their bytes.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ class Receiver:
     """``with Receiver() as receiver:`` its ``endpoint`` for OTEL_EXPORTER_OTLP_ENDPOINT,
     the spans it took in ``spans``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, decode: bool = True) -> None:
         self.spans: list[Span] = []
         self.requests = 0
+        self.bytes = 0
+        self.decode = decode
         self._lock = threading.Lock()
         receiver = self
 
@@ -68,9 +71,7 @@ class Receiver:
                 if self.path != "/v1/traces":
                     self.send_error(404)
                     return
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver._take(request)
+                receiver._take(body)
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -86,7 +87,14 @@ class Receiver:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def _take(self, request: ExportTraceServiceRequest) -> None:
+    def _take(self, body: bytes) -> None:
+        if not self.decode:
+            with self._lock:
+                self.requests += 1
+                self.bytes += len(body)
+            return
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
         spans = []
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -108,6 +116,7 @@ class Receiver:
                     )
         with self._lock:
             self.requests += 1
+            self.bytes += len(body)
             self.spans += spans
 
     def taken(self) -> list[Span]:
