@@ -11,7 +11,7 @@ import logging
 import threading
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -123,10 +123,14 @@ def test_a_response_that_ended_early_keeps_the_status_sent_and_says_why() -> Non
 
 
 def test_the_span_is_current_for_the_application_its_threads_and_its_log_lines() -> None:
+    """And so for an instrumented client's outgoing call, which injects the current
+    context with the global propagators."""
     seen = {}
 
     def in_a_thread() -> None:
         seen["thread"] = (trace.get_current_span().get_span_context(), current_trace_ids())
+        seen["outgoing"] = {}
+        propagate.inject(seen["outgoing"])  # what an instrumented client does for its call
         record = logging.makeLogRecord({"msg": "from the view"})
         RequestContextFilter().filter(record)
         seen["record"] = (record.trace_id, record.span_id)
@@ -146,6 +150,7 @@ def test_the_span_is_current_for_the_application_its_threads_and_its_log_lines()
     assert seen["loop"] == span.context
     assert seen["thread"] == (span.context, ids)
     assert seen["record"] == ids
+    assert seen["outgoing"]["traceparent"] == f"00-{TRACE_ID}-{ids[1]}-01"
     assert current_trace_ids() is None  # unbound after the request
     assert not trace.get_current_span().get_span_context().is_valid
 
