@@ -17,7 +17,9 @@ HTTP goes through these layers, outermost first:
 1. ``MetricsEndpoint``: /metrics, on the metrics port only, when METRICS_PORT is
    not 0; before each scrape it records readiness (observability/).
 2. ``RequestObserver``: request id, access log and request metrics for every
-   request; the probes' routes stay out of the access log unless LOG_PROBES.
+   request; the probes' routes stay out of the access log unless LOG_PROBES. With
+   an OTLP endpoint set, each request's server span too (observability/traces.py;
+   the probes' only with TRACE_PROBES).
 3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/), which the worker
    records in ``this_worker`` when it starts serving.
 4. ``Probes``: /health and /health/live (HEALTH_PATH, HEALTH_LIVE_PATH), answered
@@ -199,7 +201,7 @@ def stack(django_application: ASGIApp) -> ASGIApp:
     """Layers 1-5 around a Django ASGI application (``make bench`` also puts them
     around Django's own ``ASGIHandler``, to compare like with like). Django must be
     set up."""
-    from django_k8s_runtime import env, settings
+    from django_k8s_runtime import env, settings, tracing
     from django_k8s_runtime.health.checks import CannotLoadChecks, configured_checks
     from django_k8s_runtime.health.probes import Probes
     from django_k8s_runtime.observability import metrics
@@ -239,6 +241,9 @@ def stack(django_application: ASGIApp) -> ASGIApp:
         access_log=snapshot.GUNICORN_ACCESS_LOG,
         quiet_routes=() if snapshot.LOG_PROBES else probes.routes,
         metrics=app_metrics,
+        tracing=tracing.request_tracing(  # None when off; set up in each worker
+            snapshot, untraced_paths={path + end for path in probes.routes for end in ("", "/")}
+        ),
     )
     if app_metrics is not None:
         application = metrics.MetricsEndpoint(
