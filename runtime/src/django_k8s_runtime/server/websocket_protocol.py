@@ -66,14 +66,15 @@ Here a stopping worker instead:
 Gunicorn's quick shutdown (SIGINT, SIGQUIT) goes through the same close, at once:
 the worker exits about 0.1 s later without waiting for the answers.
 
-**A refused handshake is not an error.** When the application answers a handshake
-with an HTTP response (the ``websocket.http.response`` extension: the runtime's
-400, 404, 503 and 504), Uvicorn logs "ASGI callable returned without completing
-handshake." at error level, as if it had failed; here the handshake counts as
-complete once that response is.
-
 **Nothing a client sends is a traceback.** A text message that is not UTF-8 is
 closed with 1007 and one warning line (Uvicorn logged it with a traceback).
+
+**A handshake the ``websockets`` parser refuses is not silent.** A handshake with a
+body, a line over its 8 KiB or over 128 header fields (reachable when the Gunicorn
+head limits are raised past them) is answered 400, 414 or 431 by Uvicorn (since
+0.55; before, the connection was held unanswered) without a word; here also with
+one warning line and ``http_connections_dropped_total``, as an HTTP request head
+refused (server/protocol.py).
 
 **Handshakes are not logged here.** Uvicorn logs every handshake at info
 (``"WebSocket /path?query" [accepted]``, ``403``) and the ``websockets`` library
@@ -94,6 +95,9 @@ from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import SecurityError
+
+from django_k8s_runtime.server.worker_state import this_worker
 
 GOING_AWAY = 1001
 GOING_AWAY_REASON = "server going away"
@@ -177,7 +181,7 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self.transport = _WatchedTransport(transport, self)
+        self.transport = _WatchedTransport(transport, self)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -278,6 +282,19 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
+
+    def handle_handshake_exception(self) -> None:
+        """Uvicorn's answer (400, 414 or 431), with one line saying why; the reason
+        only, never the request's own bytes (its headers may carry credentials)."""
+        error = self.conn.handshake_exc
+        too_large = isinstance(error, SecurityError)  # a line or the fields over the limits
+        this_worker.connection_dropped("head_too_large" if too_large else "malformed")
+        self.logger.warning(
+            "WebSocket handshake refused: %s (from %s)",
+            error,
+            self.client[0] if self.client else "-",
+        )
+        super().handle_handshake_exception()
 
     def handle_ping(self) -> None:
         pass  # the pong is written with the turn's other output (_write_pending)
@@ -410,8 +427,6 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if kind == "websocket.close":
             self._feed_soon()  # read on, to the client's close frame
-        elif kind == "websocket.http.response.body" and not message.get("more_body", False):
-            self.handshake_complete = True  # answered: refused, not failed
 
 
 class _WatchedTransport:
