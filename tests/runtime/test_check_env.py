@@ -123,6 +123,36 @@ REFUSED = [
         "PostgreSQL URL; remove DB_POOLER.",
         id="pgbouncer-without-postgres",
     ),
+    pytest.param(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+            "OTEL_SERVICE_NAME": "shop",
+            "OTEL_TRACES_SAMPLER": "sometimes",
+        },
+        "configuration error: OTEL_TRACES_SAMPLER='sometimes' is not valid: expected one of "
+        "parentbased_always_on, parentbased_traceidratio, parentbased_always_off, always_on, "
+        "traceidratio, always_off.",
+        id="otel-sampler",
+    ),
+    pytest.param(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+            "OTEL_SERVICE_NAME": "shop",
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20s3cret",
+        },
+        "configuration error: OTEL_EXPORTER_OTLP_HEADERS is set, but the runtime does not "
+        "read it: of OpenTelemetry's variables it reads those docs/configuration.md lists "
+        "(Traces), and refuses the others rather than let the SDK read them unchecked; "
+        "remove it.",
+        id="otel-variable-not-read",
+    ),
+    pytest.param(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"},
+        "configuration error: OTEL_SERVICE_NAME is empty and OTEL_RESOURCE_ATTRIBUTES has no "
+        "service.name: every span would say unknown_service; name the service "
+        "(OTEL_SERVICE_NAME=shop).",
+        id="otel-service-unnamed",
+    ),
 ]
 
 
@@ -244,6 +274,31 @@ def test_a_password_in_the_database_url_is_never_printed(url: str) -> None:
         assert PASSWORD not in output, output
         assert "configuration error: DATABASE_URL='postgres://app" in output, output
         assert "***" in output, output
+
+
+def test_check_env_lists_the_tracing_settings() -> None:
+    """OpenTelemetry's variables the runtime reads, each with its value and source."""
+    from django_k8s_runtime.env import REGISTRY, TRACING
+
+    tracing = [name for name, variable in REGISTRY.items() if variable.section == TRACING]
+    assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG"} <= set(tracing)
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "OTEL_SERVICE_NAME": "shop",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
+    checked = check_env(environ)
+    assert checked.returncode == 0, checked.stdout
+    shown = {line.split()[0]: line.split()[1:] for line in checked.stdout.splitlines() if line}
+    for name in tracing:
+        assert name in shown
+    assert shown["OTEL_EXPORTER_OTLP_ENDPOINT"] == [
+        "http://127.0.0.1:4318",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    assert shown["OTEL_TRACES_SAMPLER_ARG"] == ["0.1", "OTEL_TRACES_SAMPLER_ARG"]
+    assert shown["OTEL_PROPAGATORS"] == ["tracecontext,baggage", "default"]
 
 
 def test_the_body_limit_is_shown_with_its_size() -> None:

@@ -141,7 +141,7 @@ def shutdown(self) -> None:
 
 
 def test_the_uvicorn_internals_the_protocol_and_worker_use() -> None:
-    # server/protocol.py: GracefulHttpToolsProtocol._feed is data_received with one
+    # server/protocol.py: HttpProtocol._feed is data_received with one
     # more except clause, _close_if_idle what shutdown does for an idle connection,
     # and the bounds (head and send deadlines, connections) hook into the rest.
     assert source(HttpToolsProtocol.data_received) == UVICORN_DATA_RECEIVED
@@ -191,6 +191,12 @@ def test_the_uvicorn_internals_the_protocol_and_worker_use() -> None:
     assert "self.transport.pause_reading()" in source(sansio.send_receive_event_to_app)
     assert "if self.read_paused and self.queue.empty():" in source(sansio.receive)
     assert "self.conn.parser_exc is not None" in source(sansio.data_received)
+    # A handshake websockets cannot parse is answered there (logged here first); one
+    # the application refuses with an HTTP response is complete once it starts.
+    assert "self.handle_handshake_exception()" in source(sansio.data_received)
+    assert "self.conn.data_to_send()" in source(sansio.handle_handshake_exception)
+    refused = re.escape('self.initial_response = (message["status"], headers, b"")\n')
+    assert re.search(refused + r"\s+self\.handshake_complete = True", source(sansio.send))
     state = source(sansio.__init__)
     for name in ("queue", "frames", "curr_msg_data_type", "writable", "close_timeout"):
         assert f"self.{name}" in state, name

@@ -42,4 +42,5 @@ urlpatterns = [
     path("_test/connection-of", views.connection_of),
     path("_test/stream/cancelled", views.stream_cancelled),
     path("_test/leak-connection", views.leak_a_connection),
+    path("_test/threads", views.threads_and_modules),
 ]

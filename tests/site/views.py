@@ -361,3 +361,19 @@ def leak_a_connection(request: HttpRequest) -> JsonResponse:
     taken.wait(10)
     _leaked_threads.append(thread)
     return JsonResponse({"leaked": len(_leaked_threads), "pid": os.getpid()})
+
+
+def threads_and_modules(request: HttpRequest) -> JsonResponse:
+    """What this worker runs beside its requests: its threads' names, and which of the
+    runtime's tracing modules and OpenTelemetry's tracing SDK are loaded (tracing off
+    loads none; redis-py loads OpenTelemetry's metrics SDK of its own when installed)."""
+    import sys
+
+    tracing = ("django_k8s_runtime.observability.traces", "opentelemetry.sdk.trace")
+    return JsonResponse(
+        {
+            "pid": os.getpid(),
+            "threads": sorted(thread.name for thread in threading.enumerate()),
+            "tracing_loaded": [name for name in tracing if name in sys.modules],
+        }
+    )

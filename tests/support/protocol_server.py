@@ -47,9 +47,9 @@ def main(protocol: str, port: int) -> None:
     import uvicorn
 
     if protocol == "runtime":
-        from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+        from django_k8s_runtime.server.protocol import HttpProtocol
 
-        http: Any = GracefulHttpToolsProtocol
+        http: Any = HttpProtocol
     else:
         http = "httptools"
     uvicorn.run(

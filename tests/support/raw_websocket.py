@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 _KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -104,6 +106,18 @@ def connect(
         response += chunk
     sock.settimeout(None)
     return RawSocket(sock, response)
+
+
+def connect_when_free(port: int, path: str, *, wait: float = 10, **options: Any) -> RawSocket:
+    """:func:`connect`, again while the worker answers 503 (a socket closed a moment
+    ago gives its slot back once its application has returned), for ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        socket_ = connect(port, path, **options)
+        if socket_.status != 503 or time.monotonic() > deadline:
+            return socket_
+        socket_.close()
+        time.sleep(0.1)
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, compressed: bool = False) -> bytes:

@@ -2,8 +2,8 @@
 
 Nothing is mocked: the server is the command the Dockerfile runs, with the
 environment a test chooses, serving the runtime's test site (tests/site/) unless a
-test names another application (tests/project/service.py: this service). The process group is killed on exit, whatever
-happened, so no test leaves a server behind.
+test names another application (tests/project/service.py: this service). The
+process group is killed on exit, whatever happened, so no test leaves a server behind.
 """
 
 from __future__ import annotations

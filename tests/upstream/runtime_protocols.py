@@ -26,9 +26,9 @@ def _runtime() -> bool:
 @pytest.fixture(params=[pytest.param("httptools", id="httptools")])
 def http_protocol_cls() -> type[Any]:
     if _runtime():
-        from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+        from django_k8s_runtime.server.protocol import HttpProtocol
 
-        return GracefulHttpToolsProtocol
+        return HttpProtocol
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     return HttpToolsProtocol

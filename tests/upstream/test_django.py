@@ -4,6 +4,7 @@ own ASGI handler: the two agree test for test, but for ``divergences.toml``."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,9 @@ RUNTESTS_OPTIONS = ("--settings=tests.upstream.django_settings", "--parallel=1",
 def run_suite(tests: Path, serve: str, results: Path) -> subprocess.CompletedProcess[str]:
     environ = {
         **inherited_environment(),
-        "PYTHONPATH": str(sources.ROOT),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(sources.ROOT), os.environ.get("PYTHONPATH")])
+        ),
         "UPSTREAM_SERVE": serve,
         "UPSTREAM_RESULTS": str(results),
         "METRICS_PORT": "0",  # the runtime's stack without its metrics endpoint

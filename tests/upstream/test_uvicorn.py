@@ -4,6 +4,7 @@ Uvicorn's own: the two agree test for test, but for ``divergences.toml``."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,9 @@ def copy_of_uvicorns_tests(into: Path) -> Path:
 def run_suites(copy: Path, serve: str, results: Path) -> subprocess.CompletedProcess[str]:
     environ = {
         **inherited_environment(),
-        "PYTHONPATH": str(PLUGIN.parent),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(PLUGIN.parent), os.environ.get("PYTHONPATH")])
+        ),
         "UPSTREAM_SERVE": serve,
         "UPSTREAM_RESULTS": str(results),
     }

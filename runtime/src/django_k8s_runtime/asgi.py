@@ -17,7 +17,9 @@ HTTP goes through these layers, outermost first:
 1. ``MetricsEndpoint``: /metrics, on the metrics port only, when METRICS_PORT is
    not 0; before each scrape it records readiness (observability/).
 2. ``RequestObserver``: request id, access log and request metrics for every
-   request; the probes' routes stay out of the access log unless LOG_PROBES.
+   request; the probes' routes stay out of the access log unless LOG_PROBES. With
+   an OTLP endpoint set, each request's server span too (observability/traces.py;
+   the probes' only with TRACE_PROBES).
 3. ``RequestTimeout``: 504 after Gunicorn's timeout (server/), which the worker
    records in ``this_worker`` when it starts serving.
 4. ``Probes``: /health and /health/live (HEALTH_PATH, HEALTH_LIVE_PATH), answered
@@ -57,7 +59,7 @@ from functools import partial
 from inspect import markcoroutinefunction
 from typing import Any
 
-from django_k8s_runtime import database, env, leaks
+from django_k8s_runtime import database, env, leaks, tracing
 from django_k8s_runtime import settings as runtime_settings
 from django_k8s_runtime.asgi_types import ASGIApp, Receive, Scope, Send
 from django_k8s_runtime.health.checks import CannotLoadChecks, configured_checks
@@ -233,6 +235,9 @@ def stack(
         access_log=snapshot.GUNICORN_ACCESS_LOG,
         quiet_routes=() if snapshot.LOG_PROBES else probes.routes,
         metrics=app_metrics,
+        tracing=tracing.request_tracing(  # None when off; set up in each worker
+            snapshot, untraced_paths={path + end for path in probes.routes for end in ("", "/")}
+        ),
     )
     if app_metrics is not None:
         application = MetricsEndpoint(

@@ -54,6 +54,7 @@ from django_k8s_runtime.parsers import (
 from django_k8s_runtime.registry import (
     DEFAULT,
     REGISTRY,
+    RESERVED_PREFIXES,
     ConfigError,
     Snapshot,
     Variable,
@@ -576,5 +577,166 @@ PROMETHEUS_MULTIPROC_DIR = declare(
     OPERATIONS,
 )
 
+
+# Traces: OpenTelemetry's own variables, with the meaning its specification gives them
+# (the runtime hands their values to the SDK; an OTEL_* variable not declared here is
+# refused, see tracing.py). Tracing is on exactly when an OTLP endpoint is set.
+TRACING = "Traces (OpenTelemetry; the `otel` extra)"
+RESERVED_PREFIXES.add("OTEL_")
+
+
+def _parse_resource_attributes(value: str) -> tuple[tuple[str, str], ...]:
+    """``key=value,key=value``, each value percent-decoded, as the OpenTelemetry SDK
+    reads it; an item without ``=`` or a key is a mistake (the SDK skips it)."""
+    from urllib.parse import unquote
+
+    pairs = []
+    for item in (item.strip() for item in value.split(",")):
+        if not item:
+            continue
+        key, equals, raw = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError
+        pairs.append((key.strip(), unquote(raw.strip())))
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise ValueError
+    return tuple(pairs)
+
+
+resource_attributes = Parser(
+    _parse_resource_attributes,
+    "comma-separated key=value pairs, each key once, values percent-encoded "
+    "(k8s.pod.name=web-1,deployment.environment.name=production), or empty",
+)
+
+
+def _parse_ratio_or_empty(value: str) -> float | None:
+    stripped = value.strip()
+    if not stripped:
+        return None
+    ratio = float(stripped)  # ValueError for junk
+    if not 0 <= ratio <= 1:
+        raise ValueError
+    return ratio
+
+
+ratio_or_empty = Parser(_parse_ratio_or_empty, "a number from 0 to 1, or empty")
+SAMPLERS = (
+    "parentbased_always_on",
+    "parentbased_traceidratio",
+    "parentbased_always_off",
+    "always_on",
+    "traceidratio",
+    "always_off",
+)
+
+OTEL_EXPORTER_OTLP_ENDPOINT = declare(
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "",
+    http_url_or_empty,
+    "Base URL of the OpenTelemetry collector's OTLP/HTTP receiver, e.g. "
+    "`http://otel-collector:4318`; spans go to `/v1/traces` under it. Setting it (or the "
+    "next) turns tracing on: a server span per request, named by its route, with a child "
+    "span per PostgreSQL statement, exported from each worker (docs/observability.md). "
+    "Needs the `otel` extra. Empty: no tracing, and nothing of it is paid per request.",
+    TRACING,
+)
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = declare(
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "",
+    http_url_or_empty,
+    "Full URL spans are sent to, e.g. `http://otel-collector:4318/v1/traces`, used as it "
+    "is; over `OTEL_EXPORTER_OTLP_ENDPOINT`.",
+    TRACING,
+)
+OTEL_EXPORTER_OTLP_PROTOCOL = declare(
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "http/protobuf",
+    choice("http/protobuf"),
+    "OTLP over HTTP with protobuf, the collector's port 4318; gRPC (4317) is not offered: "
+    "its client's threads do not survive Gunicorn's fork.",
+    TRACING,
+)
+OTEL_EXPORTER_OTLP_COMPRESSION = declare(
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "none",
+    choice("none", "gzip"),
+    "Compression of the exported spans.",
+    TRACING,
+)
+OTEL_EXPORTER_OTLP_TIMEOUT = declare(
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "10000",
+    integer(100, 60000, "milliseconds"),
+    "Most one export may take, retries included. A worker that stops sends what waits "
+    "first (one export per 512 spans, 30 s at most in all), within "
+    "`GUNICORN_GRACEFUL_TIMEOUT`: keep a collector near.",
+    TRACING,
+)
+OTEL_SERVICE_NAME = declare(
+    "OTEL_SERVICE_NAME",
+    "",
+    text(empty_ok=True),
+    "The service's name on every span (`service.name`); with tracing on, it or a "
+    "`service.name` in `OTEL_RESOURCE_ATTRIBUTES` is required.",
+    TRACING,
+)
+OTEL_RESOURCE_ATTRIBUTES = declare(
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "",
+    resource_attributes,
+    "What every span says of where it was made: `k8s.pod.name`, `k8s.namespace.name`, "
+    "`k8s.node.name` from the Downward API, `deployment.environment.name`... "
+    "(docs/observability.md has the Deployment's lines).",
+    TRACING,
+)
+OTEL_TRACES_SAMPLER = declare(
+    "OTEL_TRACES_SAMPLER",
+    "parentbased_always_on",
+    choice(*SAMPLERS),
+    "Which requests are traced. `parentbased_*` follow the sampled flag of an incoming "
+    "`traceparent` and apply the rest to requests without one; `traceidratio`: a share of "
+    "them (`OTEL_TRACES_SAMPLER_ARG`).",
+    TRACING,
+)
+OTEL_TRACES_SAMPLER_ARG = declare(
+    "OTEL_TRACES_SAMPLER_ARG",
+    "",
+    ratio_or_empty,
+    "The share of requests `traceidratio` and `parentbased_traceidratio` trace, from 0 to "
+    "1; empty is 1.0. Refused with a sampler that takes none.",
+    TRACING,
+)
+OTEL_PROPAGATORS = declare(
+    "OTEL_PROPAGATORS",
+    "tracecontext,baggage",
+    subset("tracecontext", "baggage", "none"),
+    "How a trace's context is read from requests and written to the calls the application "
+    "makes with instrumented clients: W3C `traceparent`/`tracestate` (`tracecontext`) and "
+    "W3C `baggage`; `none` for neither.",
+    TRACING,
+)
+OTEL_TRACES_EXPORTER = declare(
+    "OTEL_TRACES_EXPORTER",
+    "otlp",
+    choice("otlp", "none"),
+    "`none` turns tracing off while an endpoint is set.",
+    TRACING,
+)
+OTEL_SDK_DISABLED = declare(
+    "OTEL_SDK_DISABLED",
+    "false",
+    boolean,
+    "`true` turns tracing off while an endpoint is set (OpenTelemetry's switch).",
+    TRACING,
+)
+TRACE_PROBES = declare(
+    "TRACE_PROBES",
+    "false",
+    boolean,
+    "Trace the probes' requests (`HEALTH_PATH`, `HEALTH_LIVE_PATH`) too. `/metrics` is never "
+    "traced.",
+    TRACING,
+)
 
 RUNTIME_VARIABLES: tuple[Variable, ...] = tuple(REGISTRY.values())  # all declared above

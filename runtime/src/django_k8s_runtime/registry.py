@@ -74,6 +74,9 @@ class Setting:
 
 
 REGISTRY: dict[str, Variable] = {}
+# Families of variables read only as declared (OTEL_): one of them set but not declared
+# is listed by the snapshot (Snapshot.undeclared), for a rule to refuse.
+RESERVED_PREFIXES: set[str] = set()
 
 
 def declare(
@@ -108,12 +111,18 @@ class Snapshot(Mapping[str, Any]):
     one of :attr:`problems`.
     """
 
-    __slots__ = ("_invalid", "_names", "_settings")
+    __slots__ = ("_invalid", "_names", "_settings", "_undeclared")
 
-    def __init__(self, settings: Mapping[str, Setting], invalid: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        settings: Mapping[str, Setting],
+        invalid: Mapping[str, str],
+        undeclared: tuple[str, ...] = (),
+    ) -> None:
         object.__setattr__(self, "_settings", MappingProxyType(dict(settings)))
         object.__setattr__(self, "_invalid", MappingProxyType(dict(invalid)))
         object.__setattr__(self, "_names", tuple(name for name in REGISTRY if name in self))
+        object.__setattr__(self, "_undeclared", tuple(undeclared))
 
     def __getitem__(self, name: str) -> Any:
         if name in self._invalid:
@@ -135,7 +144,7 @@ class Snapshot(Mapping[str, Any]):
         raise AttributeError("a configuration snapshot cannot be changed")
 
     def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle build a new one
-        return Snapshot, (dict(self._settings), dict(self._invalid))
+        return Snapshot, (dict(self._settings), dict(self._invalid), self._undeclared)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -149,6 +158,13 @@ class Snapshot(Mapping[str, Any]):
             raise ConfigError(self._invalid[name])
         source: str = self._settings[name].source
         return source
+
+    @property
+    def undeclared(self) -> tuple[str, ...]:
+        """The names of variables set in a reserved family (``RESERVED_PREFIXES``) that
+        no declaration reads, sorted; never their values."""
+        undeclared: tuple[str, ...] = self._undeclared
+        return undeclared
 
     @property
     def problems(self) -> list[str]:
@@ -166,7 +182,11 @@ def load(environ: Mapping[str, str] | None = None) -> Snapshot:
             settings[name] = variable.read(environ)
         except ConfigError as error:
             invalid[name] = error.message
-    return Snapshot(settings, invalid)
+    prefixes = tuple(RESERVED_PREFIXES)
+    undeclared = sorted(
+        name for name in environ if prefixes and name.startswith(prefixes) and name not in REGISTRY
+    )
+    return Snapshot(settings, invalid, tuple(undeclared))
 
 
 _snapshots: dict[int, Snapshot] = {}

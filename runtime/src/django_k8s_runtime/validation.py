@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from django_k8s_runtime import command_line, database
+from django_k8s_runtime import command_line, database, tracing
 from django_k8s_runtime.command_line import gunicorn_value, named
 from django_k8s_runtime.env import DEFAULT, ConfigError, Snapshot
 from django_k8s_runtime.observability import multiprocess
@@ -169,6 +169,7 @@ RULES: list[Rule] = [
     metrics_problems,
     command_line.cmd_args_problems,
     websocket_problems,
+    tracing.problems,
 ]
 WARNINGS: list[Rule] = []  # a project's own (@warning); the runtime's are in warnings()
 

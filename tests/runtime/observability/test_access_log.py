@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from django_k8s_runtime.observability import access_log, logconfig, request_id
+from django_k8s_runtime.observability import access_log, logconfig, request_id, trace_ids
 from django_k8s_runtime.observability.logconfig import ConsoleHandler
 
 pytestmark = pytest.mark.in_process
@@ -70,15 +70,22 @@ def alone(handler: ConsoleHandler) -> None:
     logging.getLogger("django_k8s_runtime.access").handlers[:] = [handler]
 
 
+TRACED = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")  # a traced request's ids
+
+
+@pytest.mark.parametrize("traced", [None, TRACED], ids=["untraced", "traced"])
 @pytest.mark.parametrize("request_id_bound", [None, "req-abc-12345"])
 @pytest.mark.parametrize("values", REQUESTS)
-def test_the_direct_line_is_the_one_logging_writes(console, values, request_id_bound) -> None:
+def test_the_direct_line_is_the_one_logging_writes(
+    console, values, request_id_bound, traced
+) -> None:
     stream, handler = console
     alone(handler)
     log = access_log.AccessLog("django_k8s_runtime.access")
     assert log._direct_handler() is handler  # the runtime's configuration: direct
 
     token = request_id.bind(request_id_bound) if request_id_bound else None
+    traced_token = trace_ids.bind(traced) if traced else None
     try:
         before = time.time()
 
@@ -93,6 +100,8 @@ def test_the_direct_line_is_the_one_logging_writes(console, values, request_id_b
     finally:
         if token is not None:
             request_id.unbind(token)
+        if traced_token is not None:
+            trace_ids.unbind(traced_token)
 
     direct, logged = stream.getvalue().splitlines()
     assert list(json.loads(direct)) == list(json.loads(logged))  # the keys, in order
@@ -102,6 +111,7 @@ def test_the_direct_line_is_the_one_logging_writes(console, values, request_id_b
     assert direct_fields == logged_fields
     assert direct.isascii()  # as python-json-logger writes it
     assert direct_fields.get("request_id") == request_id_bound
+    assert (direct_fields.get("trace_id"), direct_fields.get("span_id")) == (traced or (None, None))
 
 
 def test_timestamps_are_written_as_isoformat_writes_them() -> None:

@@ -1,5 +1,5 @@
 """Request size limits in this process: BodyLimit around a tiny application that
-reads its body, and the head's limits and deadline in GracefulHttpToolsProtocol fed
+reads its body, and the head's limits and deadline in HttpProtocol fed
 bytes over a fake transport, as Uvicorn's own protocol tests feed theirs. The same
 limits with real sockets through Gunicorn are in test_limits_under_gunicorn.py."""
 
@@ -19,7 +19,7 @@ from django_k8s_runtime.server.limits import (
     ConnectionLimits,
     HeadLimits,
 )
-from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+from django_k8s_runtime.server.protocol import HttpProtocol
 from tests.support.asgi import FakeTransport, Seen, connected, http_scope, respond, run
 
 pytestmark = pytest.mark.in_process  # no server: the layers driven in this process
@@ -312,7 +312,7 @@ def head(line: bytes = b"GET / HTTP/1.1", *fields: bytes) -> bytes:
 
 def feed(*chunks: bytes, limits: HeadLimits = LIMITS, settle: float = 0.05) -> FakeTransport:
     async def scenario() -> FakeTransport:
-        protocol, transport = connected(GracefulHttpToolsProtocol, limits=limits)
+        protocol, transport = connected(HttpProtocol, limits=limits)
         for chunk in chunks:
             if not transport.closed:
                 protocol.data_received(chunk)
@@ -378,7 +378,7 @@ def test_each_request_on_a_keep_alive_connection_has_the_whole_limit() -> None:
 def test_a_head_not_complete_in_time_is_answered_408() -> None:
     async def scenario() -> FakeTransport:
         bounds = ConnectionLimits(head_timeout=0.05)
-        protocol, transport = connected(GracefulHttpToolsProtocol, bounds=bounds)
+        protocol, transport = connected(HttpProtocol, bounds=bounds)
         protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and then silence
         await asyncio.sleep(0.2)
         transport.lose(protocol)
@@ -392,7 +392,7 @@ def test_a_head_not_complete_in_time_is_answered_408() -> None:
 def test_a_connection_that_sends_nothing_in_time_is_closed_without_an_answer() -> None:
     async def scenario() -> FakeTransport:
         bounds = ConnectionLimits(head_timeout=0.05)
-        protocol, transport = connected(GracefulHttpToolsProtocol, bounds=bounds)
+        protocol, transport = connected(HttpProtocol, bounds=bounds)
         await asyncio.sleep(0.2)
         transport.lose(protocol)
         return transport

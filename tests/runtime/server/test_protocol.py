@@ -1,4 +1,4 @@
-"""GracefulHttpToolsProtocol in a real Uvicorn server in this process, real sockets.
+"""HttpProtocol in a real Uvicorn server in this process, real sockets.
 
 test_protocol_under_gunicorn.py shows a request surviving a SIGHUP through Gunicorn;
 here each connection state is set up exactly when the server begins to stop:
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 from uvicorn import Config, Server
 
-from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+from django_k8s_runtime.server.protocol import HttpProtocol
 from tests.support.asgi import hello
 
 pytestmark = pytest.mark.in_process  # no server: the layers driven in this process
@@ -24,7 +24,7 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 GRACE = 0.3
 
 
-class QuickGrace(GracefulHttpToolsProtocol):
+class QuickGrace(HttpProtocol):
     first_request_grace = GRACE
 
 

@@ -25,6 +25,7 @@ from django_k8s_runtime.observability.logconfig import (
     json_string,
 )
 from django_k8s_runtime.observability.request_id import current_request_id
+from django_k8s_runtime.observability.trace_ids import TraceIds, current_trace_ids
 
 
 class AccessLog:
@@ -58,6 +59,7 @@ class AccessLog:
                 self.logger.name,
                 time.time(),
                 current_request_id(),
+                current_trace_ids(),
                 address,
                 method,
                 path,
@@ -137,6 +139,7 @@ def _line(
     logger: str,
     created: float,
     request_id: str | None,
+    trace_ids: TraceIds | None,
     address: str,
     method: str,
     path: str,
@@ -159,4 +162,6 @@ def _line(
         line += f', "ended": {json_string(ended)}'
     if request_id:
         line += f', "request_id": {json_string(request_id)}'
+    if trace_ids is not None:  # the filter's, after the request id
+        line += f', "trace_id": "{trace_ids[0]}", "span_id": "{trace_ids[1]}"'
     return line + "}"

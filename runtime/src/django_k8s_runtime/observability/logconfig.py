@@ -23,6 +23,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 from django_k8s_runtime.observability.request_id import current_request_id
+from django_k8s_runtime.observability.trace_ids import current_trace_ids
 
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s%(request_suffix)s"
 JSON_FIELDS = "%(timestamp)s %(levelname)s %(name)s %(message)s %(process)d"
@@ -31,16 +32,20 @@ ACCESS_LOGGER = "django_k8s_runtime.access"  # one line per request or socket
 
 
 class RequestContextFilter(logging.Filter):
-    """Stamp every record with the id of the request being served, if any.
+    """Stamp every record with the id of the request being served, if any, and with
+    its trace id and span id when it is traced.
 
-    The id lives in a context variable, which asgiref copies into the thread that
-    runs a synchronous view, so Django's own error log carries it too.
+    The ids live in context variables, which the runtime copies into the thread that
+    runs a synchronous view, so Django's own error log carries them too.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id:
             record.request_id = request_id
+        trace_ids = current_trace_ids()
+        if trace_ids is not None:
+            record.trace_id, record.span_id = trace_ids
         record.request_suffix = f" [{request_id}]" if request_id else ""
         return True
 

@@ -10,6 +10,10 @@ probes, or Django's ``record_route``); the observer reads it when the response i
 done, to label the metrics and to leave ``quiet_routes`` (the probes, unless
 LOG_PROBES) out of the access log. It knows nothing of either layer.
 
+When traced (``tracing``, from the composition root; None when off), the request's
+server span is current while the request runs and ends after its access line, named
+by the route and with the status recorded here (``observability/traces.py``).
+
 **The status recorded is the status sent.** A response whose head went out is
 recorded with that status, even if it did not end as the application meant it
 to; why it ended early is beside it (``scope[ENDED_EARLY]``, or the client gone,
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django_k8s_runtime.asgi_types import (
     CLIENT_ERROR,
@@ -41,6 +45,9 @@ from django_k8s_runtime.observability import request_id
 from django_k8s_runtime.observability.access_log import AccessLog
 from django_k8s_runtime.observability.metrics import Metrics
 
+if TYPE_CHECKING:  # imported only when tracing is on (django_k8s_runtime.tracing)
+    from django_k8s_runtime.observability.traces import RequestTracing
+
 access_log = AccessLog()
 
 
@@ -52,11 +59,13 @@ class RequestObserver:
         access_log: bool,
         quiet_routes: Collection[str] = (),
         metrics: Metrics | None = None,
+        tracing: RequestTracing | None = None,
     ) -> None:
         self.app = app
         self.access_log = access_log
         self.quiet_routes = frozenset(quiet_routes)
         self.metrics = metrics
+        self.tracing = tracing  # None: tracing off, nothing paid
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -69,6 +78,7 @@ class RequestObserver:
                 break
         rid = request_id.accept_or_make(incoming)
         token = request_id.bind(rid)
+        span = self.tracing.begin(scope) if self.tracing is not None else None
         if self.metrics is not None:
             self.metrics.request_started()
         started = time.perf_counter()
@@ -84,6 +94,8 @@ class RequestObserver:
                 self.metrics.request_finished(scope, status, elapsed, ended)
             if self.access_log and scope.get(ROUTE) not in self.quiet_routes:
                 self._log(scope, status, elapsed, answered, ended)
+            if span is not None:
+                span.end(scope, status, ended)
             request_id.unbind(token)
 
     @staticmethod

@@ -1,88 +1,30 @@
-"""Uvicorn's WebSocket protocol, fitted: what a socket may hold of the worker is
-bounded, a client that takes nothing is dropped, and a stopping worker says "going
-away", waits for the client's answer and lets the application's disconnect run.
+"""Uvicorn's WebSocket protocol (``websockets-sansio``, what ``ws="auto"`` picks),
+fitted: what a socket may hold of the worker is bounded, a client that takes
+nothing is dropped, and a stopping worker says "going away" and waits.
 
-The implementation is Uvicorn's ``websockets-sansio`` (what ``ws="auto"`` picks
-when the ``websockets`` package is installed; the repository's architecture notes
-say why).
-What is changed, and why:
-
-**What a socket has read and the application has not taken is bounded.** Uvicorn
-parses each read of the socket whole (up to 250 KiB with uvloop) and queues every
-message in it for the application before it pauses reading. With permessage-deflate
-(offered by default, used by every browser) a message of a mebibyte of zeros is
-about a kilobyte on the wire, so one read queued hundreds of mebibytes: eight
-sockets took a worker past a gigabyte in a second. Here the bytes of a read are
-handed to the ``websockets`` parser one frame at a time, and no further while a
-message waits for the application: a socket holds at most one message waiting
-(inflated, at most WEBSOCKET_MAX_MESSAGE_SIZE, which ``websockets`` enforces on the
-inflated size, across fragments), the message being received (the same bound), and
-what is left of one read. The rest stays in the kernel, and TCP slows the client
-down. :func:`socket_memory_bound` is the sum; the documentation's Serving page has the
-table.
-
-**What a socket writes is bounded too, pongs included.** Uvicorn answers every
-ping as it is parsed, without looking at the transport's buffer: a client that
-sends pings and never reads made the worker buffer every pong (420 MB in 18 s).
-Here nothing more is parsed while the transport's write buffer is over its
-high-water mark (the application's ``send()`` already waits then), so a client
-that does not read stops being read, and control frames wait with the rest. The
-frames parsed in one turn of the event loop are bounded too (``FRAMES_PER_TURN``):
-a client flooding pings at full speed shares the loop with the probes.
-
-**A client that takes nothing is dropped** after ``send_timeout``
-(RESPONSE_SEND_TIMEOUT, as for an HTTP response): a socket whose write buffer has
-not shrunk for that long is reset (SO_LINGER 0, so the kernel's buffer goes too),
-with one warning line. Uvicorn closed such a socket at its ping deadline with a
-close that waits for the buffer to drain, which it never does: the socket kept its
-place under WEBSOCKET_MAX_CONNECTIONS, its application stayed blocked in
-``send()``, and at shutdown the worker waited out the graceful timeout. Here the
-application is told the socket is gone (``websocket.disconnect``, 1006), what it
-sends until it has read that is dropped (as below), so a Channels consumer's
-``disconnect()`` runs and its access line is written.
-
-**Closing at shutdown.** When a worker stops gracefully (the pod's SIGTERM after
-GUNICORN_SHUTDOWN_DELAY, SIGHUP, max-requests recycling), Uvicorn sends every
-open socket a close frame with code 1012 (service restart) and closes the TCP
-connection in the same breath, without waiting for the client's close frame.
-Clients see a closing handshake that never completed: the ``websockets`` client
-raises ``ConnectionClosedError``, browsers report ``wasClean: false``. And an
-application still answering a message when the close comes gets an exception
-from ``send()`` (``Unexpected ASGI message 'websocket.send', after sending
-'websocket.close'``), so a Channels consumer dies before its ``disconnect()`` runs.
-
-Here a stopping worker instead:
-
-* sends **1001 (going away)**, the code RFC 6455 gives a server going down, which
-  clients treat as a normal closure and reconnect on;
-* delivers ``websocket.disconnect`` with 1001 to the application, after whatever
-  it had already received, so its disconnect handler runs;
-* drops what the application sends after the close frame went out (RFC 6455
-  allows no data after it; a message the client never saw acknowledged, it sends
-  again after reconnecting), until the application has read its disconnect;
-  ``send()`` then raises, as on any closed socket;
-* waits for the client's close frame (bounded by Uvicorn's close timeout, 10 s,
-  the send timeout above, and the worker's graceful timeout) and only then closes
-  the connection.
-
-Gunicorn's quick shutdown (SIGINT, SIGQUIT) goes through the same close, at once:
-the worker exits about 0.1 s later without waiting for the answers.
-
-**A refused handshake is not an error.** When the application answers a handshake
-with an HTTP response (the ``websocket.http.response`` extension: the runtime's
-400, 404, 503 and 504), Uvicorn logs "ASGI callable returned without completing
-handshake." at error level, as if it had failed; here the handshake counts as
-complete once that response is.
-
-**Nothing a client sends is a traceback.** A text message that is not UTF-8 is
-closed with 1007 and one warning line (Uvicorn logged it with a traceback).
-
-**Handshakes are not logged here.** Uvicorn logs every handshake at info
-(``"WebSocket /path?query" [accepted]``, ``403``) and the ``websockets`` library
-adds ``connection open``: lines that repeat the access log's and carry the query
-string, where browser clients, which cannot set headers, put their tokens. Here
-only warnings and errors of the protocol are logged; the access log
-(observability/websocket.py) has one line per socket, without the query.
+* **What a socket has read and the application has not taken is bounded.** Uvicorn
+  parsed each read whole and queued every message in it: with permessage-deflate a
+  mebibyte of zeros is a kilobyte on the wire, and eight sockets took a worker past
+  a gigabyte in a second. Here a read goes to the parser a frame at a time, none
+  while a message waits for the application (``websockets`` bounds a message's
+  inflated size across fragments): :func:`socket_memory_bound`.
+* **What a socket writes is bounded, pongs included**: nothing more is parsed while
+  the write buffer is over its high-water mark, and at most ``FRAMES_PER_TURN``
+  frames a turn of the loop, so a ping flood shares the loop with the probes.
+* **A client that takes nothing** for ``send_timeout`` (RESPONSE_SEND_TIMEOUT) is
+  reset (SO_LINGER 0), with one warning line; the application gets its disconnect
+  (1006), and what it sends until it has read it is dropped, so a Channels
+  consumer's ``disconnect()`` runs and the socket's slot and access line come back.
+* **At shutdown** a socket gets **1001 (going away)**, not Uvicorn's 1012 cut short:
+  the application gets its disconnect after what it had received, what it sends
+  after the close frame is dropped until it has read it, and the client's close
+  frame is waited for (bounded by the close timeout, the send timeout and the
+  graceful timeout). A quick shutdown closes the same way, at once.
+* **Nothing a client sends is a traceback**: text that is not UTF-8 is closed 1007
+  with one warning line; a handshake the parser refuses (400, 414, 431) gets one
+  warning line and is counted as a refused HTTP head is.
+* **Handshakes are not logged here**: Uvicorn's lines carry the query string, where
+  browsers put tokens; the access log has one line per socket, without it.
 """
 
 from __future__ import annotations
@@ -96,6 +38,9 @@ from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import SecurityError
+
+from django_k8s_runtime.server.worker_state import this_worker
 
 GOING_AWAY = 1001
 GOING_AWAY_REASON = "server going away"
@@ -179,7 +124,7 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self.transport = _WatchedTransport(transport, self)
+        self.transport = _WatchedTransport(transport, self)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -280,6 +225,19 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
+
+    def handle_handshake_exception(self) -> None:
+        """Uvicorn's answer (400, 414 or 431), with one line saying why; the reason
+        only, never the request's own bytes (its headers may carry credentials)."""
+        error = self.conn.handshake_exc
+        too_large = isinstance(error, SecurityError)  # a line or the fields over the limits
+        this_worker.connection_dropped("head_too_large" if too_large else "malformed")
+        self.logger.warning(
+            "WebSocket handshake refused: %s (from %s)",
+            error,
+            self.client[0] if self.client else "-",
+        )
+        super().handle_handshake_exception()
 
     def handle_ping(self) -> None:
         pass  # the pong is written with the turn's other output (_write_pending)
@@ -412,8 +370,6 @@ class GoingAwayWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if kind == "websocket.close":
             self._feed_soon()  # read on, to the client's close frame
-        elif kind == "websocket.http.response.body" and not message.get("more_body", False):
-            self.handshake_complete = True  # answered: refused, not failed
 
 
 class _WatchedTransport:

@@ -74,7 +74,7 @@ from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 
 from django_k8s_runtime.server import exits, memory, threads, websocket
 from django_k8s_runtime.server.limits import ConnectionLimits, HeadLimits
-from django_k8s_runtime.server.protocol import GracefulHttpToolsProtocol
+from django_k8s_runtime.server.protocol import HttpProtocol
 from django_k8s_runtime.server.worker_state import this_worker
 
 # Uvicorn cancels what is still running this long before Gunicorn would SIGKILL.
@@ -123,7 +123,7 @@ class _Server(Server):
 
 
 class UvicornWorker(BaseUvicornWorker):  # type: ignore[misc] # uvicorn-worker is untyped
-    CONFIG_KWARGS = {"loop": "uvloop", "http": GracefulHttpToolsProtocol, "lifespan": "off"}
+    CONFIG_KWARGS = {"loop": "uvloop", "http": HttpProtocol, "lifespan": "off"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -194,7 +194,7 @@ class UvicornWorker(BaseUvicornWorker):  # type: ignore[misc] # uvicorn-worker i
         # Gunicorn's request-head limits, which Uvicorn would ignore, and the
         # connection's bounds (server/protocol.py).
         self.config.http = functools.partial(
-            GracefulHttpToolsProtocol,
+            HttpProtocol,
             limits=HeadLimits.from_gunicorn(self.cfg),
             bounds=self.bounds or ConnectionLimits(connections=self.cfg.worker_connections),
         )
