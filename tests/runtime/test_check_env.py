@@ -141,9 +141,9 @@ REFUSED = [
             "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20s3cret",
         },
         "configuration error: OTEL_EXPORTER_OTLP_HEADERS is set, but the runtime does not "
-        "read it: of OpenTelemetry's variables it reads those docs/configuration.md lists "
-        "(Traces), and refuses the others rather than let the SDK read them unchecked; "
-        "remove it.",
+        "read it: of OpenTelemetry's variables it reads those the documentation's "
+        "Configuration page lists (Traces), and refuses the others rather than let the SDK "
+        "read them unchecked; remove it.",
         id="otel-variable-not-read",
     ),
     pytest.param(

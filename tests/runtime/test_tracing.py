@@ -46,8 +46,9 @@ def test_an_otel_variable_the_runtime_does_not_read_is_refused_by_name_only() ->
     lines = problems({**ENDPOINT, "OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cret"})
     assert lines == [
         "OTEL_EXPORTER_OTLP_HEADERS is set, but the runtime does not read it: of "
-        "OpenTelemetry's variables it reads those docs/configuration.md lists (Traces), and "
-        "refuses the others rather than let the SDK read them unchecked; remove it."
+        "OpenTelemetry's variables it reads those the documentation's Configuration page lists "
+        "(Traces), and refuses the others rather than let the SDK read them unchecked; "
+        "remove it."
     ]
     assert "s3cret" not in " ".join(problems({"OTEL_EXPORTER_OTLP_HEADERS": "s3cret"}))
 

@@ -637,7 +637,8 @@ OTEL_EXPORTER_OTLP_ENDPOINT = declare(
     "Base URL of the OpenTelemetry collector's OTLP/HTTP receiver, e.g. "
     "`http://otel-collector:4318`; spans go to `/v1/traces` under it. Setting it (or the "
     "next) turns tracing on: a server span per request, named by its route, with a child "
-    "span per PostgreSQL statement, exported from each worker (docs/observability.md). "
+    "span per PostgreSQL statement, exported from each worker (the documentation's Logs, "
+    "metrics and traces page). "
     "Needs the `otel` extra. Empty: no tracing, and nothing of it is paid per request.",
     TRACING,
 )
@@ -687,7 +688,7 @@ OTEL_RESOURCE_ATTRIBUTES = declare(
     resource_attributes,
     "What every span says of where it was made: `k8s.pod.name`, `k8s.namespace.name`, "
     "`k8s.node.name` from the Downward API, `deployment.environment.name`... "
-    "(docs/observability.md has the Deployment's lines).",
+    "(the documentation's Logs, metrics and traces page has the Deployment's lines).",
     TRACING,
 )
 OTEL_TRACES_SAMPLER = declare(

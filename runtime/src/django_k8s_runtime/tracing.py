@@ -66,8 +66,8 @@ def problems(snapshot: Snapshot) -> list[str]:
     """Every tracing mistake, one line each (``validation.RULES`` runs it)."""
     found = [
         f"{name} is set, but the runtime does not read it: of OpenTelemetry's variables it "
-        "reads those docs/configuration.md lists (Traces), and refuses the others rather "
-        "than let the SDK read them unchecked; remove it."
+        "reads those the documentation's Configuration page lists (Traces), and refuses the "
+        "others rather than let the SDK read them unchecked; remove it."
         for name in snapshot.undeclared
     ]
     try:
