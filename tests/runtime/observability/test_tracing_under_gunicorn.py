@@ -98,7 +98,9 @@ def serve_and_stop(postgres, *, preload: bool, receiver: Receiver | None) -> Ser
 
 def access_line(served: Served, path: str) -> dict:
     (line,) = [
-        entry for entry in served.log if entry["logger"] == "access" and entry["path"] == path
+        entry
+        for entry in served.log
+        if entry["logger"] == "django_k8s_runtime.access" and entry["path"] == path
     ]
     return line
 
