@@ -149,11 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     if measured == Results():
         return status
     path = output / RESULTS
-    if path.exists():
-        kept = [phase for phase in PHASES if getattr(measured, phase) is None]
-        measured = measured.merged_over(results.read(path))
-        if kept:
+    kept = [phase for phase in PHASES if getattr(measured, phase) is None]
+    if path.exists() and kept:
+        try:
+            measured = measured.merged_over(results.read(path))
             say(f"Kept from {path}: {', '.join(kept)} (not run this time).")
+        except results.UnreadableResults as error:
+            say(f"Nothing kept from the results already there: {error}")
     results.write(measured, path)
     _publish(measured, output, chart=not args.no_chart)
     return status
@@ -183,6 +185,7 @@ def _measure(
         try:
             found = dataclasses.replace(found, **{phase: runs[phase]()})
         except KeyboardInterrupt:
+            shutil.rmtree(logs, ignore_errors=True)
             say("Interrupted; every process the benchmark started has been stopped.")
             return found, 130
         except Exception as error:
