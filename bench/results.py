@@ -270,7 +270,7 @@ class Attack:
     others_asked: int = 0  # ... of so many asked meanwhile
     others_slowest_ms: float | None = None  # its slowest answer (2 s if one never came)
     skipped: str = ""  # why the attack could not run against this server (no figures)
-    note: str = ""  # which part of the mix could not run, and why
+    note: str = ""  # which attacker could not run (or connect), and why
 
     @property
     def grown_mib(self) -> float:

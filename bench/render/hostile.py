@@ -33,7 +33,8 @@ def grown(attack: Attack | None) -> str:
         return "n/a"
     if attack.skipped:
         return f"not run: {attack.skipped}"
-    return f"+{attack.grown_mib:,.0f} MiB"
+    left_out = f" (left out: {attack.note})" if attack.note and attack.attack != "mix" else ""
+    return f"+{attack.grown_mib:,.0f} MiB{left_out}"
 
 
 def section(results: HostileResults) -> list[str]:
@@ -91,7 +92,7 @@ def section(results: HostileResults) -> list[str]:
                 "Sent by the attackers",
                 "Other client answered",
                 "Its slowest answer",
-                "Not run",
+                "Left out",
             ],
             details,
         ),
