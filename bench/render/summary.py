@@ -5,6 +5,7 @@ same results as the reports so the figures never drift: each between
 from __future__ import annotations
 
 import re
+import statistics
 import textwrap
 
 from bench.contenders import ADMIN, HELLO, ITEMS, LIVE, SYNC_VIEWS, UPSTREAM, UPSTREAM_SYNC
@@ -16,6 +17,7 @@ VIEW_NAMES = {HELLO: "the JSON view", ITEMS: "the database view", ADMIN: "the ad
 # How prose names a contender; its label otherwise, without what is in brackets.
 SHORT_NAMES = {"ours": "ours", "gunicorn-asgi": "Gunicorn's ASGI worker", "gthread": "gthread"}
 WIDTH = 86  # README's and docs/'s line length
+NOISY = 0.10  # other processes' median share of the server's core, past which it is said
 
 
 def about(value: float) -> str:
@@ -109,7 +111,14 @@ def _span(values: list[float]) -> str:
 
 
 def _http(f: Figures) -> list[str]:
-    found = [f"HTTP, {f.started:%Y-%m-%d} ([the report](benchmarks.md)):", ""]
+    shares = f.others_shares()
+    noisy = (
+        f"; other processes took a median {statistics.median(shares):.0%} of the server's "
+        "core, so req/s are noisy and CPU per request is the figure to trust"
+        if shares and statistics.median(shares) > NOISY
+        else ""
+    )
+    found = [f"HTTP, {f.started:%Y-%m-%d} ([the report](benchmarks.md){noisy}):", ""]
     wsgi = f.gthread
     if wsgi:
         how = []
