@@ -105,7 +105,7 @@ docs: venv ## Regenerate the variables reference (docs/configuration.md, runtime
 	$(PY) scripts/update-readme
 
 .PHONY: bench
-bench: venv ## Benchmark this stack against the alternatives, HTTP and WebSockets (14-17 minutes)
+bench: venv ## Benchmark against the alternatives (HTTP, WebSockets, hostile clients; about 22 minutes) into docs/
 	@scripts/install-system-packages
 	$(UV) sync --frozen --python $(PYTHON) --group dev --group bench
 	$(PY) -m bench

@@ -2,7 +2,7 @@
 
 Every contender gets the same environment (``session.environment``), the same
 worker count and the same core. Ours reads its settings from that environment
-(``config/gunicorn.py``); the peers get the equivalent settings on their command
+(``python:django_k8s_runtime.gunicorn``); the peers get the equivalent settings on their command
 lines: bind address, workers, uvloop and httptools where they can use them,
 lifespan off (Django has none), keep-alive 75 s, graceful timeout 30 s, trusted
 proxies, preloading where Gunicorn runs them, and no access log.
@@ -10,7 +10,7 @@ proxies, preloading where Gunicorn runs them, and no access log.
 The ASGI peers serve ``bench.stock:application``: Django's own ``ASGIHandler``
 inside the same probes, request timeout and observer layers as ours. That is what
 a team gets by pointing that server at its Django project; ours differs from it
-in the server and in Django's request path (``django_k8s_runtime/server/handler.py``).
+in the server and in Django's request path (the runtime's one visit to a thread).
 
 Two more rows are not peers (role VARIANT): ours *as deployed*, with the access
 log and the Prometheus metrics on (their defaults), to show what those two
@@ -24,6 +24,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench import results
 
 BIN = Path(sys.executable).parent
 
@@ -99,9 +101,22 @@ class Contender:
     def is_ceiling(self) -> bool:
         return self.role == CEILING
 
+    def recorded(self) -> results.Contender:
+        return results.Contender(
+            self.key,
+            self.label,
+            self.role,
+            self.note,
+            self.endpoints,
+            self.mixed_paths,
+            self.wsgi,
+        )
 
-# What the ASGI peers serve: Django's own ASGIHandler in our layers (bench/stock.py).
+
+# What the ASGI peers serve: Django's own ASGIHandler in our layers (bench/stock.py),
+# which the runtime composes here (not part of its public surface: no project needs it).
 STOCK = "bench.stock:application"
+STOCK_LAYERS = "django_k8s_runtime.asgi.stack"
 OURS_APP = "config.asgi:application"
 _STOCK_NOTE = (
     "serves `bench.stock:application`, Django's own `ASGIHandler` in the same layers as "

@@ -1,24 +1,35 @@
-"""What the numbers were measured on: the machine and every version that matters."""
+"""What the numbers were measured on: the machine, every version that matters, the
+commit; recorded with each phase's results (``results.RunInfo``)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from bench.results import Machine, RunInfo
+
+# The servers, the runtime and what they run on; the clients the benchmark drives them with.
 PACKAGES = (
+    "django-k8s-runtime",
     "django",
     "gunicorn",
     "uvicorn",
     "uvicorn-worker",
+    "granian",
+    "daphne",
+    "channels",
+    "channels-redis",
+    "websockets",
     "uvloop",
     "httptools",
-    "granian",
-    "psycopg",
     "asgiref",
+    "psycopg",
     "whitenoise",
+    "aiohttp",
 )
 
 
@@ -32,7 +43,7 @@ def cpu_model() -> str:
 def memory_gib() -> float:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 1024**2
+            return round(int(line.split()[1]) / 1024**2, 1)
     return 0.0
 
 
@@ -43,22 +54,22 @@ def operating_system() -> str:
             for line in Path("/etc/os-release").read_text().splitlines()
             if "=" in line
         )
-        name = fields.get("PRETTY_NAME", "Linux").strip('"')
     except OSError:
-        name = "Linux"
-    return f"{name}, kernel {platform.release()}"
+        return "Linux"
+    return fields.get("PRETTY_NAME", "Linux").strip('"')
 
 
-def describe() -> dict[str, str]:
-    return {
-        "CPU": f"{cpu_model()}, {os.cpu_count()} cores",
-        "Memory": f"{memory_gib():.0f} GiB",
-        "OS": operating_system(),
-        "Python": platform.python_version(),
-    }
+def machine() -> Machine:
+    return Machine(
+        cpu=cpu_model(),
+        cores=os.cpu_count() or 0,
+        memory_gib=memory_gib(),
+        os=operating_system(),
+        kernel=platform.release(),
+    )
 
 
-def versions() -> dict[str, str]:
+def packages() -> dict[str, str]:
     found = {}
     for package in PACKAGES:
         try:
@@ -85,3 +96,23 @@ def source_revision() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"commit {commit}" + (" with uncommitted changes" if changes else "")
+
+
+class Clock:
+    """A phase's start, for its ``RunInfo`` at the end."""
+
+    def __init__(self) -> None:
+        self.started = datetime.now(UTC)
+        self.load_before = os.getloadavg()[0]
+
+    def info(self, tools: dict[str, str]) -> RunInfo:
+        return RunInfo(
+            started=self.started.isoformat(timespec="seconds"),
+            elapsed_seconds=round((datetime.now(UTC) - self.started).total_seconds(), 1),
+            load_average=(round(self.load_before, 2), round(os.getloadavg()[0], 2)),
+            machine=machine(),
+            python=platform.python_version(),
+            packages=packages(),
+            tools=tools,
+            source=source_revision(),
+        )

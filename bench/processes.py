@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.results import MemoryPeak
 from harness.processes import children
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +106,19 @@ def memory_kib(pid: int) -> tuple[int, int] | None:
     return values.get("Rss", 0), values.get("Pss", 0)
 
 
+def status_mib(pid: int, name: str = "VmRSS") -> float:
+    """A process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {name} for process {pid}")
+
+
+def reset_peak_memory(pid: int) -> None:
+    """Start ``VmHWM`` again from the process's memory now (Linux's clear_refs, 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -168,6 +182,11 @@ class MemoryPeaks:
                 self.worker_rss_kib = max(self.worker_rss_kib, rss)
                 self.worker_pss_kib = max(self.worker_pss_kib, pss)
         self.total_pss_kib = max(self.total_pss_kib, total)
+
+    def recorded(self) -> MemoryPeak:
+        return MemoryPeak(
+            self.worker_rss_kib, self.worker_pss_kib, self.total_pss_kib, len(self.worker_pids)
+        )
 
 
 class MemorySampler:

@@ -26,96 +26,51 @@ import contextlib
 import os
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench import database, overload, processes, upstream
+from bench import database, machine, overload, processes, results, upstream
 from bench.contenders import (
     CONTENDERS,
+    ENDPOINT_NAMES,
     FREE_PORT,
+    GTHREAD_THREADS,
     MIXED_LOAD,
     SCRATCH_DIR,
+    STOCK_LAYERS,
     UPSTREAM,
+    UPSTREAM_DELAY_MS,
     Contender,
 )
+from bench.results import HttpOptions as Options
+from bench.results import Load, Run
 from harness import wrk
 from harness.processes import free_port, inherited_environment
 
-# wrk gives up on a request after this long and counts a timeout error.
-WRK_TIMEOUT_SECONDS = 5
+
+def connections_for(options: Options, path: str) -> int:
+    return options.upstream_connections if path == UPSTREAM else options.connections
 
 
-@dataclass(frozen=True)
-class Options:
-    workers: int = 1
-    connections: int = 32
-    upstream_connections: int = 256  # on /api/upstream, where waiting is the work
-    seconds: int = 2
-    # On /api/upstream a slow contender's 256 requests in flight can take seconds
-    # each (a convoy on one core); wrk counts only requests completed within the
-    # run, so a 2 s run could count none of them. Longer runs measure them.
-    upstream_seconds: int = 8
-    warmup_seconds: int = 1
-    rounds: int = 4
-    startup_rounds: int = 3
-    mixed_seconds: int = 6
-    mixed_rounds: int = 2
-    overload_seconds: int = overload.SECONDS  # 0 skips the overload phase
-    pause_seconds: float = 0.3
-    only: tuple[str, ...] = ()  # contender keys; empty means all
-
-    def connections_for(self, path: str) -> int:
-        return self.upstream_connections if path == UPSTREAM else self.connections
-
-    def seconds_for(self, path: str) -> int:
-        return self.upstream_seconds if path == UPSTREAM else self.seconds
+def seconds_for(options: Options, path: str) -> int:
+    return options.upstream_seconds if path == UPSTREAM else options.seconds
 
 
-@dataclass
-class Measurements:
-    options: Options
-    contenders: tuple[Contender, ...]
-    server_cpus: set[int] | None
-    load_cpus: set[int] | None
-    started: datetime = field(default_factory=lambda: datetime.now(UTC))
-    postgres_version: str = ""
-    ready_seconds: dict[str, list[float]] = field(default_factory=dict)
-    runs: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
-    warmups: dict[tuple[str, str], wrk.Result] = field(default_factory=dict)
-    mixed: dict[tuple[str, str], list[wrk.Result]] = field(default_factory=dict)
-    mixed_warmups: dict[tuple[str, str], wrk.Result] = field(default_factory=dict)
-    mixed_others_shares: list[float] = field(default_factory=list)
-    upstream_url: str = ""
-    # Peaks over the warm-up and rounds of every endpoint but /api/upstream: the
-    # load the figures before /api/upstream existed were measured under.
-    memory_before_upstream: dict[str, processes.MemoryPeaks] = field(default_factory=dict)
-    memory: dict[str, processes.MemoryPeaks] = field(default_factory=dict)
-    overload: dict[str, overload.Overload] = field(default_factory=dict)
-    elapsed_seconds: float = 0.0
-    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load at start and end
-
-    def median_ready(self, key: str) -> float:
-        return statistics.median(self.ready_seconds[key])
-
-
-@dataclass(frozen=True)
-class Run:
-    """One wrk run against one contender, with what the server's core did meanwhile."""
-
-    wrk: wrk.Result
-    server_cpu_seconds: float  # the server's own CPU time during the run
-    others_share: float | None  # share of the server's core used by other processes
-
-    @property
-    def cpu_us_per_request(self) -> float:
-        return self.server_cpu_seconds / self.wrk.requests * 1e6 if self.wrk.requests else 0.0
+def load(result: wrk.Result) -> Load:
+    return Load(
+        requests=result.requests,
+        seconds=round(result.seconds, 6),
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        socket_errors=result.socket_errors,
+        status_errors=result.status_errors,
+        timeouts=result.timeouts,
+    )
 
 
 class _CoreWatch:
@@ -134,7 +89,7 @@ class _CoreWatch:
         if self.core is None or not seconds:
             return server_cpu, None
         core_busy = processes.core_busy_seconds(self.core) - self.core_before
-        return server_cpu, min(1.0, max(0.0, (core_busy - server_cpu) / seconds))
+        return server_cpu, round(min(1.0, max(0.0, (core_busy - server_cpu) / seconds)), 4)
 
 
 @dataclass(frozen=True)
@@ -177,24 +132,25 @@ def say(message: str) -> None:
 
 
 class Session:
+    """The HTTP phase: run by :meth:`run`, which returns what it measured."""
+
     def __init__(self, options: Options, logs: Path) -> None:
         self.options = options
         self.logs = logs
-        contenders = tuple(c for c in CONTENDERS if not options.only or c.key in options.only)
-        server_cpus, load_cpus = plan_cpus()
-        self.measurements = Measurements(options, contenders, server_cpus, load_cpus)
+        self.contenders = tuple(c for c in CONTENDERS if not options.only or c.key in options.only)
+        self.server_cpus, self.load_cpus = plan_cpus()
         self.environ: dict[str, str] = {}
         self.scratch = ""  # a tmpfs directory for contenders that need one
+        self.ready_seconds: dict[str, list[float]] = {}
+        self.runs: list[Run] = []
+        self.mixed: list[Run] = []
+        self.mixed_others_shares: list[float] = []
+        self.overload: dict[str, results.Overload] = {}
 
-    @property
-    def contenders(self) -> tuple[Contender, ...]:
-        return self.measurements.contenders
-
-    def run(self) -> Measurements:
-        began = time.monotonic()
-        load_before = os.getloadavg()[0]
-        if self.measurements.load_cpus:
-            os.sched_setaffinity(0, self.measurements.load_cpus)  # PostgreSQL and wrk inherit it
+    def run(self) -> results.HttpResults:
+        clock = machine.Clock()
+        if self.load_cpus:
+            os.sched_setaffinity(0, self.load_cpus)  # PostgreSQL and wrk inherit it
         with contextlib.ExitStack() as stack:
             tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else None  # a tmpfs, as in a pod
             self.scratch = tempfile.mkdtemp(prefix="bench-", dir=tmpfs)
@@ -202,12 +158,11 @@ class Session:
             say("Starting PostgreSQL, migrating, seeding example items…")
             cluster = database.start_cluster()
             stack.callback(cluster.remove)
-            self.measurements.postgres_version = database.server_version(cluster)
+            postgres = database.server_version(cluster)
             say("Starting the upstream stand-in (uvicorn example.upstream:app)…")
             upstream_url = stack.enter_context(
-                upstream.serving(self.logs / "upstream.log", self.measurements.load_cpus)
+                upstream.serving(self.logs / "upstream.log", self.load_cpus)
             )
-            self.measurements.upstream_url = upstream_url
             self.environ = environment(cluster.url(), self.options.workers, upstream_url)
             database.prepare(self.environ)
             self._time_startups()
@@ -219,15 +174,30 @@ class Session:
             with processes.MemorySampler(pids) as sampler:
                 self._warm_up(servers, first)
                 self._rounds(servers, first)
-                self.measurements.memory_before_upstream = sampler.snapshot()
+                without_upstream = sampler.snapshot()
                 self._warm_up(servers, last)
                 self._rounds(servers, last)
                 self._mixed(servers)
-            self.measurements.memory = sampler.peaks
             self._overload()
-        self.measurements.elapsed_seconds = time.monotonic() - began
-        self.measurements.load_average = (load_before, os.getloadavg()[0])
-        return self.measurements
+        return results.HttpResults(
+            run=clock.info({"PostgreSQL": postgres, "wrk": wrk.version()}),
+            options=self.options,
+            contenders=tuple(c.recorded() for c in self.contenders),
+            endpoint_names=dict(ENDPOINT_NAMES),
+            mixed_load=MIXED_LOAD,
+            upstream_delay_ms=UPSTREAM_DELAY_MS,
+            gthread_threads=GTHREAD_THREADS,
+            stock_layers=STOCK_LAYERS,
+            server_cpus=tuple(sorted(self.server_cpus or ())),
+            load_cpus=tuple(sorted(self.load_cpus or ())),
+            ready_seconds=self.ready_seconds,
+            runs=self.runs,
+            mixed=self.mixed,
+            mixed_others_shares=self.mixed_others_shares,
+            memory_without_upstream={k: v.recorded() for k, v in without_upstream.items()},
+            memory={key: peaks.recorded() for key, peaks in sampler.peaks.items()},
+            overload=self.overload,
+        )
 
     # Phases ------------------------------------------------------------------
 
@@ -237,7 +207,7 @@ class Session:
             for contender in self.contenders:
                 with self._serving(contender) as served:
                     seconds = served.ready_seconds
-                    self.measurements.ready_seconds.setdefault(contender.key, []).append(seconds)
+                    self.ready_seconds.setdefault(contender.key, []).append(round(seconds, 4))
                     say(f"  {contender.key:<14} ready in {seconds:.2f}s")
 
     def _check_endpoints(self, servers: dict[str, Served]) -> None:
@@ -258,8 +228,8 @@ class Session:
             f"({', '.join(paths)})"
         )
         for contender, path in self._pairs(paths):
-            run = self._drive(servers[contender.key], path, self.options.warmup_seconds)
-            self.measurements.warmups[(contender.key, path)] = run.wrk
+            seconds = self.options.warmup_seconds
+            self.runs.append(self._drive(servers[contender.key], contender, path, seconds, True))
 
     def _rounds(self, servers: dict[str, Served], paths: list[str]) -> None:
         if not paths:
@@ -267,9 +237,10 @@ class Session:
         for round_number in range(1, self.options.rounds + 1):
             say(f"Round {round_number}/{self.options.rounds} ({', '.join(paths)})")
             for contender, path in self._pairs(paths):
-                run = self._drive(servers[contender.key], path, self.options.seconds_for(path))
-                self.measurements.runs.setdefault((contender.key, path), []).append(run)
-                result = run.wrk
+                seconds = seconds_for(self.options, path)
+                run = self._drive(servers[contender.key], contender, path, seconds, False)
+                self.runs.append(run)
+                result = run.load
                 errors = f", {result.errors} ERRORS" if result.errors else ""
                 say(
                     f"  {contender.key:<14} {path:<14} {result.rps:>9,.0f} req/s  "
@@ -286,8 +257,7 @@ class Session:
         for contender in mixed:
             served = servers[contender.key]
             found, _ = self._drive_mixed(served, contender, self.options.warmup_seconds)
-            for path, result in found.items():
-                self.measurements.mixed_warmups[(contender.key, path)] = result
+            self.mixed += [Run(contender.key, path, True, load) for path, load in found.items()]
         for round_number in range(1, self.options.mixed_rounds + 1):
             say(f"Mixed-load round {round_number}/{self.options.mixed_rounds}")
             for contender in mixed:
@@ -295,10 +265,10 @@ class Session:
                     servers[contender.key], contender, self.options.mixed_seconds
                 )
                 if others is not None:
-                    self.measurements.mixed_others_shares.append(others)
+                    self.mixed_others_shares.append(others)
                 parts = []
                 for path, result in found.items():
-                    self.measurements.mixed.setdefault((contender.key, path), []).append(result)
+                    self.mixed.append(Run(contender.key, path, False, result))
                     errors = f", {result.errors} ERRORS" if result.errors else ""
                     parts.append(
                         f"{path} {result.rps:,.0f} req/s p99 {result.p99_ms:,.1f} ms{errors}"
@@ -320,9 +290,8 @@ class Session:
                 result = overload.offer(
                     served.port, self.options.workers, self.options.overload_seconds
                 )
-            self.measurements.overload[contender.key] = result
-            p99 = result.p99_admitted_ms()
-            refusal = result.refusal_median_ms()
+            self.overload[contender.key] = result
+            p99, refusal = result.p99_admitted_ms, result.refusal_median_ms
             say(
                 f"  {contender.key:<14} goodput {result.goodput_rps:,.0f} req/s of "
                 f"{result.offered_rps:,.0f} offered; admitted p99 "
@@ -340,39 +309,41 @@ class Session:
                 if path in contender.endpoints:
                     yield contender, path
 
-    def _drive(self, served: Served, path: str, seconds: int) -> Run:
-        watch = _CoreWatch(served.process.pid, self.measurements.server_cpus)
+    def _drive(
+        self, served: Served, contender: Contender, path: str, seconds: int, warmup: bool
+    ) -> Run:
+        watch = _CoreWatch(served.process.pid, self.server_cpus)
         result = wrk.run(
             f"http://127.0.0.1:{served.port}{path}",
             seconds=seconds,
-            connections=self.options.connections_for(path),
-            timeout=WRK_TIMEOUT_SECONDS,
+            connections=connections_for(self.options, path),
+            timeout=self.options.wrk_timeout_seconds,
         )
         server_cpu, others = watch.stop(result.seconds)
         self._settle(served)
-        return Run(result, server_cpu, others)
+        return Run(contender.key, path, warmup, load(result), round(server_cpu, 3), others)
 
     def _drive_mixed(
         self, served: Served, contender: Contender, seconds: int
-    ) -> tuple[dict[str, wrk.Result], float | None]:
+    ) -> tuple[dict[str, Load], float | None]:
         """MIXED_LOAD on one server, one wrk per path, all at once: each wrk's
         result, and the share of the server's core other processes used meanwhile."""
         connections = dict(MIXED_LOAD)
         paths = contender.mixed_paths
-        watch = _CoreWatch(served.process.pid, self.measurements.server_cpus)
+        watch = _CoreWatch(served.process.pid, self.server_cpus)
         started = [
             wrk.start(
                 f"http://127.0.0.1:{served.port}{path}",
                 seconds=seconds,
                 connections=connections[path],
-                timeout=WRK_TIMEOUT_SECONDS,
+                timeout=self.options.wrk_timeout_seconds,
             )
             for path in paths
         ]
-        results = wrk.collect(started)
-        _, others = watch.stop(max(result.seconds for result in results))
+        measured = wrk.collect(started)
+        _, others = watch.stop(max(result.seconds for result in measured))
         self._settle(served)
-        return dict(zip(paths, results, strict=True)), others
+        return {path: load(found) for path, found in zip(paths, measured, strict=True)}, others
 
     def _settle(self, served: Served) -> None:
         """Let the server finish what it still had queued when wrk stopped (a slow
@@ -399,7 +370,7 @@ class Session:
             contender.argv(port, self.options.workers),
             {**self.environ, **(environ or {}), "GUNICORN_PORT": str(port), **extra},
             log,
-            self.measurements.server_cpus,
+            self.server_cpus,
         )
         try:
             try:

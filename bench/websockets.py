@@ -29,31 +29,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench import machine, processes
+from bench import machine, processes, results
 from bench.contenders import BIN
+from bench.results import FanOut, SocketMemory
+from bench.results import WebSocketOptions as Options
 from harness.processes import free_port
 
 CHANNELS_APP = "bench.channels_asgi:application"
 ORIGIN = "http://127.0.0.1"  # an allowed host: the origin check passes everywhere
 READY_PATH = "/api/hello"
-OPEN_BATCH = 32  # handshakes in flight at once: within every contender's listen backlog
 WARM_UP_SOCKETS = 50
-
-
-@dataclass(frozen=True)
-class Options:
-    sockets: int = 2000  # held open on one worker, for its memory
-    broadcast_sockets: int = 1000  # members of the group a broadcast goes to
-    rounds: int = 20  # broadcasts per contender and layer
 
 
 @dataclass(frozen=True)
@@ -62,6 +54,11 @@ class SocketContender:
     label: str
     argv: Callable[[int], list[str]]  # port -> command line
     note: str
+
+    def recorded(self) -> results.Contender:
+        return results.Contender(
+            self.key, self.label, "ours" if self.key == "ours" else "peer", self.note
+        )
 
 
 def _ours(port: int) -> list[str]:
@@ -114,47 +111,6 @@ CONTENDERS = (
 )
 
 
-@dataclass
-class Memory:
-    sockets: int
-    open_seconds: float
-    baseline_kib: int
-    loaded_kib: int
-
-    @property
-    def per_socket_kib(self) -> float:
-        return (self.loaded_kib - self.baseline_kib) / self.sockets
-
-    @property
-    def handshakes_per_second(self) -> float:
-        return self.sockets / self.open_seconds
-
-
-@dataclass
-class FanOut:
-    sockets: int
-    seconds: list[float]  # per broadcast: the send until the last copy arrived
-    server_cpu_seconds: float  # per broadcast
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.seconds) * 1000
-
-    @property
-    def worst_ms(self) -> float:
-        return max(self.seconds) * 1000
-
-
-@dataclass
-class Results:
-    options: Options
-    started: datetime = field(default_factory=lambda: datetime.now(UTC))
-    memory: dict[tuple[str, bool], Memory] = field(default_factory=dict)  # (key, deflate)
-    fan_out: dict[tuple[str, str], FanOut] = field(default_factory=dict)  # (key, layer)
-    elapsed_seconds: float = 0.0
-    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load at start and end
-
-
 def say(message: str) -> None:
     print(message, flush=True)
 
@@ -165,11 +121,11 @@ def run(
     logs: Path,
     server_cpus: set[int] | None,
     load_cpus: set[int] | None,
-) -> Results:
+) -> results.WebSocketResults:
     """The whole phase; ``environ`` is the common environment of the HTTP phases."""
-    began = time.monotonic()
-    load_before = os.getloadavg()[0]
-    results = Results(options)
+    clock = machine.Clock()
+    memories: list[SocketMemory] = []
+    fan_outs: list[FanOut] = []
     if load_cpus:
         os.sched_setaffinity(0, load_cpus)
     environ = {
@@ -184,8 +140,10 @@ def run(
             say(f"WebSockets: memory of {options.sockets} sockets, deflate {offered}")
             for contender in CONTENDERS:
                 with _serving(contender, environ, logs, server_cpus) as (process, port):
-                    memory = asyncio.run(_memory(process, port, options.sockets, deflate))
-                results.memory[(contender.key, deflate)] = memory
+                    memory = asyncio.run(
+                        _memory(contender.key, process, port, options, deflate=deflate)
+                    )
+                memories.append(memory)
                 say(
                     f"  {contender.key:<8} {memory.per_socket_kib:6.1f} KiB/socket, "
                     f"{memory.handshakes_per_second:6.0f} handshakes/s"
@@ -195,16 +153,21 @@ def run(
             layered = {**environ, "CHANNEL_LAYER_URL": layer_url}
             for contender in CONTENDERS:
                 with _serving(contender, layered, logs, server_cpus) as (process, port):
-                    fan_out = asyncio.run(_fan_out(process, port, options))
-                results.fan_out[(contender.key, layer)] = fan_out
+                    fan_out = asyncio.run(_fan_out(contender.key, layer, process, port, options))
+                fan_outs.append(fan_out)
                 say(
                     f"  {contender.key:<8} median {fan_out.median_ms:7.1f} ms, worst "
                     f"{fan_out.worst_ms:7.1f} ms, server CPU "
                     f"{fan_out.server_cpu_seconds * 1000:6.1f} ms per broadcast"
                 )
-    results.elapsed_seconds = time.monotonic() - began
-    results.load_average = (load_before, os.getloadavg()[0])
-    return results
+        redis_version = _redis_version(redis_url)
+    return results.WebSocketResults(
+        run=clock.info({"Redis": redis_version}),
+        options=options,
+        contenders=tuple(c.recorded() for c in CONTENDERS),
+        memory=memories,
+        fan_out=fan_outs,
+    )
 
 
 # Servers ---------------------------------------------------------------------------
@@ -254,6 +217,12 @@ def _redis(cpus: set[int] | None) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+def _redis_version(url: str) -> str:
+    import redis
+
+    return str(redis.Redis.from_url(url).info("server")["redis_version"])
+
+
 def _answers(client) -> bool:
     import redis
 
@@ -270,7 +239,7 @@ def _worker_rss_kib(server_pid: int) -> int:
 # The client ---------------------------------------------------------------------------
 
 
-async def _open(port: int, path: str, count: int, *, deflate: bool) -> list:
+async def _open(port: int, path: str, count: int, batch: int, *, deflate: bool) -> list:
     from websockets.asyncio.client import connect
 
     url = f"ws://127.0.0.1:{port}{path}"
@@ -282,9 +251,9 @@ async def _open(port: int, path: str, count: int, *, deflate: bool) -> list:
         "compression": "deflate" if deflate else None,
     }
     opened: list = []
-    for start in range(0, count, OPEN_BATCH):
-        batch = min(OPEN_BATCH, count - start)
-        opened += await asyncio.gather(*(connect(url, **options) for _ in range(batch)))
+    for start in range(0, count, batch):
+        at_once = min(batch, count - start)
+        opened += await asyncio.gather(*(connect(url, **options) for _ in range(at_once)))
     return opened
 
 
@@ -292,20 +261,23 @@ async def _close(sockets: list) -> None:
     await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
 
 
-async def _memory(process: subprocess.Popen[bytes], port: int, count: int, deflate: bool) -> Memory:
-    warm = await _open(port, "/ws/echo/", WARM_UP_SOCKETS, deflate=deflate)
+async def _memory(
+    key: str, process: subprocess.Popen[bytes], port: int, options: Options, *, deflate: bool
+) -> SocketMemory:
+    count, batch = options.sockets, options.open_batch
+    warm = await _open(port, "/ws/echo/", WARM_UP_SOCKETS, batch, deflate=deflate)
     await asyncio.gather(*(_echo(s) for s in warm))
     await _close(warm)
     await asyncio.sleep(1)
     baseline = _worker_rss_kib(process.pid)
     started = time.monotonic()
-    sockets = await _open(port, "/ws/echo/", count, deflate=deflate)
+    sockets = await _open(port, "/ws/echo/", count, batch, deflate=deflate)
     open_seconds = time.monotonic() - started
     await asyncio.gather(*(_echo(s) for s in sockets))
     await asyncio.sleep(1)
     loaded = _worker_rss_kib(process.pid)
     await _close(sockets)
-    return Memory(count, open_seconds, baseline, loaded)
+    return SocketMemory(key, deflate, count, round(open_seconds, 3), baseline, loaded)
 
 
 async def _echo(socket) -> None:
@@ -313,8 +285,11 @@ async def _echo(socket) -> None:
     await socket.recv()
 
 
-async def _fan_out(process: subprocess.Popen[bytes], port: int, options: Options) -> FanOut:
-    sockets = await _open(port, "/ws/broadcast/", options.broadcast_sockets, deflate=False)
+async def _fan_out(
+    key: str, layer: str, process: subprocess.Popen[bytes], port: int, options: Options
+) -> FanOut:
+    count, batch = options.broadcast_sockets, options.open_batch
+    sockets = await _open(port, "/ws/broadcast/", count, batch, deflate=False)
     await asyncio.sleep(1)  # every consumer has joined the group
     seconds = []
     cpu_before = processes.cpu_seconds(process.pid)
@@ -323,121 +298,14 @@ async def _fan_out(process: subprocess.Popen[bytes], port: int, options: Options
         started = time.perf_counter()
         await sockets[0].send(message)
         arrived = await asyncio.gather(*(_receive(s, message) for s in sockets))
-        seconds.append(max(arrived) - started)
+        seconds.append(round(max(arrived) - started, 5))
         await asyncio.sleep(0.2)
     cpu = (processes.cpu_seconds(process.pid) - cpu_before) / options.rounds
     await _close(sockets)
-    return FanOut(options.broadcast_sockets, seconds, cpu)
+    return FanOut(key, layer, count, seconds, round(cpu, 4))
 
 
 async def _receive(socket, message: str) -> float:
     while (await asyncio.wait_for(socket.recv(), 30)) != message:
         pass
     return time.perf_counter()
-
-
-# The report ---------------------------------------------------------------------------
-
-
-def report(results: Results) -> str:
-    options = results.options
-    labels = {c.key: c.label for c in CONTENDERS}
-    lines = [
-        "# WebSocket benchmarks",
-        "",
-        f"Run {results.started:%Y-%m-%d %H:%M} UTC by `make bench` (its WebSocket phase, "
-        f"`python -m bench --websockets-only` alone), {results.elapsed_seconds:.0f} s: "
-        f"{options.sockets} sockets held on one worker; {options.rounds} broadcasts to "
-        f"{options.broadcast_sockets} sockets per contender and channel layer. The method "
-        "is in `bench/websockets.py`; the machine and versions are at the end. The "
-        f"machine's 1-minute load average was {results.load_average[0]:.1f} at the start "
-        f"and {results.load_average[1]:.1f} at the end (2 would be both cores busy).",
-        "",
-        "| Contender | What it serves |",
-        "|---|---|",
-        *(f"| {c.label} | {c.note} |" for c in CONTENDERS),
-        "",
-        f"## {options.sockets} open sockets on one worker",
-        "",
-        "The worker's RSS grown by the open sockets (each has exchanged one message), "
-        "over the sockets; and how fast they were opened, "
-        f"{OPEN_BATCH} handshakes in flight at a time (this one client, on one core, "
-        "bounds that rate as much as the server does).",
-        "",
-        "| Contender | KiB per socket, deflate offered (browsers) | KiB per socket, no "
-        "compression | Worker RSS with the sockets open (deflate) | Handshakes/s |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for contender in CONTENDERS:
-        deflate = results.memory[(contender.key, True)]
-        plain = results.memory[(contender.key, False)]
-        lines.append(
-            f"| {labels[contender.key]} | {deflate.per_socket_kib:.1f} | "
-            f"{plain.per_socket_kib:.1f} | {deflate.loaded_kib / 1024:.0f} MiB | "
-            f"{plain.handshakes_per_second:,.0f} |"
-        )
-    lines += [
-        "",
-        f"## A broadcast's fan-out to {options.broadcast_sockets} sockets",
-        "",
-        "One socket sends to the group (example/consumers.py, `BroadcastConsumer`); the "
-        "time until the last of the sockets has the copy, and the server's CPU time per "
-        "broadcast. The wall time includes this benchmark's one client reading every copy.",
-        "",
-        "| Contender | Layer | Median | Worst | Server CPU per broadcast |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for layer in ("in-memory", "redis"):
-        for contender in CONTENDERS:
-            fan_out = results.fan_out[(contender.key, layer)]
-            lines.append(
-                f"| {labels[contender.key]} | {layer} | {fan_out.median_ms:,.1f} ms | "
-                f"{fan_out.worst_ms:,.1f} ms | {fan_out.server_cpu_seconds * 1000:,.1f} ms |"
-            )
-    lines += [
-        "",
-        "## Reading the figures",
-        "",
-        "- **Memory** is mostly the protocol library's per-socket state and the consumer; "
-        "permessage-deflate, which browsers offer and Uvicorn accepts by default "
-        "(Autobahn, under Daphne, does not), keeps a compressor and a decompressor per "
-        "socket: about twice the memory. Ours adds the runtime's layers (the observer "
-        "and the guard) to each socket.",
-        "- **A broadcast's time is Channels' more than the server's.** A consumer hands "
-        "every message to a thread to close stale database connections "
-        "(`aclose_old_connections`) before handling it, in every server; the in-memory "
-        "layer scans every channel and group on each receive "
-        "(`InMemoryChannelLayer._clean_expired`), so its cost grows with the square of "
-        "the members; channels-redis fetches a worker's messages from Redis one round "
-        "trip at a time. A py-spy profile of ours and of Uvicorn (1000 members, Redis, "
-        "2026-11-30) put the thread hop at a third of the server's CPU in both, and the "
-        "runtime's own code in 1.5% of the samples of ours. Runs of the same contender "
-        "differ by 10-20%.",
-        "",
-        "## Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        *(f"| {name} | {value} |" for name, value in machine.describe().items()),
-        f"| Source | {machine.source_revision()} |",
-        *(
-            f"| `{package}` | {_version(package)} |"
-            for package in ("uvicorn", "websockets", "channels", "channels-redis", "daphne")
-        ),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _version(package: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def write(results: Results, directory: Path) -> Path:
-    path = directory / "benchmarks-websockets.md"
-    path.write_text(report(results))
-    return path
