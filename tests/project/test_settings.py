@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.support.server import run
 
 
@@ -13,6 +15,7 @@ def manage(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_check_deploy_reports_nothing_for_a_production_environment(postgres) -> None:
     result = manage(
         "check",

@@ -156,6 +156,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("environ", "expected"), REFUSED)
 def test_start_up_and_check_env_refuse_alike_in_one_line(environ: dict, expected: str) -> None:
     started = run(GUNICORN_COMMAND, environ, timeout=60)
@@ -250,6 +251,7 @@ def test_start_up_and_check_env_warn_alike_in_one_line(environ: dict, expected: 
     assert [m for m in messages if m.startswith("configuration warning")] == [expected]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "url",
     [

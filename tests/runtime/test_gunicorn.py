@@ -13,6 +13,7 @@ def run_gunicorn(**environ: str | None) -> subprocess.CompletedProcess[str]:
     return run(GUNICORN_COMMAND, environ, timeout=60)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
@@ -116,6 +117,7 @@ def test_a_projects_rule_stops_the_start_in_one_line() -> None:
     assert output.startswith("configuration error: DJANGO_SECRET_KEY is not set")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("environ", "workers"),
     [
@@ -141,6 +143,7 @@ def test_worker_count_comes_from_the_environment(environ: dict, workers: int) ->
         assert "server" not in response.headers  # the software is not advertised
 
 
+@pytest.mark.slow
 def test_port_and_host_come_from_the_environment() -> None:
     with Server({"GUNICORN_HOST": "::1"}) as server:
         assert f"Listening at: http://[::1]:{server.port}" in server.log()
@@ -148,6 +151,7 @@ def test_port_and_host_come_from_the_environment() -> None:
         assert server.get("/health/live").status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("environ", "warning"),
     [
@@ -170,6 +174,7 @@ def test_legal_but_unwise_settings_get_one_warning_line(environ: dict, warning: 
     assert warning in lines[0]
 
 
+@pytest.mark.slow
 def test_wise_settings_get_no_warning() -> None:
     with Server({"GUNICORN_WORKERS": "1"}) as server:
         assert "configuration warning" not in server.log()

@@ -3,11 +3,14 @@ password, from a real server."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.server import Server
 
 PASSWORD = "s3cret-never-shown"
 
 
+@pytest.mark.slow
 def test_the_debug_page_stars_the_passwords_of_url_settings() -> None:
     """Django hides a setting by its name only: the cache's URL and the upstream's,
     passwords and all, were on the 500 page."""

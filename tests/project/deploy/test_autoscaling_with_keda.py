@@ -69,10 +69,12 @@ def test_the_scaled_object_takes_the_autoscalers_place(objects) -> None:
         kubernetes_validate.validate(objects[kind], version, strict=True)
 
 
+@pytest.mark.slow
 def test_the_scaled_object_is_valid_against_kedas_published_schema(scaled) -> None:
     assert published_schema_errors([scaled]) == {"ScaledObject/django-app": []}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

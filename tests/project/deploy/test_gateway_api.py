@@ -120,6 +120,7 @@ def test_the_components_render_with_the_base_in_place_of_the_ingress(rendered, o
         kubernetes_validate.validate(objects[kind], version, strict=True)
 
 
+@pytest.mark.slow
 def test_every_gateway_api_object_is_valid_against_the_published_schema(
     rendered, docs_gateway
 ) -> None:
@@ -132,6 +133,7 @@ def test_every_gateway_api_object_is_valid_against_the_published_schema(
     assert len(errors) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -18,6 +18,7 @@ from tests.support.sockets import ORIGIN, open_socket, ws_url
 QUIET = {"HEALTH_CHECKS": ""}
 
 
+@pytest.mark.slow
 def test_echo_sends_back_what_it_receives() -> None:
     with service({"GUNICORN_WORKERS": "1", **QUIET}) as server:
         with open_socket(server.url("/ws/echo/")) as socket:

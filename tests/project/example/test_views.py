@@ -7,11 +7,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.support.server import run
 
 CASES = Path(__file__).with_name("views_in_process.py")
 
 
+@pytest.mark.slow
 def test_the_example_views_on_the_services_settings() -> None:
     result = run(
         ["python", "-m", "pytest", "-q", "--ds", "config.settings", str(CASES)],

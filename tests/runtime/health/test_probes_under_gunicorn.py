@@ -33,6 +33,7 @@ def probe(server: Server, path: str, method: str = "GET", **headers: str) -> htt
     return KUBELET.request(method, server.url(path), headers=headers or KUBELET_HOST)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/health", "/health/live", "/health/", "/health/live/"])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_probes_answer_the_kubelet_over_plain_http_with_any_host(
@@ -172,6 +173,7 @@ def test_readiness_fails_once_a_graceful_shutdown_has_begun(postgres) -> None:
         assert server.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_the_cache_check_runs_when_configured(postgres) -> None:
     require_tool("redis-server")
     with RedisServer() as redis_server:
@@ -197,6 +199,7 @@ def test_the_cache_check_runs_when_configured(postgres) -> None:
             _assert_no_details(response.text, redis_server.port)
 
 
+@pytest.mark.slow
 def test_no_checks_when_none_are_configured() -> None:
     with Server({"HEALTH_CHECKS": "", "GUNICORN_WORKERS": "1"}) as server:
         assert probe(server, "/health").json() == {"status": "ok", "checks": []}

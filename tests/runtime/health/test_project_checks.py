@@ -154,6 +154,7 @@ def test_an_async_check_runs_on_the_event_loop() -> None:
     assert where == [True]
 
 
+@pytest.mark.slow
 def test_a_hanging_synchronous_check_is_answered_in_time_and_never_piles_up_threads() -> None:
     started, release = [], threading.Event()
 

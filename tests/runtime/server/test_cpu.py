@@ -109,6 +109,7 @@ def test_formula(cpus: float, workers: int) -> None:
     assert auto_workers(CpuLimit(cpus, "test")) == workers
 
 
+@pytest.mark.slow
 def test_auto_under_real_gunicorn_with_restricted_affinity() -> None:
     require_tool("taskset")
     server = Server({"GUNICORN_WORKERS": "auto", "HEALTH_CHECKS": ""})

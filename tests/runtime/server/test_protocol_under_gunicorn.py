@@ -25,6 +25,7 @@ def _read_response(connection: socket.socket) -> bytes:
     return data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("already_sent", [b"", REQUEST[:20]], ids=["fresh", "half-read"])
 def test_a_request_on_its_way_during_sighup_is_served(already_sent: bytes) -> None:
     with Server({"GUNICORN_WORKERS": "1", "HEALTH_CHECKS": ""}) as server:
@@ -61,6 +62,7 @@ def _read_to_the_end(connection: socket.socket) -> bytes:
     return data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path", ["/_test/sleep?s=1", "/_test/cancellable-sleep?s=1"], ids=["sync-view", "async-view"]
 )

@@ -464,6 +464,7 @@ def test_the_messages_of_one_read_wait_in_the_kernel_not_in_the_queue(protocol) 
     assert queued == (21 if protocol is STOCK else 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", [OURS, STOCK], ids=["ours", "stock"])
 def test_a_client_that_takes_nothing_is_dropped_and_its_application_told(protocol) -> None:
     """The application sends, the client reads nothing: Uvicorn's ``send()`` waits for
