@@ -61,13 +61,13 @@ def code_lines(text: str) -> list[str]:
     return found
 
 
-def test_project_md_quotes_the_composition_root_as_it_is() -> None:
-    project = (ROOT / "PROJECT.md").read_text()
+def test_the_architecture_quotes_the_composition_root_as_it_is() -> None:
+    project = (ROOT / "docs" / "architecture.md").read_text()
     quoted = re.search(r"```python\n(# get_asgi_application\(\).*?)```", project, re.S)
-    assert quoted, "PROJECT.md's quotation of asgi.py"
+    assert quoted, "docs/architecture.md's quotation of asgi.py"
     source = set(code_lines((ROOT / "runtime/src/django_k8s_runtime/asgi.py").read_text()))
     drifted = [line for line in code_lines(quoted.group(1)) if line not in source]
-    assert drifted == [], "PROJECT.md quotes lines asgi.py no longer has"
+    assert drifted == [], "docs/architecture.md quotes lines asgi.py no longer has"
 
 
 SEED_DEFAULTS = {

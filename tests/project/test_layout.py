@@ -1,4 +1,4 @@
-"""PROJECT.md's layout section matches the tree: every path it names exists, and
+"""docs/architecture.md's layout section matches the tree: every path it names exists, and
 every file of the repository is named there, itself or by a folder that holds it."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ UNLISTED = {"README.md", "PROJECT.md", "CONSTITUTION.md", ".gitignore", ".python
 
 
 def named_paths() -> set[str]:
-    """The paths in the first column of PROJECT.md's layout table (``…/`` is the
+    """The paths in the first column of the architecture's layout table (``…/`` is the
     package's folder)."""
-    text = (ROOT / "PROJECT.md").read_text()
+    text = (ROOT / "docs" / "architecture.md").read_text()
     section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     names = set()
     for row in re.findall(r"^\| (.+?) \| ", section, re.MULTILINE):
@@ -51,7 +51,7 @@ def test_every_path_the_layout_names_exists() -> None:
 def test_every_file_is_in_the_layout() -> None:
     names = named_paths()
     unnamed = [path for path in tracked_files() if not is_named(path, names)]
-    assert unnamed == [], "add them to PROJECT.md's layout"
+    assert unnamed == [], "add them to docs/architecture.md's layout"
 
 
 def test_the_layout_check_sees_a_module() -> None:

@@ -1,4 +1,4 @@
-"""The layering PROJECT.md describes, checked.
+"""The layering docs/architecture.md describes, checked.
 
 * Inside the runtime, server/, health/ and observability/ import none of each
   other and nothing else of the runtime but one leaf, ``asgi_types`` (ASGI's
