@@ -12,10 +12,12 @@ inside the same probes, request timeout and observer layers as ours. That is wha
 a team gets by pointing that server at its Django project; ours differs from it
 in the server and in Django's request path (the runtime's one visit to a thread).
 
-Two more rows are not peers (role VARIANT): ours *as deployed*, with the access
+More rows are not peers (role VARIANT): ours *as deployed*, with the access
 log and the Prometheus metrics on (their defaults), to show what those two
-features cost; and Granian serving our application (``config.asgi``), to show
-what the server's share is once Django's request path is the same.
+features cost; ours traced (OpenTelemetry exporting every request, then one in
+ten, to a local sink) to show what tracing costs; and Granian serving our
+application (``config.asgi``), to show what the server's share is once Django's
+request path is the same.
 """
 
 from __future__ import annotations
@@ -125,6 +127,18 @@ _STOCK_NOTE = (
 
 FREE_PORT = "<free port>"
 SCRATCH_DIR = "<a directory of the benchmark's own, removed at the end>"
+OTLP_SINK = "<the benchmark's OTLP/HTTP sink, which counts the exports and drops them>"
+
+
+def _traced(ratio: str) -> tuple[tuple[str, str], ...]:
+    # Parent-based, as a team sets it: wrk sends no traceparent, so every request is a
+    # root and the ratio decides.
+    return (
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", OTLP_SINK),
+        ("OTEL_SERVICE_NAME", "bench"),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", ratio),
+    )
 
 
 def _ours(port: int, workers: int) -> list[str]:
@@ -249,6 +263,24 @@ CONTENDERS = (
             # Ours would create a fresh directory under /dev/shm on every start.
             ("PROMETHEUS_MULTIPROC_DIR", SCRATCH_DIR),
         ),
+    ),
+    Contender(
+        "ours-traced",
+        "ours, traced (every request sampled)",
+        _ours,
+        role=VARIANT,
+        note="ours with OpenTelemetry on (`OTEL_EXPORTER_OTLP_ENDPOINT` set, the `[otel]` "
+        "extra), `parentbased_traceidratio` at 1.0, exporting to a local sink; not a peer: "
+        "shows what tracing costs",
+        environ=_traced("1.0"),
+    ),
+    Contender(
+        "ours-traced-sampled",
+        "ours, traced (1 in 10 sampled)",
+        _ours,
+        role=VARIANT,
+        note="as above at a ratio of 0.1, what a busy service usually runs",
+        environ=_traced("0.1"),
     ),
     Contender(
         "granian-ours",

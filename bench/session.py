@@ -41,6 +41,7 @@ from bench.contenders import (
     FREE_PORT,
     GTHREAD_THREADS,
     MIXED_LOAD,
+    OTLP_SINK,
     SCRATCH_DIR,
     STOCK_LAYERS,
     UPSTREAM,
@@ -49,7 +50,7 @@ from bench.contenders import (
 )
 from bench.results import HttpOptions as Options
 from bench.results import Load, Run
-from harness import wrk
+from harness import otlp, wrk
 from harness.processes import free_port, inherited_environment
 
 
@@ -141,6 +142,7 @@ class Session:
         self.server_cpus, self.load_cpus = plan_cpus()
         self.environ: dict[str, str] = {}
         self.scratch = ""  # a tmpfs directory for contenders that need one
+        self.otlp_sink = ""  # the OTLP/HTTP endpoint traced contenders export to
         self.ready_seconds: dict[str, list[float]] = {}
         self.runs: list[Run] = []
         self.mixed: list[Run] = []
@@ -155,6 +157,7 @@ class Session:
             tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else None  # a tmpfs, as in a pod
             self.scratch = tempfile.mkdtemp(prefix="bench-", dir=tmpfs)
             stack.callback(shutil.rmtree, self.scratch, ignore_errors=True)
+            self.otlp_sink = stack.enter_context(otlp.Receiver(decode=False)).endpoint
             say("Starting PostgreSQL, migrating, seeding example items…")
             cluster = database.start_cluster()
             stack.callback(cluster.remove)
@@ -360,7 +363,11 @@ class Session:
         ``environ`` is laid over the common environment (one phase's settings)."""
         port = free_port()
         log = self.logs / f"{contender.key}.log"
-        placeholders = {FREE_PORT: lambda: str(free_port()), SCRATCH_DIR: lambda: self.scratch}
+        placeholders = {
+            FREE_PORT: lambda: str(free_port()),
+            SCRATCH_DIR: lambda: self.scratch,
+            OTLP_SINK: lambda: self.otlp_sink,
+        }
         extra = {
             name: placeholders[value]() if value in placeholders else value
             for name, value in contender.environ

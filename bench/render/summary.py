@@ -10,7 +10,7 @@ import textwrap
 
 from bench.contenders import ADMIN, HELLO, ITEMS, LIVE, SYNC_VIEWS, UPSTREAM, UPSTREAM_SYNC
 from bench.render.figures import MIB, Figures
-from bench.render.targets import DEPLOYED, losses, overload_ms
+from bench.render.targets import DEPLOYED, TRACED, losses, overload_ms
 from bench.results import Contender, HostileResults, Results, WebSocketResults
 
 VIEW_NAMES = {HELLO: "the JSON view", ITEMS: "the database view", ADMIN: "the admin page"}
@@ -150,6 +150,17 @@ def _http(f: Figures) -> list[str]:
                 if live[0] and live[1]
                 else "."
             )
+        )
+    traced = [
+        f"{cell.cpu_us - bare.cpu_us:+,.0f} µs ({cell.cpu_us / bare.cpu_us - 1:+.1%}) with " + how
+        for key, how in TRACED
+        if bare and (cell := f.cell(key, HELLO))
+    ]
+    if traced:
+        found.append(
+            "- **Tracing** (OpenTelemetry exporting to a local sink) costs the JSON view "
+            + ", ".join(traced)
+            + " of CPU per request, against ours with it off."
         )
     ahead = [
         f"{_span(ratios)}"

@@ -19,6 +19,9 @@ CEILING_SHARE = 0.70  # /health/live against the raw ASGI ceiling
 # Ours as deployed (the access log and metrics on, their defaults) against ours with
 # both off: what the two features may cost.
 DEPLOYED = "ours-deployed"
+# Ours traced (OpenTelemetry on, exporting to the benchmark's sink): every request,
+# then one in ten. Reported, not held to a target: what a team pays is its choice.
+TRACED = (("ours-traced", "every request sampled"), ("ours-traced-sampled", "1 in 10 sampled"))
 FEATURES_COST = 0.05  # of /api/hello's CPU per request
 DEPLOYED_LIVE_SHARE = 0.95  # of /health/live's req/s
 # A probe answering later than this fails: every probe's timeoutSeconds in
