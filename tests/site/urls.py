@@ -18,6 +18,7 @@ urlpatterns = [
     path("_test/raise/<str:key>", views.raise_lookup_error),
     path("_test/grow", views.grow),
     path("_test/pid", views.pid),
+    path("_test/frozen", views.frozen),
     path("_test/db-sleep", views.database_sleep),
     path("_test/db-ping", views.database_ping),
     path("_test/db-settings", views.database_settings),

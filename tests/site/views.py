@@ -81,6 +81,13 @@ def pid(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"pid": os.getpid()})
 
 
+def frozen(request: HttpRequest) -> JsonResponse:
+    """How many objects the worker keeps out of the garbage collector's sight."""
+    import gc
+
+    return JsonResponse({"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())})
+
+
 def database_sleep(request: HttpRequest) -> JsonResponse:
     """Hold a database connection for a while (pg_sleep), to fill the pool."""
     with connection.cursor() as cursor:

@@ -31,6 +31,15 @@ def test_a_request_longer_than_the_timeout_is_answered_504() -> None:
         assert "WORKER TIMEOUT" not in server.log()
 
 
+@pytest.mark.parametrize("preload", ["true", "false"])
+def test_what_a_worker_loaded_before_serving_is_out_of_the_collectors_sight(preload) -> None:
+    # Full collections would scan Django and the project at every turn (server/worker.py).
+    with Server({"GUNICORN_WORKERS": "1", "GUNICORN_PRELOAD": preload}) as server:
+        counts = server.get("/_test/frozen").json()
+    assert counts["frozen"] > 20_000, counts  # Django alone is tens of thousands
+    assert counts["frozen"] > counts["tracked"], counts  # most of the process
+
+
 def test_a_blocked_event_loop_gets_its_worker_replaced() -> None:
     with Server({"GUNICORN_TIMEOUT": "2", "GUNICORN_WORKERS": "1"}) as server:
         (victim,) = server.wait_for_workers(1)
